@@ -1,0 +1,117 @@
+"""The one record type every dataset reader produces.
+
+A reader turns a dataset on disk into :class:`VideoRecord` objects. Records are cheap: they hold
+indices and callables, and decode frames and masks only when asked, so a reader can stream a
+dataset of any size.
+
+Frame indexing: a record exposes its *annotated* frames ``0 .. num_frames-1``. ``frame_indices[i]``
+is the index of annotated frame ``i`` in the source video (YouTube-VIS: the file order; SA-V:
+``4 * i``; VOS folders: the file order of ``JPEGImages/<seq>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MaskFn = Callable[[int], "np.ndarray | None"]
+FramesFn = Callable[[Sequence[int]], Iterator[np.ndarray]]
+
+
+class DatasetError(Exception):
+    """The whole input is unusable (missing annotation file, bad JSON, ...). Fatal for a job."""
+
+
+class BadVideo(Exception):
+    """One video is unusable; a batch job skips it, logs it and counts it."""
+
+    def __init__(self, video_id: str, reason: str) -> None:
+        super().__init__(f"video {video_id!r}: {reason}")
+        self.video_id = video_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ObjectTrack:
+    """One object instance followed through a video.
+
+    Attributes:
+        object_id: id unique within the video (the dataset's own id, as a string).
+        category: category name, or ``None`` when the source has no categories.
+        present: annotated-frame indices where the object has a non-empty mask.
+        mask_fn: ``mask_fn(i)`` decodes the mask on annotated frame ``i``: ``(H, W)`` bool, or
+            ``None`` when the object is absent there or the frame is not annotated.
+    """
+
+    object_id: str
+    category: str | None
+    present: tuple[int, ...]
+    mask_fn: MaskFn = field(repr=False, compare=False)
+
+    def mask(self, i: int) -> np.ndarray | None:
+        """Mask on annotated frame ``i``, ``(H, W)`` bool, or ``None`` when absent."""
+        return self.mask_fn(i)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of any source.
+
+    Attributes:
+        video_id: the dataset's id for the video.
+        source: ``"ytvis"``, ``"sav"``, ``"vos"`` or ``"toyworld"``.
+        width, height: frame size in pixels.
+        fps: frame rate of the annotated frames, ``None`` when the source does not say.
+        frame_indices: ``frame_indices[i]`` = source-video frame index of annotated frame ``i``.
+        annotated: annotated-frame indices that carry masks (all of them, except for sparse VOS).
+        objects: the usable object tracks.
+        frames_fn: ``frames_fn(indices)`` yields ``(H, W, 3)`` uint8 RGB frames for the given
+            annotated-frame indices, in the order given, decoding lazily.
+    """
+
+    video_id: str
+    source: str
+    width: int
+    height: int
+    fps: float | None
+    frame_indices: tuple[int, ...]
+    annotated: tuple[int, ...]
+    objects: tuple[ObjectTrack, ...]
+    frames_fn: FramesFn = field(repr=False, compare=False)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_indices)
+
+    def frames(self, indices: Sequence[int] | None = None) -> Iterator[np.ndarray]:
+        """Stream ``(H, W, 3)`` uint8 RGB frames (all annotated frames when ``indices`` is None)."""
+        return self.frames_fn(range(self.num_frames) if indices is None else indices)
+
+    def frame(self, i: int) -> np.ndarray:
+        return next(iter(self.frames_fn([i])))
+
+
+class Reader:
+    """Interface of a dataset reader: list the videos, then load one at a time.
+
+    ``list_videos`` is cheap; ``load`` builds a :class:`VideoRecord` without decoding pixels and
+    raises :class:`BadVideo` when that video is unusable. A reader raises :class:`DatasetError`
+    from its constructor when the whole input is unusable.
+    """
+
+    source: str = ""
+
+    def list_videos(self) -> list[str]:
+        raise NotImplementedError
+
+    def load(self, video_id: str) -> VideoRecord:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[VideoRecord | BadVideo]:
+        for vid in self.list_videos():
+            try:
+                yield self.load(vid)
+            except BadVideo as e:
+                yield e
