@@ -5,8 +5,9 @@ indices and callables, and decode frames and masks only when asked, so a reader 
 dataset of any size.
 
 Frame indexing: a record exposes its *annotated* frames ``0 .. num_frames-1``. ``frame_indices[i]``
-is the index of annotated frame ``i`` in the source video (YouTube-VIS: the file order; SA-V:
-``4 * i``; VOS folders: the file order of ``JPEGImages/<seq>``).
+is the index of annotated frame ``i`` in the source video (SA-V: ``4 * i``; YouTube-VIS and VOS
+folders: the frame file's number when the names are increasing numbers, ``00005.jpg`` → 5,
+else the file order).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class DatasetError(Exception):
     """The whole input is unusable (missing annotation file, bad JSON, ...). Fatal for a job."""
 
 
-class BadVideo(Exception):
+class BadVideo(Exception):  # noqa: N818 - contract name (notes/CONTRACTS.md)
     """One video is unusable; a batch job skips it, logs it and counts it."""
 
     def __init__(self, video_id: str, reason: str) -> None:
@@ -69,6 +70,11 @@ class VideoRecord:
         objects: the usable object tracks.
         frames_fn: ``frames_fn(indices)`` yields ``(H, W, 3)`` uint8 RGB frames for the given
             annotated-frame indices, in the order given, decoding lazily.
+        dropped: ``(object_id, reason)`` for each track of the video that was left out (crowd
+            regions, tracks with no mask), so that nothing is lost silently.
+
+    ``mask_fn`` and ``frames_fn`` decode on demand and raise :class:`BadVideo` when the data on
+    disk turns out to be unusable (missing or corrupt frame file, truncated video, bad RLE).
     """
 
     video_id: str
@@ -80,6 +86,7 @@ class VideoRecord:
     annotated: tuple[int, ...]
     objects: tuple[ObjectTrack, ...]
     frames_fn: FramesFn = field(repr=False, compare=False)
+    dropped: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_frames(self) -> int:
@@ -93,12 +100,19 @@ class VideoRecord:
         return next(iter(self.frames_fn([i])))
 
 
+def describe_dropped(dropped: Sequence[tuple[str, str]]) -> str:
+    """One line listing dropped objects, for messages: ``"object 3: reason; object 5: ..."``."""
+    return "; ".join(f"object {oid}: {why}" for oid, why in dropped) or "no object tracks"
+
+
 class Reader:
     """Interface of a dataset reader: list the videos, then load one at a time.
 
     ``list_videos`` is cheap; ``load`` builds a :class:`VideoRecord` without decoding pixels and
     raises :class:`BadVideo` when that video is unusable. A reader raises :class:`DatasetError`
-    from its constructor when the whole input is unusable.
+    from its constructor when the whole input is unusable. A reader may also expose
+    ``warnings: list[str]``, index-level notes (e.g. a track naming an unknown video) that the
+    dry run reports.
     """
 
     source: str = ""

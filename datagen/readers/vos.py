@@ -1,0 +1,212 @@
+"""YouTube-VOS / DAVIS folder reader (FORMATS.md §3).
+
+Layout: ``<root>/JPEGImages[/<resolution>]/<seq>/<frame>.jpg|png`` and
+``<root>/Annotations[/<resolution>]/<seq>/<frame>.png``. Mask PNGs are either
+
+- mode ``P`` (or an ``L`` id map): pixel value = object id, 0 = background, 255 = void (DAVIS
+  2017: "don't care" pixels, neither an object nor counted in any object's mask);
+- binary mode ``L`` with values 0/255 (or mode ``1``): a single object with id 1.
+
+Annotations may be sparse (YouTube-VOS valid, Cutie examples): only frames with a PNG are in
+``VideoRecord.annotated``; ``mask_fn`` returns ``None`` elsewhere. Object ids are found by reading
+the mask PNGs once at ``load`` (ids only; masks are decoded again when asked for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from datagen.readers.frames import (
+    IMAGE_EXTENSIONS,
+    MAX_VIDEO_FRAMES,
+    FrameError,
+    image_size,
+    numbered_indices,
+    open_image,
+    read_rgb,
+)
+from datagen.record import BadVideo, DatasetError, ObjectTrack, Reader, VideoRecord
+
+VOID_ID = 255
+MASK_MODES = ("P", "L", "1")
+
+
+def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.ndarray:
+    """Decode one mask PNG to an ``(H, W)`` uint8 id map (0 background, 255 void).
+
+    Args:
+        path: the PNG.
+        size: the frame size ``(width, height)``.
+        tolerance: masks up to this many pixels off the frame size in each direction are
+            padded with background / cropped at the right and bottom (real data has such
+            masks: Cutie's ``judo/00005.png`` is 853x480 for 854x480 frames).
+
+    Raises:
+        FrameError: unsupported mode (named), wrong size, unreadable file.
+    """
+    with open_image(path) as im:
+        if im.mode not in MASK_MODES:
+            raise FrameError(
+                f"{path}: unsupported mask PNG mode {im.mode!r}; expected palette 'P' (object id "
+                "per pixel) or binary 'L'/'1' (0/255)"
+            )
+        if abs(im.width - size[0]) > tolerance or abs(im.height - size[1]) > tolerance:
+            raise FrameError(
+                f"{path}: mask is {im.width}x{im.height}, expected {size[0]}x{size[1]} (frame size,"
+                f" within {tolerance} px)"
+            )
+        try:
+            arr = np.asarray(im)
+        except OSError as e:
+            raise FrameError(f"{path}: cannot decode mask ({e})") from e
+        mode = im.mode
+    if mode == "1":
+        ids = arr.astype(np.uint8)
+    elif mode == "L" and np.isin(arr, (0, 255)).all():
+        ids = (arr == 255).astype(np.uint8)  # binary mask: one object, id 1
+    else:
+        ids = arr.astype(np.uint8, copy=False)
+    if ids.shape != (size[1], size[0]):
+        fitted = np.zeros((size[1], size[0]), np.uint8)
+        h, w = min(size[1], ids.shape[0]), min(size[0], ids.shape[1])
+        fitted[:h, :w] = ids[:h, :w]
+        ids = fitted
+    return ids
+
+
+def _mask_at(
+    mask_paths: dict[int, Path],
+    object_id: int,
+    size: tuple[int, int],
+    tolerance: int,
+    video_id: str,
+    i: int,
+) -> np.ndarray | None:
+    path = mask_paths.get(i)
+    if path is None:
+        return None
+    try:
+        mask = read_id_map(path, size, tolerance) == object_id
+    except FrameError as e:
+        raise BadVideo(video_id, str(e)) from e
+    return mask if mask.any() else None
+
+
+def _frames_at(
+    paths: Sequence[Path], size: tuple[int, int], video_id: str, indices: Sequence[int]
+) -> Iterator[np.ndarray]:
+    for i in indices:
+        try:
+            yield read_rgb(paths[i], size=size)
+        except FrameError as e:
+            raise BadVideo(video_id, str(e)) from e
+
+
+class VosReader(Reader):
+    """Reads a YouTube-VOS / DAVIS folder; the constructor only lists the sequences.
+
+    Args:
+        root: folder holding ``JPEGImages`` and ``Annotations``.
+        resolution: DAVIS resolution level (``"480p"``, ``"Full-Resolution"``); when ``None``
+            and ``JPEGImages/480p`` exists, ``"480p"`` is used.
+        fps: frame rate to record; ``None`` (unknown) by default, since VOS folders do not say.
+        mask_size_tolerance: masks at most this many pixels off the frame size are padded or
+            cropped (see :func:`read_id_map`); larger differences make the video unusable.
+    """
+
+    source = "vos"
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        resolution: str | None = None,
+        fps: float | None = None,
+        mask_size_tolerance: int = 2,
+    ) -> None:
+        self.root = Path(root)
+        self.tolerance = int(mask_size_tolerance)
+        self.fps = None if fps is None else float(fps)
+        if not self.root.is_dir():
+            raise DatasetError(f"VOS folder not found: {self.root}")
+        if resolution is None and (self.root / "JPEGImages" / "480p").is_dir():
+            resolution = "480p"
+        sub = Path(resolution) if resolution else Path()
+        if resolution and (sub.is_absolute() or ".." in sub.parts):
+            raise DatasetError(f"source.resolution = {resolution!r}: expected a folder name")
+        self.images = self.root / "JPEGImages" / sub
+        self.masks = self.root / "Annotations" / sub
+        for d in (self.images, self.masks):
+            if not d.is_dir():
+                raise DatasetError(f"{self.root}: missing folder {d} (expected VOS/DAVIS layout)")
+        self._seqs = sorted(d.name for d in self.images.iterdir() if d.is_dir())
+        if not self._seqs:
+            raise DatasetError(f"{self.images}: no sequence folders")
+
+    def list_videos(self) -> list[str]:
+        return list(self._seqs)
+
+    def load(self, video_id: str) -> VideoRecord:
+        if video_id not in self._seqs:
+            raise BadVideo(video_id, f"no folder {self.images / video_id}")
+        frames = sorted(
+            p for p in (self.images / video_id).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not frames:
+            raise BadVideo(video_id, f"{self.images / video_id}: no image frames")
+        if len(frames) > MAX_VIDEO_FRAMES:
+            raise BadVideo(video_id, f"{len(frames)} frames exceeds the limit {MAX_VIDEO_FRAMES}")
+        try:
+            size = image_size(frames[0])
+        except FrameError as e:
+            raise BadVideo(video_id, str(e)) from e
+        ann_dir = self.masks / video_id
+        if not ann_dir.is_dir():
+            raise BadVideo(video_id, f"no annotation folder {ann_dir}")
+        by_stem = {p.stem: i for i, p in enumerate(frames)}
+        mask_paths: dict[int, Path] = {}
+        for m in sorted(ann_dir.glob("*.png")):
+            if m.stem not in by_stem:
+                raise BadVideo(
+                    video_id,
+                    f"{m}: mask has no matching frame in {self.images / video_id} "
+                    f"({len(frames)} frames): masks and frames do not correspond",
+                )
+            mask_paths[by_stem[m.stem]] = m
+        if not mask_paths:
+            raise BadVideo(video_id, f"{ann_dir}: no mask PNGs")
+        present: dict[int, list[int]] = {}
+        for i, m in mask_paths.items():
+            try:
+                ids = np.unique(read_id_map(m, size, self.tolerance))
+            except FrameError as e:
+                raise BadVideo(video_id, str(e)) from e
+            for oid in ids:
+                if oid not in (0, VOID_ID):
+                    present.setdefault(int(oid), []).append(i)
+        if not present:
+            raise BadVideo(video_id, f"{ann_dir}: zero usable objects (every mask is empty)")
+        objects = tuple(
+            ObjectTrack(
+                object_id=str(oid),
+                category=None,
+                present=tuple(present[oid]),
+                mask_fn=partial(_mask_at, mask_paths, oid, size, self.tolerance, video_id),
+            )
+            for oid in sorted(present)
+        )
+        return VideoRecord(
+            video_id=video_id,
+            source=self.source,
+            width=size[0],
+            height=size[1],
+            fps=self.fps,
+            frame_indices=numbered_indices([p.stem for p in frames]),
+            annotated=tuple(sorted(mask_paths)),
+            objects=objects,
+            frames_fn=partial(_frames_at, frames, size, video_id),
+        )
