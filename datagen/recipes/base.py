@@ -1,0 +1,93 @@
+"""What every recipe receives and returns, and the one-method recipe interface.
+
+A recipe turns a source clip (and, for copy-and-paste, a partner clip) into one training pair
+following DESIGN.md §1: which video the SCE reads, which first frame G sees, the target and the
+mask of the edited region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class SkipSample(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """This sample cannot be built from this clip (instance absent, area out of range, ...)."""
+
+
+@dataclass
+class Clip:
+    """A clip cut from one video, resized and cropped to the training size.
+
+    Attributes:
+        video_id: the source video's id.
+        source: the source dataset name (``"ytvis"``, ``"toyworld"``, ...).
+        frames: ``(T, H, W, 3)`` uint8 RGB.
+        masks: object id -> ``(T, H, W)`` bool instance masks (all objects of the video).
+        categories: object id -> category name or ``None``.
+        frame_indices: source-video frame index of each clip frame (length ``T``).
+        fps: frame rate of the clip (annotated rate divided by the stride), ``None`` if unknown.
+        object_ids: the objects the plan selected for this sample, most important first.
+    """
+
+    video_id: str
+    source: str
+    frames: np.ndarray
+    masks: dict[str, np.ndarray]
+    categories: dict[str, str | None]
+    frame_indices: list[int]
+    fps: float | None
+    object_ids: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(T, H, W)``."""
+        T, H, W, _ = self.frames.shape
+        return T, H, W
+
+    def present_in_first(self, object_id: str) -> bool:
+        """Whether the object has a non-empty mask on the first clip frame."""
+        return bool(self.masks[object_id][0].any())
+
+
+@dataclass
+class RecipeOutput:
+    """One training pair before encoding (shapes as in ``datagen.schema.Sample``).
+
+    Attributes:
+        sce: ``(T, H, W, 3)`` uint8, the SCE input.
+        first: ``(H, W, 3)`` uint8, G's first frame.
+        target: ``(T, H, W, 3)`` uint8, the video to generate.
+        mask: ``(T, H, W)`` uint8 in {0, 1}, the edited region.
+        object_ids: ids of the instances the pair is about (removal: the pasted partner object,
+            prefixed ``"<partner video>/"``).
+        params: the recipe's random draws and settings, JSON-serialisable.
+    """
+
+    sce: np.ndarray
+    first: np.ndarray
+    target: np.ndarray
+    mask: np.ndarray
+    object_ids: list[str]
+    params: dict[str, Any]
+
+
+class Recipe(Protocol):
+    """A training-pair recipe: one call per sample, randomness only from ``rng``."""
+
+    name: str
+
+    def __call__(
+        self, clip: Clip, rng: np.random.Generator, *, partner: Clip | None = None
+    ) -> RecipeOutput: ...
+
+
+def require_first_frame(clip: Clip, object_id: str) -> np.ndarray:
+    """The object's ``(T, H, W)`` bool masks; :class:`SkipSample` when absent from frame 0."""
+    if object_id not in clip.masks:
+        raise SkipSample(f"object {object_id!r} not in video {clip.video_id!r}")
+    if not clip.present_in_first(object_id):
+        raise SkipSample(f"object {object_id!r} absent from the first frame of the clip")
+    return clip.masks[object_id]

@@ -1,0 +1,206 @@
+"""Build one training pair from its plan: load, cut clips, augment, apply the recipe, label.
+
+A planned sample that cannot be built (bad video, instance absent from the first frame, area out
+of the filters, video too short) is retried with a fresh attempt generator on another video drawn
+from the dataset, up to ``max_attempts`` times; every bad video and skip reason is reported back
+so the job can log and count it. Nothing here raises for one bad video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datagen.augment import ClipAugment
+from datagen.clips import sample_clip
+from datagen.plan import SamplePlan, sample_rng
+from datagen.prompts import sample_prompt
+from datagen.recipes import Recipe, SkipSample
+from datagen.recipes.base import Clip
+from datagen.record import BadVideo, VideoRecord
+from datagen.schema import SCHEMA_VERSION, Sample
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildConfig:
+    """Per-sample settings (``clip.*``, ``filters.*``, ``seed`` ... in conf).
+
+    Attributes:
+        frames: clip length T.
+        size: output ``(H, W)``.
+        strides: candidate strides in annotated frames (1 = the annotated rate).
+        crop: ``"random"`` or ``"center"``.
+        min_area, max_area: bounds on the edited instance's area on the first frame, as a
+            fraction of the frame.
+        max_attempts: attempts per sample before it is given up (and counted).
+        seed: the job seed.
+        prompt_template: template of category prompts.
+    """
+
+    frames: int = 16
+    size: tuple[int, int] = (256, 256)
+    strides: tuple[int, ...] = (1,)
+    crop: str = "random"
+    min_area: float = 0.005
+    max_area: float = 0.6
+    max_attempts: int = 8
+    seed: int = 0
+    prompt_template: str = "a video of {}"
+
+
+@dataclass
+class BuildResult:
+    """The sample (``None`` when every attempt failed), bad videos and skip reasons met."""
+
+    sample: Sample | None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    skips: list[dict[str, str]] = field(default_factory=list)
+
+
+class SampleBuilder:
+    """Turns :class:`SamplePlan` entries into :class:`Sample` objects.
+
+    Args:
+        load: ``load(video_id) -> VideoRecord`` (a reader's ``load``), may raise ``BadVideo``.
+        video_ids: every video of the dataset (retries draw from it).
+        recipes: task -> recipe.
+        augment: the clip augmentation.
+        cfg: per-sample settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        load: Callable[[str], VideoRecord],
+        video_ids: Sequence[str],
+        recipes: Mapping[str, Recipe],
+        augment: ClipAugment,
+        cfg: BuildConfig,
+    ) -> None:
+        self.load, self.video_ids = load, sorted(video_ids)
+        self.recipes, self.augment, self.cfg = recipes, augment, cfg
+
+    def build(self, plan: SamplePlan) -> BuildResult:
+        """Build ``plan``'s sample, retrying on bad videos and skips."""
+        result = BuildResult(None)
+        for attempt in range(self.cfg.max_attempts):
+            rng = sample_rng(self.cfg.seed, plan.shard, plan.index, attempt)
+            video_id, partner_id = plan.video_id, plan.partner_id
+            if attempt > 0:
+                video_id = self.video_ids[int(rng.integers(len(self.video_ids)))]
+                if partner_id is not None:
+                    partner_id = self.video_ids[int(rng.integers(len(self.video_ids)))]
+            try:
+                result.sample = self._attempt(plan, attempt, rng, video_id, partner_id)
+                return result
+            except BadVideo as e:
+                result.errors.append({"video": e.video_id, "reason": e.reason, "sample": plan.key})
+            except SkipSample as e:
+                result.skips.append({"video": video_id, "reason": str(e), "sample": plan.key})
+            except Exception as e:  # one video must never kill the job: log it
+                reason = f"{type(e).__name__}: {e}"
+                result.errors.append({"video": video_id, "reason": reason, "sample": plan.key})
+        return result
+
+    def _attempt(
+        self,
+        plan: SamplePlan,
+        attempt: int,
+        rng: np.random.Generator,
+        video_id: str,
+        partner_id: str | None,
+    ) -> Sample:
+        c = self.cfg
+        record = self.load(video_id)
+        main = _pick_object(record, rng)
+        needs_all_masks = plan.task == "tracking"  # a second instance may be painted
+        clip = self._clip(record, rng, main, all_masks=needs_all_masks)
+        partner = None
+        if plan.task == "removal":
+            partner = self._partner_clip(record, main, partner_id, rng)
+            self._check_area(partner, partner.object_ids[0])
+        elif plan.task != "outpainting":
+            self._check_area(clip, main)
+        aug_seed = int(rng.integers(2**31))
+        clip = self.augment(clip, np.random.default_rng(aug_seed))
+        if partner is not None:
+            partner = self.augment(partner, rng)
+        recipe = self.recipes[plan.task]
+        out = recipe(clip, rng, partner=partner)
+        if plan.task == "removal" and out.mask[0].mean() < c.min_area:
+            raise SkipSample("copy_paste: pasted object mostly left the first frame")
+        categories = [clip.categories.get(main)] if main is not None else []
+        params: dict[str, Any] = dict(out.params)
+        params.update(attempt=attempt, augment_seed=aug_seed)
+        if partner is not None:
+            params["partner_frame_indices"] = partner.frame_indices
+        meta = {
+            "task": plan.task,
+            "recipe": recipe.name,
+            "prompt": sample_prompt(plan.task, categories, template=c.prompt_template),
+            "source": record.source,
+            "video_id": record.video_id,
+            "object_ids": out.object_ids,
+            "frame_indices": clip.frame_indices,
+            "fps": clip.fps,
+            "seed": [c.seed, plan.shard, plan.index, attempt],
+            "schema_version": SCHEMA_VERSION,
+            "params": params,
+        }
+        return Sample(plan.key, out.sce, out.first, out.target, out.mask, meta)
+
+    def _clip(
+        self, record: VideoRecord, rng: np.random.Generator, main: str | None, *, all_masks: bool
+    ) -> Clip:
+        c = self.cfg
+        return sample_clip(
+            record,
+            rng,
+            frames=c.frames,
+            size=c.size,
+            strides=c.strides,
+            crop=c.crop,
+            anchor_object=main,
+            object_ids=[main] if main is not None else [],
+            mask_objects=None if all_masks else ([main] if main is not None else []),
+        )
+
+    def _partner_clip(
+        self,
+        record: VideoRecord,
+        main: str | None,
+        partner_id: str | None,
+        rng: np.random.Generator,
+    ) -> Clip:
+        """Video B's clip for copy-and-paste (same video, other object, for 1-video datasets)."""
+        if partner_id is None or partner_id == record.video_id:
+            others = [o for o in record.objects if o.object_id != main]
+            if not others:
+                raise SkipSample("copy_paste: one-video dataset needs a second object to paste")
+            partner_record = record
+            obj = others[int(rng.integers(len(others)))].object_id
+        else:
+            partner_record = self.load(partner_id)
+            obj = _pick_object(partner_record, rng)
+            if obj is None:
+                raise SkipSample(f"partner video {partner_id!r} has no objects")
+        return self._clip(partner_record, rng, obj, all_masks=False)
+
+    def _check_area(self, clip: Clip, object_id: str | None) -> None:
+        if object_id is None:
+            raise SkipSample("video has no objects")
+        area = float(clip.masks[object_id][0].mean())
+        if not self.cfg.min_area <= area <= self.cfg.max_area:
+            raise SkipSample(
+                f"object {object_id!r} covers {area:.4f} of the first frame, outside "
+                f"[{self.cfg.min_area}, {self.cfg.max_area}]"
+            )
+
+
+def _pick_object(record: VideoRecord, rng: np.random.Generator) -> str | None:
+    """A random object with at least one present frame (``None`` if the video has none)."""
+    usable = [o.object_id for o in record.objects if o.present]
+    return usable[int(rng.integers(len(usable)))] if usable else None

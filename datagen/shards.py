@@ -1,0 +1,132 @@
+"""Writing one shard: a WebDataset tar written under a temporary name, renamed when complete.
+
+Files of shard ``NAME`` in the output folder:
+
+- ``NAME.tar`` — the samples (``datagen.schema`` keys); tar headers carry a fixed mtime/user so
+  the same samples give the same bytes.
+- ``NAME.json`` — per-shard stats, written (atomically) *after* the tar: a shard is finished iff
+  its stats file exists and names the job's config hash. A run killed at any point leaves only
+  ``*.tmp-*`` files or a tar without stats, both of which a rerun rebuilds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+
+from datagen.schema import Sample, encode_sample
+
+
+def shard_paths(output_dir: Path, name: str) -> tuple[Path, Path]:
+    """``(tar path, stats path)`` of shard ``name``."""
+    return output_dir / f"{name}.tar", output_dir / f"{name}.json"
+
+
+def read_stats(output_dir: Path, name: str, config_hash: str) -> dict[str, Any] | None:
+    """The stats of a finished shard of this config, else ``None``."""
+    tar, stats = shard_paths(output_dir, name)
+    if not (tar.is_file() and stats.is_file()):
+        return None
+    try:
+        data = json.loads(stats.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("config_hash") != config_hash:
+        return None
+    return data
+
+
+def write_shard(
+    output_dir: Path,
+    name: str,
+    samples: Iterable[Sample],
+    *,
+    config_hash: str,
+    codec: str = "h264",
+    crf: int = 18,
+    preset: str = "medium",
+    extra_stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Encode and write ``samples`` as shard ``name``; return its stats.
+
+    Args:
+        output_dir: the job's output folder.
+        name: shard name (no extension).
+        samples: the samples, in order (consumed lazily: one sample in memory at a time).
+        config_hash: the job's config hash (stored in the stats: the "finished" marker).
+        codec, crf, preset: passed to :func:`datagen.schema.encode_sample`.
+        extra_stats: merged into the stats (errors, skips, timings from the caller).
+
+    Returns:
+        ``{"name", "tar", "samples", "tasks", "keys", "sha256", "bytes", "config_hash", ...}``.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tar, stats_path = shard_paths(output_dir, name)
+    tmp = tar.with_name(f"{tar.name}.tmp-{os.getpid()}")
+    keys: list[str] = []
+    tasks: dict[str, int] = {}
+    encode_s = 0.0
+    try:
+        with open(tmp, "wb") as f:
+            writer = wds.TarWriter(f, mtime=0.0, user="genprop", group="genprop")
+            try:
+                for sample in samples:
+                    t0 = time.perf_counter()
+                    writer.write(encode_sample(sample, codec=codec, crf=crf, preset=preset))
+                    encode_s += time.perf_counter() - t0
+                    keys.append(sample.key)
+                    tasks[sample.meta["task"]] = tasks.get(sample.meta["task"], 0) + 1
+            finally:
+                writer.close()
+            f.flush()
+            os.fsync(f.fileno())
+        digest = _sha256(tmp)
+        os.replace(tmp, tar)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    stats = {
+        "name": name,
+        "tar": tar.name,
+        "samples": len(keys),
+        "tasks": dict(sorted(tasks.items())),
+        "keys": keys,
+        "sha256": digest,
+        "bytes": tar.stat().st_size,
+        "config_hash": config_hash,
+        "encode_write_s": round(encode_s, 4),
+        **(extra_stats or {}),
+    }
+    write_json_atomic(stats_path, stats)
+    return stats
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(output_dir: Path) -> int:
+    """Delete ``*.tmp-*`` files left by killed runs; returns how many were removed."""
+    n = 0
+    for p in output_dir.glob("*.tmp-*"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
