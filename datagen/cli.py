@@ -81,7 +81,12 @@ def _main(cfg: DictConfig) -> None:
     else:
         from datagen.runner import run_job
 
-        run_job(cfg)
+        try:
+            run_job(cfg)
+        except DatasetError as e:
+            # The whole input is unusable: one clear line, no traceback.
+            print(f"genprop-data: error: {e}", file=sys.stderr)
+            sys.exit(2)
 
 
 def main() -> None:
