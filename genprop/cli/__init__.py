@@ -1,0 +1,1 @@
+"""Console entry points: ``genprop-propagate`` and ``genprop-eval``."""

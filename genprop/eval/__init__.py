@@ -1,0 +1,1 @@
+"""Evaluation of propagated videos: case loading, metrics, baselines and reports."""

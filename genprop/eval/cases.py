@@ -1,0 +1,197 @@
+"""Load evaluation cases (the folder format in notes/CONTRACTS.md) and a method's outputs.
+
+```
+CASES/index.json                 {"version": 1, "cases": [{"id", "task", "dir"}, ...]}
+CASES/<id>/meta.json             {"id", "task", "prompt", "fps", "num_frames", "width", ...}
+CASES/<id>/input/%05d.png        CASES/<id>/first_frame.png       CASES/<id>/gt/%05d.png
+CASES/<id>/edit_mask/%05d.png    CASES/<id>/object_mask/%05d.png
+CASES/<id>/effect_mask/%05d.png  optional: the object's shadow/reflection (not the object itself)
+```
+A method's outputs: ``OUT/<id>/%05d.png`` or ``OUT/<id>.mp4``, optional ``OUT/<id>_masks/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genprop.tasks import TASKS
+from genprop.video_io import VideoReadError, read_image, read_mask_dir, read_video
+
+INDEX_VERSION = 1
+
+
+class CaseError(ValueError):
+    """A case folder (or a method's output for it) is malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """One entry of ``index.json``."""
+
+    id: str
+    task: str
+    dir: Path
+
+
+@dataclass
+class EvalCase:
+    """A loaded case. Videos ``(T, H, W, 3)`` uint8, masks ``(T, H, W)`` bool."""
+
+    id: str
+    task: str
+    prompt: str
+    fps: float
+    input: np.ndarray
+    first: np.ndarray  # (H, W, 3) uint8
+    gt: np.ndarray
+    edit_mask: np.ndarray
+    object_mask: np.ndarray
+    effect_mask: np.ndarray | None  # shadow/reflection only; None when the case has none
+    meta: dict[str, Any]
+
+    @property
+    def object_and_effects(self) -> np.ndarray | None:
+        """``(T, H, W)`` bool object ∪ effects, or None when the case has no ``effect_mask/``."""
+        return None if self.effect_mask is None else self.object_mask | self.effect_mask
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CaseError(f"{path}: not a readable JSON file ({e})") from e
+    if not isinstance(data, dict):
+        raise CaseError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def list_cases(root: str | Path) -> list[CaseRef]:
+    """Parse ``root/index.json``; every case dir must stay inside ``root``."""
+    root = Path(root).resolve()
+    index = root / "index.json"
+    if not index.is_file():
+        raise CaseError(f"{index}: missing; --cases must be a case folder with an index.json")
+    data = _load_json(index)
+    if data.get("version") != INDEX_VERSION:
+        raise CaseError(
+            f"{index}: field 'version' must be {INDEX_VERSION}, got {data.get('version')!r}"
+        )
+    entries = data.get("cases")
+    if not isinstance(entries, list):
+        raise CaseError(f"{index}: field 'cases' must be a list")
+    refs = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not all(
+            isinstance(e.get(k), str) for k in ("id", "task", "dir")
+        ):
+            raise CaseError(f"{index}: cases[{i}] needs string fields 'id', 'task', 'dir'")
+        if e["task"] not in TASKS:
+            raise CaseError(
+                f"{index}: cases[{i}] field 'task' is {e['task']!r}, expected one of {TASKS}"
+            )
+        case_dir = (root / e["dir"]).resolve()
+        if not case_dir.is_relative_to(root):
+            raise CaseError(f"{index}: cases[{i}] field 'dir' {e['dir']!r} escapes {root}")
+        refs.append(CaseRef(id=e["id"], task=e["task"], dir=case_dir))
+    return refs
+
+
+def _frames(path: Path) -> np.ndarray:
+    try:
+        return read_video(path).frames
+    except VideoReadError as e:
+        raise CaseError(str(e)) from e
+
+
+def _masks(path: Path) -> np.ndarray:
+    try:
+        return read_mask_dir(path)
+    except VideoReadError as e:
+        raise CaseError(str(e)) from e
+
+
+def load_case(ref: CaseRef) -> EvalCase:
+    """Read a case folder and check that every part has the same number of frames and size."""
+    d = ref.dir
+    meta = _load_json(d / "meta.json")
+    video = _frames(d / "input")
+    try:
+        first = read_image(d / "first_frame.png")
+    except VideoReadError as e:
+        raise CaseError(str(e)) from e
+    parts = {
+        "gt": _frames(d / "gt"),
+        "edit_mask": _masks(d / "edit_mask"),
+        "object_mask": _masks(d / "object_mask"),
+    }
+    if (d / "effect_mask").is_dir():
+        parts["effect_mask"] = _masks(d / "effect_mask")
+    T, H, W = video.shape[:3]
+    if first.shape[:2] != (H, W):
+        raise CaseError(
+            f"{d / 'first_frame.png'}: size {first.shape[1]}x{first.shape[0]}, input is {W}x{H}"
+        )
+    for name, arr in parts.items():
+        if arr.shape[:3] != (T, H, W):
+            raise CaseError(
+                f"{d / name}: {arr.shape[0]} frames of {arr.shape[2]}x{arr.shape[1]}, "
+                f"expected {T} frames of {W}x{H} like input/"
+            )
+    task = meta.get("task", ref.task)
+    if task != ref.task:
+        raise CaseError(
+            f"{d / 'meta.json'}: field 'task' is {task!r} but index.json says {ref.task!r}"
+        )
+    return EvalCase(
+        id=ref.id,
+        task=task,
+        prompt=str(meta.get("prompt") or ""),
+        fps=float(meta.get("fps", 24.0)),
+        input=video,
+        first=first,
+        gt=parts["gt"],
+        edit_mask=parts["edit_mask"],
+        object_mask=parts["object_mask"],
+        effect_mask=parts.get("effect_mask"),
+        meta=meta,
+    )
+
+
+def load_method_output(out_dir: str | Path, case: EvalCase) -> tuple[np.ndarray, np.ndarray | None]:
+    """A method's ``(T, H, W, 3)`` output for ``case`` and its optional ``(T, H, W)`` masks.
+
+    Extra frames beyond the case's length are ignored; fewer frames or another size is an error.
+    """
+    out_dir = Path(out_dir)
+    T, H, W = case.input.shape[:3]
+    candidates = [out_dir / case.id, out_dir / f"{case.id}.mp4"]
+    src = next((p for p in candidates if p.exists()), None)
+    if src is None:
+        raise CaseError(
+            f"{out_dir}: no output for case {case.id!r} "
+            f"(expected {case.id}/%05d.png or {case.id}.mp4)"
+        )
+    try:
+        video = read_video(src, max_frames=T).frames
+    except VideoReadError as e:
+        raise CaseError(str(e)) from e
+    if video.shape[:3] != (T, H, W):
+        raise CaseError(
+            f"{src}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
+            f"expected {T} frames of {W}x{H}"
+        )
+    masks = None
+    mask_dir = out_dir / f"{case.id}_masks"
+    if mask_dir.is_dir():
+        try:
+            masks = read_mask_dir(mask_dir, max_frames=T)
+        except VideoReadError as e:
+            raise CaseError(str(e)) from e
+        if masks.shape != (T, H, W):
+            raise CaseError(f"{mask_dir}: masks of shape {masks.shape}, expected {(T, H, W)}")
+    return video, masks
