@@ -1,0 +1,125 @@
+"""The one backbone interface GenProp is written against.
+
+A backbone is an image-to-video latent diffusion transformer split into the pieces GenProp needs:
+
+* ``patch_embedder``: module, I2V input (B, T', C_in, h, w) -> tokens (B, N, D) (the SCE copies it);
+* ``condition(t, grid, context, context_mask, extra)``: timestep (+ ``extra``, e.g. the task
+  embedding, added to the timestep embedding) and text -> :class:`Conditioning`;
+* ``blocks`` (``nn.ModuleList``) and ``run_block(block, x, cond)``, which also runs *copies* of a
+  block (SCE, MPD) with the same conditioning;
+* ``final(x, cond)``: output head, tokens -> velocity latents (B, T', C, h, w).
+
+The I2V input is the channel concatenation ``[x_t, given-frames mask, first-frame latent]`` as in
+Wan2.x I2V: the first-frame latent is the codec's encoding of ``[v_1, 0, 0, ...]`` and the mask is 1
+on latent frame 0 (``mask_channels`` = the codec's temporal factor, so Wan's 4-channel mask fits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class Conditioning:
+    """Everything a block needs besides its tokens.
+
+    Attributes:
+        time: (B, D) timestep (+ task) embedding read by the output head.
+        block_time: What the blocks' AdaLN reads (tiny DiT: (B, D); Wan: (B, 6, D)).
+        context: (B, L, D) projected text tokens, or None.
+        context_mask: (B, L) bool, True = real token, or None (attend to all).
+        rope: Rotary tables for the token grid, or None.
+        grid: Token grid (T', h', w').
+    """
+
+    time: torch.Tensor
+    block_time: torch.Tensor
+    context: torch.Tensor | None
+    context_mask: torch.Tensor | None
+    rope: tuple[torch.Tensor, torch.Tensor] | None
+    grid: tuple[int, int, int]
+
+
+class Backbone(nn.Module):
+    """Interface of an I2V backbone (see module docstring)."""
+
+    dim: int
+    latent_channels: int
+    mask_channels: int
+    patch_size: tuple[int, int, int]
+    text_dim: int
+    patch_embedder: nn.Module
+    blocks: nn.ModuleList
+    gradient_checkpointing: bool = False
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of transformer blocks."""
+        return len(self.blocks)
+
+    def token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        """Token grid (T', h', w') of latents (B, T', C, h, w)."""
+        pt, ph, pw = self.patch_size
+        _, t, _, h, w = latents.shape
+        if t % pt or h % ph or w % pw:
+            raise ValueError(f"latent grid {t}x{h}x{w} not divisible by patch {self.patch_size}")
+        return t // pt, h // ph, w // pw
+
+    def condition(
+        self,
+        t: torch.Tensor,
+        grid: tuple[int, int, int],
+        context: torch.Tensor | None,
+        context_mask: torch.Tensor | None,
+        extra: torch.Tensor | None = None,
+    ) -> Conditioning:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Apply ``block`` (one of ``self.blocks`` or a copy) to tokens (B, N, D)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def final(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Tokens (B, N, D) -> velocity latents (B, T', C, h, w)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def apply_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """:meth:`run_block`, through activation checkpointing when enabled and training."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self.run_block, block, x, cond, use_reentrant=False)
+        return self.run_block(block, x, cond)
+
+    def i2v_input(self, x_t: torch.Tensor, first_latent: torch.Tensor) -> torch.Tensor:
+        """Concatenate ``[x_t, mask, first_latent]`` along channels.
+
+        Args:
+            x_t: (B, T', C, h, w) noisy latents.
+            first_latent: (B, T', C, h, w) codec encoding of ``[v_1, 0, ..., 0]``.
+
+        Returns:
+            (B, T', 2C + mask_channels, h, w).
+        """
+        b, t, _, h, w = x_t.shape
+        mask = torch.zeros(b, t, self.mask_channels, h, w, dtype=x_t.dtype, device=x_t.device)
+        mask[:, 0] = 1.0
+        return torch.cat([x_t, mask, first_latent.to(x_t.dtype)], dim=2)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        first_latent: torch.Tensor,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Plain I2V prediction (no SCE): velocity (B, T', C, h, w)."""
+        inp = self.i2v_input(x_t, first_latent)
+        x = self.patch_embedder(inp)
+        cond = self.condition(t, self.token_grid(inp), context, context_mask)
+        for block in self.blocks:
+            x = self.apply_block(block, x, cond)
+        return self.final(x, cond)

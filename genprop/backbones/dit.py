@@ -1,0 +1,196 @@
+"""Tiny latent-video DiT for image-to-video (ours, trainable from scratch).
+
+Tokens are ``patch x patch`` cells of each latent frame (temporal patch 1). Position enters through
+3D rotary embeddings on queries/keys (time, height, width split of each head, as in Wan), so any
+clip length and size work. Blocks are AdaLN-zero DiT blocks (modulation from the timestep + task
+embedding, zero-initialised gates) with an optional text cross-attention; the output head is
+zero-initialised, so a fresh model predicts zero velocity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from genprop.backbones.base import Backbone, Conditioning
+from genprop.configs import DiTConfig
+
+
+def timestep_features(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
+    """Sinusoidal features of t in [0, 1]: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
+    args = scale * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def rope_tables(
+    grid: tuple[int, int, int], head_dim: int, theta: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """3D rotary tables (cos, sin), each (N, head_dim / 2) for N = T'·h'·w' tokens."""
+    hw_dim = 2 * (head_dim // 6)
+    dims = (head_dim - 2 * hw_dim, hw_dim, hw_dim)
+    angles = []
+    for size, d, axis in zip(grid, dims, range(3), strict=True):
+        freqs = 1.0 / theta ** (torch.arange(0, d, 2, device=device).float() / d)
+        pos = torch.arange(size, device=device).float()
+        ang = pos[:, None] * freqs[None]  # (size, d/2)
+        shape = [1, 1, 1, ang.shape[-1]]
+        shape[axis] = size
+        angles.append(ang.view(shape).expand(*grid, ang.shape[-1]))
+    ang = torch.cat(angles, dim=-1).reshape(-1, head_dim // 2)
+    return torch.cos(ang), torch.sin(ang)
+
+
+def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate (B, H, N, hd) queries/keys by the tables of :func:`rope_tables`."""
+    cos, sin = rope
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+    return out.type_as(x)
+
+
+class PatchEmbed(nn.Module):
+    """(B, T', C_in, h, w) -> (B, T'·h/p·w/p, D) by a linear map of each p x p cell."""
+
+    def __init__(self, in_channels: int, dim: int, patch: int) -> None:
+        super().__init__()
+        self.patch = patch
+        self.proj = nn.Linear(in_channels * patch * patch, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch
+        x = rearrange(x, "b t c (h p1) (w p2) -> b (t h w) (c p1 p2)", p1=p, p2=p)
+        return self.proj(x)
+
+
+class DiTBlock(nn.Module):
+    """AdaLN-zero block: self-attention (3D RoPE, qk-RMSNorm), text cross-attention, MLP."""
+
+    def __init__(self, *, dim: int, heads: int, mlp_ratio: float, cross_attention: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        head_dim = dim // heads
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6)
+        self.attn_out = nn.Linear(dim, dim)
+        self.cross_norm = nn.LayerNorm(dim, eps=1e-6) if cross_attention else None
+        self.cross_q = nn.Linear(dim, dim) if cross_attention else None
+        self.cross_kv = nn.Linear(dim, 2 * dim) if cross_attention else None
+        self.cross_out = nn.Linear(dim, dim) if cross_attention else None
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU("tanh"), nn.Linear(hidden, dim))
+        self.modulation = nn.Linear(dim, 6 * dim)
+        nn.init.zeros_(self.modulation.weight)  # AdaLN-zero: each block starts as the identity
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Tokens (B, N, D) -> (B, N, D)."""
+        mods = self.modulation(cond.block_time)[:, None].chunk(6, dim=-1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods
+        h = self.norm1(x) * (1 + scale1) + shift1
+        q, k, v = rearrange(self.qkv(h), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if cond.rope is not None:
+            q, k = apply_rope(q, cond.rope), apply_rope(k, cond.rope)
+        attn = F.scaled_dot_product_attention(q, k, v)
+        x = x + gate1 * self.attn_out(rearrange(attn, "b h n d -> b n (h d)"))
+        if self.cross_q is not None and cond.context is not None:
+            q = rearrange(self.cross_q(self.cross_norm(x)), "b n (h d) -> b h n d", h=self.heads)
+            k, v = rearrange(
+                self.cross_kv(cond.context), "b l (two h d) -> two b h l d", two=2, h=self.heads
+            )
+            mask = None if cond.context_mask is None else cond.context_mask[:, None, None, :]
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            x = x + self.cross_out(rearrange(attn, "b h n d -> b n (h d)"))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.mlp(h)
+
+
+class TinyDiT(Backbone):
+    """Latent-video DiT I2V backbone (see module docstring)."""
+
+    def __init__(
+        self, cfg: DiTConfig, *, latent_channels: int, mask_channels: int, text_dim: int
+    ) -> None:
+        super().__init__()
+        if cfg.dim % cfg.heads or (cfg.dim // cfg.heads) % 2:
+            raise ValueError(f"config.backbone: dim {cfg.dim} / heads {cfg.heads} must be even")
+        self.cfg = cfg
+        self.dim = cfg.dim
+        self.latent_channels = latent_channels
+        self.mask_channels = mask_channels
+        self.patch_size = (1, cfg.patch, cfg.patch)
+        self.text_dim = text_dim
+        self.gradient_checkpointing = cfg.gradient_checkpointing
+        in_channels = 2 * latent_channels + mask_channels
+        self.patch_embedder = PatchEmbed(in_channels, cfg.dim, cfg.patch)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(256, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim)
+        )
+        self.text_proj = (
+            nn.Sequential(
+                nn.Linear(text_dim, cfg.dim), nn.GELU("tanh"), nn.Linear(cfg.dim, cfg.dim)
+            )
+            if cfg.text_cross_attention
+            else None
+        )
+        self.blocks = nn.ModuleList(
+            DiTBlock(
+                dim=cfg.dim,
+                heads=cfg.heads,
+                mlp_ratio=cfg.mlp_ratio,
+                cross_attention=cfg.text_cross_attention,
+            )
+            for _ in range(cfg.depth)
+        )
+        self.final_norm = nn.LayerNorm(cfg.dim, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Linear(cfg.dim, 2 * cfg.dim)
+        self.final_proj = nn.Linear(cfg.dim, cfg.patch * cfg.patch * latent_channels)
+        for layer in (self.final_modulation, self.final_proj):  # zero output at init (DiT)
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def condition(
+        self,
+        t: torch.Tensor,
+        grid: tuple[int, int, int],
+        context: torch.Tensor | None,
+        context_mask: torch.Tensor | None,
+        extra: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """Timestep in [0, 1] (B,), text (B, L, text_dim) -> :class:`Conditioning`."""
+        temb = self.time_mlp(timestep_features(t, 256).to(self.final_proj.weight.dtype))
+        if extra is not None:
+            temb = temb + extra
+        ctx = None
+        if self.text_proj is not None and context is not None:
+            ctx = self.text_proj(context.to(temb.dtype))
+        rope = rope_tables(grid, self.dim // self.cfg.heads, self.cfg.rope_theta, t.device)
+        return Conditioning(
+            time=temb,
+            block_time=F.silu(temb),
+            context=ctx,
+            context_mask=context_mask if ctx is not None else None,
+            rope=rope,
+            grid=grid,
+        )
+
+    def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Apply a block (or a copy of one) to tokens (B, N, D)."""
+        return block(x, cond)
+
+    def final(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Tokens (B, N, D) -> velocity (B, T', C, h, w)."""
+        shift, scale = self.final_modulation(F.silu(cond.time))[:, None].chunk(2, dim=-1)
+        x = self.final_proj(self.final_norm(x) * (1 + scale) + shift)
+        t, h, w = cond.grid
+        p = self.cfg.patch
+        return rearrange(x, "b (t h w) (c p1 p2) -> b t c (h p1) (w p2)", t=t, h=h, w=w, p1=p, p2=p)

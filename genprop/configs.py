@@ -1,0 +1,158 @@
+"""Dataclass configs for GenProp models and the named size presets.
+
+Every config is JSON-serialisable (``to_dict`` / ``from_dict``) so that ``save_pretrained`` can
+write it to ``config.json`` and ``from_pretrained`` can rebuild the exact same architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class DiTConfig:
+    """Our tiny latent-video DiT (image-to-video, rectified flow)."""
+
+    kind: Literal["dit"] = "dit"
+    dim: int = 128
+    depth: int = 6
+    heads: int = 4
+    patch: int = 2  # spatial patch on the latent grid; temporal patch is always 1
+    mlp_ratio: float = 4.0
+    text_cross_attention: bool = True  # cross-attention on precomputed text embeddings
+    rope_theta: float = 10000.0
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class WanConfig:
+    """A diffusers ``WanTransformer3DModel`` (Wan2.x I2V, channel-concat conditioning)."""
+
+    kind: Literal["wan"] = "wan"
+    path: str | None = None  # local diffusers folder; never downloaded
+    subfolder: str | None = "transformer"
+    # The transformer's config dict; filled from ``path`` when loading, or given directly for a
+    # randomly initialised (test) model. Stored so ``from_pretrained`` can rebuild without ``path``.
+    transformer_config: dict[str, Any] | None = None
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class CodecConfig:
+    """Pixel <-> latent codec."""
+
+    kind: Literal["space_to_depth", "wan_vae"] = "space_to_depth"
+    patch: int = 4  # space_to_depth: pixels per latent cell along each axis
+    path: str | None = None  # wan_vae: local diffusers folder
+    subfolder: str | None = "vae"
+    vae_config: dict[str, Any] | None = None  # wan_vae: config dict (random init in tests)
+
+
+@dataclass
+class TextConfig:
+    """Prompt -> (B, L, dim) embeddings."""
+
+    kind: Literal["hashing", "transformers"] = "hashing"
+    dim: int = 64
+    max_tokens: int = 16
+    buckets: int = 1024  # hashing: size of the fixed random word table
+    seed: int = 0  # hashing: seed of the fixed random word table
+    path: str | None = None  # transformers: local folder with tokenizer + encoder
+
+
+@dataclass
+class GenPropConfig:
+    """A whole GenProp model: backbone, codec, text encoder, SCE/MPD sizes and clip geometry."""
+
+    backbone: DiTConfig | WanConfig = field(default_factory=DiTConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    sce_blocks: int = 3  # N: the SCE copies the backbone's first N blocks (paper: 24)
+    num_frames: int = 8  # pixel frames per clip (chunk length in propagate)
+    height: int = 64
+    width: int = 64
+    timestep_shift: float = 1.0  # SD3-style shift of the sampling schedule (>1: noisier)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenPropConfig:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: If a field is unknown or the backbone kind is not "dit" or "wan".
+        """
+        data = dict(data)
+        backbone = dict(data.pop("backbone", {}))
+        kind = backbone.get("kind", "dit")
+        if kind not in ("dit", "wan"):
+            raise ValueError(f"config.backbone.kind: expected 'dit' or 'wan', got {kind!r}")
+        try:
+            bb = DiTConfig(**backbone) if kind == "dit" else WanConfig(**backbone)
+            return cls(
+                backbone=bb,
+                codec=CodecConfig(**data.pop("codec", {})),
+                text=TextConfig(**data.pop("text", {})),
+                **data,
+            )
+        except TypeError as err:
+            raise ValueError(f"config: unexpected or missing field ({err})") from err
+
+
+def _dit_preset(
+    *,
+    dim: int,
+    depth: int,
+    heads: int,
+    sce: int,
+    frames: int,
+    size: int,
+    codec_patch: int,
+    text: int,
+) -> GenPropConfig:
+    return GenPropConfig(
+        backbone=DiTConfig(dim=dim, depth=depth, heads=heads),
+        codec=CodecConfig(patch=codec_patch),
+        text=TextConfig(dim=text, max_tokens=16, buckets=4096 if text > 64 else 1024),
+        sce_blocks=sce,
+        num_frames=frames,
+        height=size,
+        width=size,
+    )
+
+
+PRESETS: dict[str, Any] = {
+    # Unit tests: 32x32x4 clips, 64 tokens, a few thousand parameters.
+    "cpu_test": lambda: _dit_preset(
+        dim=32, depth=4, heads=2, sce=2, frames=4, size=32, codec_patch=4, text=16
+    ),
+    # CPU demo: 64x64x8 clips -> 16x16 latent (48 ch) -> 8x8 tokens per frame, 512 tokens.
+    "demo": lambda: _dit_preset(
+        dim=128, depth=6, heads=4, sce=3, frames=8, size=64, codec_patch=4, text=64
+    ),
+    # GPU sizes: 256x256x16 clips -> 32x32 latent (192 ch) -> 16x16 tokens per frame, 4096 tokens.
+    "small": lambda: _dit_preset(
+        dim=384, depth=12, heads=6, sce=6, frames=16, size=256, codec_patch=8, text=256
+    ),
+    "base": lambda: _dit_preset(
+        dim=768, depth=12, heads=12, sce=6, frames=16, size=256, codec_patch=8, text=512
+    ),
+    "large": lambda: _dit_preset(
+        dim=1152, depth=28, heads=16, sce=14, frames=16, size=256, codec_patch=8, text=512
+    ),
+}
+
+
+def preset(name: str) -> GenPropConfig:
+    """Return a fresh config for a named preset ("cpu_test", "demo", "small", "base", "large").
+
+    Raises:
+        ValueError: If the name is unknown.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset: unknown name {name!r}, expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()

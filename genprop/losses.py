@@ -1,0 +1,152 @@
+"""Training losses: stage 1 (plain I2V flow matching) and stage 2 (full GenProp loss).
+
+Classifier-free-guidance dropout (training side of :mod:`genprop.sampler`'s guidance): the text
+prompt is replaced by the empty prompt with probability ``cfg_dropout.text``, and (stage 2) the task
+label by the null task with probability ``cfg_dropout.task``. The first frame and the SCE content
+are never dropped: they define the problem, and guidance contrasts "with / without text and task".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genprop.flow import add_noise, sample_training_time, velocity_target
+from genprop.model import GenPropModel
+from genprop.region_aware_loss import (
+    LossWeights,
+    feature_sensitivity,
+    latent_mask,
+    mpd_loss,
+    region_split_mse,
+)
+from genprop.tasks import NULL_TASK
+
+
+@dataclass
+class CFGDropout:
+    """Probabilities of dropping each condition during training."""
+
+    text: float = 0.1
+    task: float = 0.1
+
+
+def _bernoulli(p: float, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(n, generator=generator) < p
+
+
+def training_losses(
+    model: GenPropModel,
+    batch: dict,
+    *,
+    stage: str = "i2v",
+    weights: LossWeights | None = None,
+    cfg_dropout: CFGDropout | float | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Compute the loss terms for one batch.
+
+    Args:
+        model: The GenProp model.
+        batch: "target" (B, T, 3, H, W) and "first" (B, 3, H, W) in [-1, 1]; stage "genprop" also
+            "sce" (B, T, 3, H, W), "mask" (B, T, H, W) in [0, 1], "task" (B,) long; optional
+            "prompt" list[str].
+        stage: "i2v" (backbone only, plain flow matching) or "genprop" (region-aware loss).
+        weights: Region-aware loss weights (stage "genprop"); default :class:`LossWeights`.
+        cfg_dropout: :class:`CFGDropout`, or one probability for all conditions; default 0.1.
+        generator: CPU generator for times, noise and dropout (reproducible losses).
+
+    Returns:
+        ``"diffusion"`` (plain velocity MSE, frames 2..T), every term with a non-zero weight
+        (``"non_mask"``, ``"mask"``, ``"grad"``, ``"mpd"``) and ``"total"`` (what to minimise).
+    """
+    if stage not in ("i2v", "genprop"):
+        raise ValueError(f"stage: expected 'i2v' or 'genprop', got {stage!r}")
+    weights = weights or LossWeights()
+    if cfg_dropout is None or isinstance(cfg_dropout, int | float):
+        p = 0.1 if cfg_dropout is None else float(cfg_dropout)
+        cfg_dropout = CFGDropout(text=p, task=p)
+    device = model.device
+    target = _field(batch, "target", 5).to(device)
+    first = _field(batch, "first", 4).to(device)
+    b, num_frames = target.shape[:2]
+    codec = model.codec
+    with torch.no_grad():
+        x0 = codec.encode(target)
+        first_latent = model.encode_first_frame(first, num_frames)
+    prompts = list(batch.get("prompt") or [""] * b)
+    drop_text = _bernoulli(cfg_dropout.text, b, generator)
+    prompts = ["" if d else p for p, d in zip(prompts, drop_text.tolist(), strict=True)]
+    context, context_mask = model.encode_prompts(prompts, b)
+
+    t = sample_training_time(
+        b, shift=model.config.timestep_shift, generator=generator, device=device
+    )
+    noise = torch.randn(x0.shape, generator=generator).to(device=device, dtype=x0.dtype)
+    x_t = add_noise(x0, noise, t)
+    v_target = velocity_target(x0, noise)
+
+    content = task = None
+    if stage == "genprop":
+        with torch.no_grad():
+            content = codec.encode(_field(batch, "sce", 5).to(device))
+        task = _field(batch, "task", 1).to(device=device, dtype=torch.long).clone()
+        task[_bernoulli(cfg_dropout.task, b, generator).to(device)] = NULL_TASK
+    out = model(
+        x_t,
+        t,
+        first_latent,
+        content=content,
+        task=task,
+        context=context,
+        context_mask=context_mask,
+        predict_mask=bool(weights.mpd),
+    )
+    err = (out.velocity[:, 1:].float() - v_target[:, 1:].float()).pow(2)
+    losses = {"diffusion": err.mean()}
+    if stage == "i2v":
+        losses["total"] = losses["diffusion"]
+        return losses
+
+    m = latent_mask(
+        _field(batch, "mask", 4).to(device),
+        spatial_factor=codec.spatial_factor,
+        temporal_factor=codec.temporal_factor,
+    )
+    non_mask, in_mask = region_split_mse(out.velocity, v_target, m)
+    losses["non_mask"] = non_mask
+    total = non_mask
+    if weights.mask:
+        losses["mask"] = in_mask
+        total = total + weights.mask * in_mask
+    if weights.grad:
+        bb = model.backbone
+
+        def sce_features(c: torch.Tensor) -> list[torch.Tensor]:
+            return model.content_encoder(bb, bb.i2v_input(c, first_latent), out.tokens, out.cond)
+
+        losses["grad"] = feature_sensitivity(
+            sce_features,
+            content,
+            m,
+            delta=weights.grad_delta,
+            patch=bb.patch_size[1:],
+            base=out.injections,
+        )
+        total = total + weights.grad * losses["grad"]
+    if weights.mpd:
+        losses["mpd"] = mpd_loss(out.mask_logits, m)
+        total = total + weights.mpd * losses["mpd"]
+    losses["total"] = total
+    return losses
+
+
+def _field(batch: dict, key: str, ndim: int) -> torch.Tensor:
+    if key not in batch:
+        raise ValueError(f"batch: missing field {key!r}")
+    value = batch[key]
+    if not isinstance(value, torch.Tensor) or value.dim() != ndim:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"batch[{key!r}]: expected a {ndim}-D tensor, got {shape}")
+    return value

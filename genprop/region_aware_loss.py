@@ -1,0 +1,113 @@
+"""Region-aware loss terms (paper Eqs. 4–7), as small pure functions on latent-grid tensors.
+
+``L = L_non-mask + λ·L_mask + β·L_grad + γ·L_MPD`` where, with m̃ the edit mask Gaussian-downsampled
+to the latent grid and frames 2..T only (latent frames 1..T'-1):
+
+* ``L_non-mask = mean((1 - m̃)·e)``, ``L_mask = mean(m̃·e)`` with ``e`` the per-cell squared
+  velocity error averaged over channels, so ``L_non-mask + L_mask`` is exactly the plain MSE;
+* ``L_MPD = mean((sigmoid(mask_logits) - m̃)²)``;
+* ``L_grad = mean_k mean(m̃_tok · ‖(f_k(V̂ + δ·m̃) - f_k(V̂)) / δ‖₂)``: f_k are the SCE's injections
+  (the features that actually enter the generator, after the zero-init MLPs, before the injection
+  weight), the perturbation δ·m̃ is added to the content *latents* inside the mask (all channels),
+  ‖·‖₂ is over the feature dimension of each token and m̃_tok is m̃ averaged over each token's cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+
+@dataclass
+class LossWeights:
+    """Weights of the region-aware loss; a weight of 0 switches its term off (not computed)."""
+
+    mask: float = 2.0  # λ: extra weight of the error inside the edited region
+    grad: float = 1.0  # β: SCE sensitivity penalty
+    mpd: float = 1.0  # γ: mask prediction decoder
+    grad_delta: float = 0.1  # δ: size of the finite-difference perturbation (latent units)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, 1, H, W) with replicate padding."""
+    radius = max(1, math.ceil(2 * sigma))
+    coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))
+
+
+def latent_mask(mask: torch.Tensor, *, spatial_factor: int, temporal_factor: int) -> torch.Tensor:
+    """Pixel masks (B, T, H, W) in [0, 1] -> latent-grid masks m̃ (B, T', H/f, W/f).
+
+    Spatially: Gaussian blur (σ = f/2) then f x f average pooling. Temporally: latent frame 0 is
+    pixel frame 0; latent frame k ≥ 1 averages its ``temporal_factor`` pixel frames.
+    """
+    b = mask.shape[0]
+    x = rearrange(mask.float(), "b t h w -> (b t) 1 h w")
+    if spatial_factor > 1:
+        x = F.avg_pool2d(gaussian_blur(x, spatial_factor / 2), spatial_factor)
+    x = rearrange(x, "(b t) 1 h w -> b t h w", b=b)
+    if temporal_factor > 1:
+        rest = rearrange(x[:, 1:], "b (t k) h w -> b t k h w", k=temporal_factor).mean(2)
+        x = torch.cat([x[:, :1], rest], dim=1)
+    return x.clamp(0, 1)
+
+
+def region_split_mse(
+    pred: torch.Tensor, target: torch.Tensor, m: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_non-mask, L_mask) on frames 1..: pred/target (B, T', C, h, w), m (B, T', h, w)."""
+    err = (pred[:, 1:].float() - target[:, 1:].float()).pow(2).mean(dim=2)
+    m = m[:, 1:]
+    return ((1 - m) * err).mean(), (m * err).mean()
+
+
+def mpd_loss(mask_logits: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """MSE between sigmoid(MPD logits) and m̃ over latent frames 1.. (both (B, T', h, w))."""
+    return F.mse_loss(torch.sigmoid(mask_logits[:, 1:].float()), m[:, 1:])
+
+
+def token_mask(m: torch.Tensor, patch: tuple[int, int]) -> torch.Tensor:
+    """m̃ (B, T', h, w) -> per-token weights (B, T'·h/p·w/p) in the backbones' (t h w) order."""
+    pooled = F.avg_pool2d(rearrange(m, "b t h w -> (b t) 1 h w"), patch)
+    return rearrange(pooled, "(b t) 1 h w -> b (t h w)", b=m.shape[0])
+
+
+def feature_sensitivity(
+    features_fn: Callable[[torch.Tensor], list[torch.Tensor]],
+    content: torch.Tensor,
+    m: torch.Tensor,
+    *,
+    delta: float,
+    patch: tuple[int, int],
+    base: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """L_grad: masked finite-difference sensitivity of features to the content inside the mask.
+
+    Args:
+        features_fn: content latents (B, T', C, h, w) -> list of features (B, N, D), tokens (t h w).
+        content: (B, T', C, h, w) the SCE's content latents.
+        m: (B, T', h, w) latent-grid mask m̃.
+        delta: Finite-difference step δ.
+        patch: The backbone's spatial token patch (p_h, p_w).
+        base: ``features_fn(content)`` if already computed.
+    """
+    base = features_fn(content) if base is None else base
+    perturbed = features_fn(content + delta * m[:, :, None].to(content.dtype))
+    w = token_mask(m, patch)
+    first_frame_tokens = w.shape[1] // m.shape[1]
+    w = w[:, first_frame_tokens:]  # frames 2..T only
+    terms = []
+    for f0, f1 in zip(base, perturbed, strict=True):
+        diff = (f1[:, first_frame_tokens:].float() - f0[:, first_frame_tokens:].float()) / delta
+        norm = torch.sqrt(diff.pow(2).sum(-1) + 1e-12)  # eps: finite gradient at zero change
+        terms.append((w * norm).mean())
+    return torch.stack(terms).mean()

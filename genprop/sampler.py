@@ -1,0 +1,90 @@
+"""Euler sampler for the rectified flow, with classifier-free guidance.
+
+Guidance contrasts the conditional prediction with an unconditional one that uses the empty prompt
+and the null task (the conditions dropped in training, see :mod:`genprop.losses`); the first frame
+and the SCE content are kept in both. ``v = v_u + g·(v_c - v_u)``; ``guidance=1`` skips the
+unconditional pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from genprop.flow import sampling_times
+from genprop.model import GenPropModel
+from genprop.tasks import NULL_TASK
+
+
+@torch.no_grad()
+def sample_latents(
+    model: GenPropModel,
+    first_latent: torch.Tensor,
+    *,
+    content: torch.Tensor | None = None,
+    task: torch.Tensor | None = None,
+    prompts: list[str] | None = None,
+    steps: int = 20,
+    guidance: float = 1.0,
+    injection_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Generate latents from noise.
+
+    Args:
+        model: The model.
+        first_latent: (B, T', C, h, w) I2V condition (see ``GenPropModel.encode_first_frame``).
+        content: (B, T', C, h, w) SCE content latents, or None (plain I2V).
+        task: (B,) long task indices, or None.
+        prompts: B prompts, or None (empty).
+        steps: Euler steps.
+        guidance: CFG scale (1 = no guidance).
+        injection_weight: Scale of the SCE injections.
+        generator: CPU generator for the initial noise (seeded sampling).
+        progress: Called as ``progress(step, steps)`` after each step.
+
+    Returns:
+        Latents (B, T', C, h, w) and the last step's MPD logits (B, T', h, w) (None w/o content).
+    """
+    b = first_latent.shape[0]
+    device = first_latent.device
+    context, context_mask = model.encode_prompts(prompts, b)
+    use_cfg = guidance != 1.0 and (task is not None or prompts is not None)
+    if use_cfg:
+        null_ctx, null_mask = model.encode_prompts(None, b)
+        context = torch.cat([context, null_ctx])
+        context_mask = torch.cat([context_mask, null_mask])
+        if task is not None:
+            task = torch.cat([task, torch.full_like(task, NULL_TASK)])
+        first_in = torch.cat([first_latent, first_latent])
+        content_in = None if content is None else torch.cat([content, content])
+    else:
+        first_in, content_in = first_latent, content
+    x = torch.randn(first_latent.shape, generator=generator).to(device, first_latent.dtype)
+    times = sampling_times(steps, shift=model.config.timestep_shift).to(device)
+    mask_logits = None
+    for i in range(steps):
+        t_now, t_next = times[i], times[i + 1]
+        x_in = torch.cat([x, x]) if use_cfg else x
+        out = model(
+            x_in,
+            t_now.expand(x_in.shape[0]),
+            first_in,
+            content=content_in,
+            task=task,
+            context=context,
+            context_mask=context_mask,
+            injection_weight=injection_weight,
+        )
+        v = out.velocity
+        if use_cfg:
+            v_cond, v_uncond = v.chunk(2)
+            v = v_uncond + guidance * (v_cond - v_uncond)
+        x = x + (t_next - t_now) * v
+        if out.mask_logits is not None:
+            mask_logits = out.mask_logits[:b]
+        if progress is not None:
+            progress(i + 1, steps)
+    return x, mask_logits
