@@ -47,3 +47,74 @@ clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 
 .PHONY: help install lint test test-slow test-gpu format clean
+
+# ---------------------------------------------------------------------------------------------
+# The demo: toy world -> shards -> stage 1 (I2V) -> stage 2 (GenProp) -> benchmark -> report.
+# Every step is a file target, so a rerun reuses the finished steps (training also resumes).
+DEMO ?= outputs/demo
+DEMO_VIDEOS ?= 300
+DEMO_SAMPLES ?= 2048
+DEMO_STAGE1_STEPS ?= 900
+DEMO_STAGE2_STEPS ?= 700
+DEMO_CASES ?= 4
+DEMO_STEPS ?= 16
+DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
+	recipes.copy_paste.synthetic_effects=0.5
+
+$(DEMO)/toyworld/world.json: | $(STAMP)
+	$(BIN)/genprop-toyworld write --out $(DEMO)/toyworld --videos $(DEMO_VIDEOS) --size 64x64 --frames 24
+
+$(DEMO)/shards/manifest.json: $(DEMO)/toyworld/world.json
+	$(BIN)/genprop-data $(DATA_ARGS) source.root=$(DEMO)/toyworld output_dir=$(DEMO)/shards \
+		num_samples=$(DEMO_SAMPLES) seed=0
+
+$(DEMO)/val_shards/manifest.json: $(DEMO)/toyworld/world.json
+	$(BIN)/genprop-data $(DATA_ARGS) source.root=$(DEMO)/toyworld output_dir=$(DEMO)/val_shards \
+		num_samples=64 samples_per_shard=32 seed=1
+
+$(DEMO)/train/stage1/export/last/config.json: $(DEMO)/shards/manifest.json $(DEMO)/val_shards/manifest.json
+	$(BIN)/genprop-train experiment=demo_i2v name=stage1 paths.log_dir=$(DEMO)/train \
+		data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+		trainer.max_steps=$(DEMO_STAGE1_STEPS) resume=auto
+
+$(DEMO)/train/stage2/export/last/config.json: $(DEMO)/train/stage1/export/last/config.json
+	$(BIN)/genprop-train experiment=demo_genprop name=stage2 paths.log_dir=$(DEMO)/train \
+		data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+		model.init_from=$(DEMO)/train/stage1/export/last \
+		trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto
+
+$(DEMO)/cases/index.json: | $(STAMP)
+	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/cases --cases-per-task $(DEMO_CASES) \
+		--size 64x64 --frames 16
+
+$(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/cases/index.json
+	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
+		--steps $(DEMO_STEPS) --out $(DEMO)/eval
+
+$(DEMO)/report.md: $(DEMO)/eval/metrics.json training/demo_report.py
+	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
+
+demo: $(DEMO)/report.md ## The main job end to end on the toy world (CPU, ~30 min): writes outputs/demo/report.md
+	@echo "report: $(DEMO)/report.md"
+
+data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
+	$(BIN)/genprop-preview $(DEMO)/shards --out $(DEMO)/shards_preview.png
+
+ABLATIONS := no_mpd no_ra_loss
+ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
+	for a in $(ABLATIONS); do \
+	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_genprop \
+	    +ablation=$$a name=$$a paths.log_dir=$(DEMO)/ablate \
+	    data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
+	  test -f $(DEMO)/ablate/$$a/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
+	    --model $(DEMO)/ablate/$$a/export/last --baselines none --steps $(DEMO_STEPS) \
+	    --out $(DEMO)/ablate/$$a/eval || exit 1; \
+	done
+	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
+
+toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
+	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
+	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
+
+.PHONY: demo data ablate toyworld-preview

@@ -1,0 +1,57 @@
+"""Training-test fixtures: tiny shards in the real schema, in-process config composition."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shard_factory import write_shards
+
+from training.train import CONF_DIR, register_resolvers
+
+FRAMES, SIZE = 4, 32  # the cpu_test preset's clip geometry
+
+
+@pytest.fixture(scope="session")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training shards x 6 samples and 1 validation shard x 3 samples, 4x32x32 lossless."""
+    root = tmp_path_factory.mktemp("shards")
+    write_shards(root / "train", shards=4, per_shard=6, frames=FRAMES, size=SIZE)
+    write_shards(root / "val", shards=1, per_shard=3, prefix="val", frames=FRAMES, size=SIZE)
+    return root
+
+
+def tiny_overrides(shard_dir: Path, run_dir: Path) -> list[str]:
+    """Overrides that make any experiment run in seconds on one CPU core."""
+    return [
+        f"data.shards={shard_dir / 'train'}",
+        f"data.val_shards={shard_dir / 'val'}",
+        f"paths.root_dir={run_dir}",
+        f"paths.run_dir={run_dir}",
+        "model=cpu_test",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.shuffle_buffer=4",
+        "trainer=cpu",
+        "trainer.limit_val_batches=1",
+        "model.preview_steps=2",
+        "callbacks.progress=null",
+    ]
+
+
+@pytest.fixture
+def compose_cfg() -> Callable[[list[str]], DictConfig]:
+    """Compose ``conf/train.yaml`` in-process with the given overrides."""
+    register_resolvers()
+
+    def _compose(overrides: list[str]) -> DictConfig:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("train", overrides=overrides)
+
+    return _compose

@@ -1,0 +1,200 @@
+"""``ShardDataModule``: WebDataset shards -> batches for ``GenPropLitModule``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+from webdataset.shardlists import expand_urls
+
+from training.batch import to_model_batch
+from training.shard_stream import ShardStream
+
+log = logging.getLogger(__name__)
+_REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://", "ais://")
+
+
+def expand_shards(spec: str | Path | Sequence[str], *, field: str = "data.shards") -> list[str]:
+    """Expand a shard spec into a list of URLs / local paths.
+
+    Accepts a string or list of strings; each may be a brace pattern
+    (``shards/train-{000000..000009}.tar``), several patterns joined by ``::``, a local directory
+    (all ``*.tar`` in it, sorted), a local file or a remote URL (``http(s)://``, ``pipe:...``).
+
+    Raises:
+        FileNotFoundError: naming ``field`` when a local path does not exist or a folder holds no
+            ``.tar`` file.
+    """
+    items = [spec] if isinstance(spec, str | Path) else list(spec)
+    urls: list[str] = []
+    for item in items:
+        for url in expand_urls(str(item)):
+            if url.startswith(_REMOTE_PREFIXES):
+                urls.append(url)
+                continue
+            path = Path(url.removeprefix("file://")).expanduser()
+            if path.is_dir():
+                tars = sorted(str(p) for p in path.glob("*.tar"))
+                if not tars:
+                    raise FileNotFoundError(f"{field}: folder {path} holds no .tar shard")
+                urls.extend(tars)
+            elif path.is_file():
+                urls.append(str(path))
+            else:
+                raise FileNotFoundError(f"{field}: no shard at {path} (from {item!r})")
+    if not urls:
+        raise FileNotFoundError(f"{field}: {spec!r} expands to no shard")
+    return urls
+
+
+class StepSeededLoader(DataLoader):
+    """A DataLoader that tells its :class:`ShardStream` the trainer step before each iteration.
+
+    Workers are not persistent, so every ``iter()`` ships the dataset (with the new
+    ``start_step``) to fresh workers; the stream is then seeded from ``(seed, start_step, ...)``.
+    """
+
+    def __init__(self, dataset: ShardStream, *, step_fn: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=None, persistent_workers=False, **kwargs)
+        self._step_fn = step_fn
+
+    def __iter__(self) -> Iterator[Any]:
+        self.dataset.start_step = int(self._step_fn())  # type: ignore[attr-defined]
+        return super().__iter__()
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """Training and validation batches from WebDataset shards written by ``genprop-data``.
+
+    Args:
+        shards: training shards (see :func:`expand_shards`).
+        val_shards: separate validation shards, read once per validation in order; ``None``
+            disables validation.
+        batch_size: samples per batch per rank.
+        num_workers: loader processes per rank.
+        resampled: training shards drawn with replacement (endless stream cut into epochs of
+            ``epoch_batches`` batches); ``False`` reads each shard once per epoch.
+        epoch_batches: batches per epoch per rank (WebDataset ``with_epoch``).
+        task_weights: relative per-task weights (see :class:`ShardStream`).
+        shuffle_buffer: training shuffle buffer, in samples.
+        seed: stream seed.
+        strict: corrupt samples are fatal instead of counted and skipped.
+        num_frames: crop clips to their first ``num_frames`` frames.
+        pin_memory: pin loader batches (faster host-to-GPU copies).
+        prefetch_factor: batches each worker prepares ahead.
+    """
+
+    def __init__(
+        self,
+        *,
+        shards: str | Path | Sequence[str],
+        val_shards: str | Path | Sequence[str] | None = None,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        resampled: bool = True,
+        epoch_batches: int | None = 1000,
+        task_weights: dict[str, float] | None = None,
+        shuffle_buffer: int = 64,
+        seed: int = 0,
+        strict: bool = False,
+        num_frames: int | None = None,
+        pin_memory: bool = True,
+        prefetch_factor: int = 4,
+    ) -> None:
+        super().__init__()
+        self.train_urls = expand_shards(shards, field="data.shards")
+        self.val_urls = (
+            None if val_shards is None else expand_shards(val_shards, field="data.val_shards")
+        )
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.resampled = resampled
+        self.epoch_batches = epoch_batches
+        self.task_weights = None if task_weights is None else dict(task_weights)
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.strict = strict
+        self.num_frames = num_frames
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor
+        self.skipped_total = 0  # corrupt samples skipped so far (all workers of this rank)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
+    def _step(self) -> int:
+        return 0 if self.trainer is None else self.trainer.global_step
+
+    def _loader(self, stream: ShardStream) -> StepSeededLoader:
+        extra: dict[str, Any] = {}
+        if self.num_workers > 0:
+            extra["prefetch_factor"] = self.prefetch_factor
+        pin = (
+            self.pin_memory
+            and self.trainer is not None
+            and self.trainer.strategy.root_device.type == "cuda"
+        )
+        return StepSeededLoader(
+            stream, step_fn=self._step, num_workers=self.num_workers, pin_memory=pin, **extra
+        )
+
+    def train_dataloader(self) -> StepSeededLoader:
+        """The endless (resampled) or one-pass training stream of this rank."""
+        rank, world = self._rank()
+        stream = ShardStream(
+            urls=self.train_urls,
+            batch_size=self.batch_size,
+            resampled=self.resampled,
+            epoch_batches=self.epoch_batches,
+            task_weights=self.task_weights,
+            shuffle_buffer=self.shuffle_buffer,
+            seed=self.seed,
+            strict=self.strict,
+            num_frames=self.num_frames,
+            rank=rank,
+            world_size=world,
+        )
+        return self._loader(stream)
+
+    def val_dataloader(self) -> StepSeededLoader | list[Any]:
+        """Validation shards in order, the same on every rank (no task weighting, no shuffle)."""
+        if self.val_urls is None:
+            return []
+        stream = ShardStream(
+            urls=self.val_urls,
+            batch_size=self.batch_size,
+            resampled=False,
+            epoch_batches=None,
+            seed=self.seed,
+            strict=self.strict,
+            num_frames=self.num_frames,
+            drop_last=False,
+        )
+        return self._loader(stream)
+
+    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
+        """Account the corrupt samples the workers skipped before this batch."""
+        skipped = int(batch.pop("skipped", 0))
+        if skipped:
+            self.skipped_total += skipped
+            log.warning(
+                "data: %d corrupt sample(s) skipped (%d so far)", skipped, self.skipped_total
+            )
+        return batch
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
+        """uint8 -> float conversion on the device (see :mod:`training.batch`)."""
+        return to_model_batch(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointed counters (the stream itself is re-seeded from the step on resume)."""
+        return {"skipped_total": self.skipped_total}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.skipped_total = int(state_dict.get("skipped_total", 0))

@@ -1,0 +1,196 @@
+"""``GenPropLitModule``: the LightningModule for both training stages.
+
+* ``stage="i2v"``: the backbone alone learns first frame -> video on the target clips (stage 1;
+  our tiny backbone has no pretrained weights).
+* ``stage="genprop"``: SCE, injections, MPD and task embedding learn with the backbone frozen
+  (the paper), or also the backbone with ``train_backbone=True``; usually initialised from a
+  stage-1 export (``init_from``).
+
+The optimizer and scheduler arrive from Hydra partially built (``_partial_: true``); the module
+supplies the trainable parameters. An EMA of the trainable weights (:class:`ParameterEMA`) is
+used for validation and export, and saved in every checkpoint together with the RNG states (see
+:mod:`training.resume` for everything a resumed run gets back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from genprop.losses import CFGDropout, training_losses
+from genprop.model import GenPropModel
+from genprop.region_aware_loss import LossWeights
+from training.ema import ParameterEMA
+from training.preview import generate_preview, log_preview
+from training.resume import capture_rng_state, restore_rng_state, step_seed
+
+STAGES = ("i2v", "genprop")
+
+
+class GenPropLitModule(pl.LightningModule):
+    """Trains a :class:`GenPropModel` with ``genprop.losses.training_losses``.
+
+    Args:
+        net: the model to train.
+        optimizer: ``params -> Optimizer`` (Hydra ``_partial_``).
+        scheduler: ``optimizer -> LRScheduler`` stepped every optimizer step, or ``None``.
+        stage: ``"i2v"`` or ``"genprop"``.
+        train_backbone: stage ``genprop`` also trains the backbone.
+        init_from: a stage-1 ``save_pretrained`` folder whose backbone initialises this model.
+        loss_weights: :class:`LossWeights` fields (``mask`` λ, ``grad`` β, ``mpd`` γ,
+            ``grad_delta``); a weight of 0 drops the term (and γ=0 freezes the MPD).
+        cfg_dropout: :class:`CFGDropout` fields (text / task drop probabilities).
+        ema_decay: EMA decay of the trainable weights.
+        seed: run seed; step ``s`` on rank ``r`` draws its noise from ``(seed, s, r)``.
+        preview: log a sampled grid video at each validation.
+        preview_steps: Euler steps of the preview sample.
+        preview_guidance: CFG scale of the preview sample.
+    """
+
+    def __init__(
+        self,
+        *,
+        net: GenPropModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        stage: str = "genprop",
+        train_backbone: bool = False,
+        init_from: str | None = None,
+        loss_weights: dict[str, float] | None = None,
+        cfg_dropout: dict[str, float] | None = None,
+        ema_decay: float = 0.999,
+        seed: int = 0,
+        preview: bool = True,
+        preview_steps: int = 8,
+        preview_guidance: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"model.stage: expected one of {STAGES}, got {stage!r}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        if init_from is not None:
+            if not Path(init_from).is_dir():
+                raise FileNotFoundError(f"model.init_from: no export folder at {init_from}")
+            net.load_backbone_from(init_from)
+        self.stage = stage
+        self.weights = LossWeights(**(loss_weights or {}))
+        self.cfg_dropout = CFGDropout(**(cfg_dropout or {}))
+        self._optimizer_fn = optimizer
+        self._scheduler_fn = scheduler
+        self.seed = seed
+        self.preview = preview
+        self.preview_steps = preview_steps
+        self.preview_guidance = preview_guidance
+        self._set_trainable(train_backbone)
+        self.ema = ParameterEMA(self.net, decay=ema_decay)
+
+    def _set_trainable(self, train_backbone: bool) -> None:
+        self.net.requires_grad_(False)
+        for p in self.net.trainable_parameters(self.stage, train_backbone=train_backbone):
+            p.requires_grad_(True)
+        if self.stage == "genprop" and not self.weights.mpd:
+            # No MPD loss -> no gradient into the MPD; freezing it keeps DDP from waiting on it.
+            self.net.mask_decoder.requires_grad_(False)
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters the optimizer and the EMA see."""
+        return [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+
+    # ---------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        """Optimizer over the trainable parameters; step-based scheduler."""
+        optimizer = self._optimizer_fn(params=[p for _, p in self.trainable_named_parameters()])
+        if self._scheduler_fn is None:
+            return optimizer
+        scheduler = self._scheduler_fn(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def _losses(self, batch: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        return training_losses(
+            self.net,
+            batch,
+            stage=self.stage,
+            weights=self.weights,
+            cfg_dropout=self.cfg_dropout,
+            generator=gen,
+        )
+
+    def _check_geometry(self, batch: dict[str, Any]) -> None:
+        cfg = self.net.config
+        got = tuple(batch["target"].shape[1:2]) + tuple(batch["target"].shape[-2:])
+        want = (cfg.num_frames, cfg.height, cfg.width)
+        if got != want:
+            raise ValueError(
+                f"data: clips are (frames, height, width) = {got} but the model preset expects "
+                f"{want}; use shards of that size, data.num_frames to crop, or another model"
+            )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One step; noise seeded by ``(seed, global_step, rank)`` so resumes replay exactly."""
+        self._check_geometry(batch)
+        losses = self._losses(batch, step_seed(self.seed, self.global_step, self.global_rank))
+        bs = batch["target"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
+        self.log("optim/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        return losses["total"]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Log the gradient norm before clipping (on logging steps only: it costs a reduction)."""
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            grads = [p.grad for _, p in self.trainable_named_parameters() if p.grad is not None]
+            if grads:
+                norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+                self.log("optim/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then update the EMA: once per optimizer step (accumulation safe), and before the
+        checkpoint callbacks' ``on_train_batch_end`` so a checkpoint holds this step's EMA."""
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update(self.net)
+
+    # ---------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Losses with the EMA weights (fixed noise per batch index); a preview on batch 0."""
+        with self.ema.swapped_in(self.net):
+            losses = self._losses(batch, step_seed(self.seed, 10**9 + batch_idx, 0))
+            if batch_idx == 0 and self.preview and self.trainer.is_global_zero:
+                self._log_preview(batch)
+        bs = batch["target"].shape[0]
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
+
+    def _log_preview(self, batch: dict[str, Any]) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        grid = generate_preview(
+            self.net,
+            batch,
+            stage=self.stage,
+            steps=self.preview_steps,
+            guidance=self.preview_guidance,
+            seed=self.seed,
+        )
+        log_preview(experiment, grid, tag="val/preview", step=self.global_step)
+
+    # ---------------------------------------------------------------- checkpoint state
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the EMA weights and the RNG states to the Lightning checkpoint."""
+        checkpoint["ema"] = self.ema.state_dict()
+        checkpoint["rng"] = capture_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore what :meth:`on_save_checkpoint` added."""
+        if "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])
