@@ -100,11 +100,11 @@ demo: $(DEMO)/report.md ## The main job end to end on the toy world (CPU, ~30 mi
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
 	$(BIN)/genprop-preview $(DEMO)/shards --out $(DEMO)/shards_preview.png
 
-ABLATIONS := no_mpd no_ra_loss
+ABLATIONS := no_mpd no_ra_loss  # conf/experiment/demo_<name>.yaml
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
-	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_genprop \
-	    +ablation=$$a name=$$a paths.log_dir=$(DEMO)/ablate \
+	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_$$a \
+	    name=$$a paths.log_dir=$(DEMO)/ablate \
 	    data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
 	  test -f $(DEMO)/ablate/$$a/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
@@ -118,3 +118,19 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
 .PHONY: demo data ablate toyworld-preview
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).
+bench-data: | $(STAMP) ## Data pipeline vs the bare decode floor, per stage, Ray scaling, memory
+	$(BIN)/python -m datagen.bench --out outputs/bench/data.json
+
+bench-train: | $(STAMP) ## Training step vs loader samples/s at demo size (+ bf16/MFU on a GPU)
+	$(BIN)/python -m training.bench --out outputs/bench/train.json
+
+bench-model: | $(STAMP) ## Parameters, FLOPs and step/sampling time per model preset
+	$(BIN)/python -m genprop.benchmark --preset demo --preset small --batch 4 --threads 2 \
+		--out outputs/bench/model.json
+
+bench: bench-data bench-train bench-model ## All benchmarks
+
+.PHONY: bench bench-data bench-train bench-model

@@ -1,0 +1,98 @@
+"""The data-pipeline benchmark in its smallest mode: JSON structure and consistent numbers.
+
+No timing thresholds: only that every measured number exists, is positive, and agrees with the
+others (medians inside their repetitions, shares summing to one, lossless larger than H.264).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datagen.bench import main
+from datagen.schema import TASKS
+
+DAVIS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "vos"
+BUILD_STAGES = ("load", "decode", "resize_crop", "augment", "recipe", "other")
+
+
+def check_rate(entry: dict) -> None:
+    """A median throughput lies within its repetitions and matches its seconds per sample."""
+    reps = entry["reps_samples_per_s"]
+    assert all(r > 0 for r in reps)
+    assert min(reps) - 1e-3 <= entry["samples_per_s"] <= max(reps) + 1e-3
+    assert entry["s_per_sample"] == pytest.approx(1 / entry["samples_per_s"], rel=1e-2)
+
+
+def check_dataset(ds: dict, reps: int, *, with_ray: bool) -> None:
+    check_rate(ds["decode_floor"])
+    assert len(ds["decode_floor"]["reps_samples_per_s"]) == reps
+    assert ds["decode_floor"]["frames_per_sample"] >= ds["config"]["frames"]
+    assert ds["decode_floor"]["masks_per_sample"] >= ds["config"]["frames"]
+    stages = ds["stages"]
+    for codec in ("h264", "lossless"):
+        names = [*BUILD_STAGES, f"encode_{codec}", f"write_{codec}"]
+        total = stages[f"total_{codec}"]["s_per_sample"]
+        assert sum(stages[n]["s_per_sample"] for n in names) == pytest.approx(total, rel=1e-3)
+        key = "share" if codec == "h264" else "share_lossless"
+        shares = [stages[n][key] for n in BUILD_STAGES]
+        shares += [stages[f"{part}_{codec}"]["share"] for part in ("encode", "write")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-2)
+    for name in ("load", "decode", "augment", "recipe", "encode_h264", "encode_lossless"):
+        assert stages[name]["s_per_sample"] > 0, name
+    assert set(ds["recipes"]) == set(TASKS)
+    for task, r in ds["recipes"].items():
+        assert r["calls"] + r["skips"] == ds["stage_pass"]["samples"], task
+        if r["calls"]:
+            assert r["s_per_call"] > 0
+    assert ds["stage_pass"]["samples"] == ds["config"]["num_samples"]
+    size = ds["bytes_per_sample"]
+    assert 0 < size["h264"] < size["lossless"]
+    assert size["h264_end_to_end_shards"] > 0
+    inproc = ds["end_to_end"]["in_process"]
+    check_rate(inproc)
+    assert inproc["samples_per_job"] == ds["config"]["num_samples"]
+    floor_s = ds["decode_floor"]["s_per_sample"]
+    assert inproc["time_ratio_vs_floor"] == pytest.approx(
+        inproc["s_per_sample"] / floor_s, rel=1e-2
+    )
+    mem = ds["memory"]["in_process_peak_rss_mb"]
+    assert 0 < mem["after_imports"] <= mem["after_n_jobs"] <= mem["after_3n_job"]
+    if with_ray:
+        ray = ds["end_to_end"]["ray"]
+        assert ray["warmup_job_s"] > 0
+        for mode in ("two_tasks", "one_task"):
+            check_rate(ray[mode])
+        speedup = ray["two_tasks"]["samples_per_s"] / ray["one_task"]["samples_per_s"]
+        assert ray["speedup_2_vs_1"] == pytest.approx(speedup, rel=1e-2)
+        assert ray["worker_peak_rss_mb"] and min(ray["worker_peak_rss_mb"]) > 0
+
+
+@pytest.mark.ray
+def test_quick_benchmark_writes_consistent_json_and_table(tmp_path, capsys) -> None:
+    out = tmp_path / "bench" / "data.json"
+    assert main(["--out", str(out), "--quick", "--reps", "2"]) == 0
+    report = json.loads(out.read_text())
+    assert report["quick"] is True and report["repetitions"] == 2
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
+    assert report["ray"]["startup_s"] > 0
+    assert report["driver_peak_rss_mb"] > 0
+    check_dataset(report["datasets"]["toyworld"], 2, with_ray=True)
+    if (DAVIS / "JPEGImages" / "bmx-trees").is_dir():
+        check_dataset(report["datasets"]["davis"], 2, with_ray=False)
+        assert "ray on davis" in report["skipped"]
+    else:
+        assert "davis" in report["skipped"]
+    table = (out.parent / "data.md").read_text()
+    assert table in capsys.readouterr().out
+    header = next(line for line in table.splitlines() if line.startswith("| metric"))
+    assert header.count("|") == len(report["datasets"]) + 2
+    assert "decode floor (samples/s)" in table and "Ray speedup 2 vs 1 task" in table
+
+
+def test_bad_reps_is_a_clear_error(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x.json"), "--reps", "0"])
+    assert "--reps must be >= 1" in capsys.readouterr().err
