@@ -195,11 +195,13 @@ def test_toyworld_reader_reads_the_output(root, tmp_path):
 
     ann = json.loads((root / "annotations.json").read_text())
     reader = open_reader("toyworld", root=str(root))
-    assert len(reader.list_videos()) == 6
+    # Toy-world records are named like their ground-truth folders (the video's ``name``).
+    assert reader.list_videos() == [entry["name"] for entry in ann["videos"]]
     n_tracks = 0
     for entry in ann["videos"]:
-        record = reader.load(str(entry["id"]))
         name = entry["name"]
+        record = reader.load(name)
+        assert record.video_id == name
         gt = load_ground_truth(root, name)
         assert (record.source, record.width, record.height) == ("toyworld", 48, 40)
         assert record.num_frames == 12 and record.fps == 6.0
@@ -215,4 +217,4 @@ def test_toyworld_reader_reads_the_output(root, tmp_path):
             assert np.array_equal(obj.mask(t).astype(bool), masks[t])
     assert n_tracks == len(ann["annotations"])
     custom = write_dataset(tmp_path, replace(CFG, fps=5.0), num_videos=1, seed=1, progress=None)
-    assert open_reader("toyworld", root=str(custom)).load("1").fps == 5.0
+    assert open_reader("toyworld", root=str(custom)).load("toy_000000").fps == 5.0

@@ -23,6 +23,11 @@ def test_all_experiments_listed() -> None:
         "no_color_fill",
         "i2v_pretrain",
         "tiny_cpu",
+        # `make demo` / `make ablate` at demo size
+        "demo_i2v",
+        "demo_genprop",
+        "demo_no_mpd",
+        "demo_no_ra_loss",
     }
 
 
