@@ -1,4 +1,5 @@
-"""Build the genprop model a run trains, from a named preset plus config overrides."""
+"""Build the genprop model a run trains: a named preset, or a pretrained Wan2.x I2V folder, plus
+config overrides."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Any
 
 from genprop.configs import GenPropConfig, preset
 from genprop.model import GenPropModel
+from genprop.pretrained import wan_config
+
+# ``model.net.overrides`` a pretrained (Wan) model accepts: the arguments of ``wan_config``.
+PRETRAINED_FIELDS = ("sce_blocks", "num_frames", "height", "width", "timestep_shift")
 
 
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -21,18 +26,59 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any], where: str) -> di
     return out
 
 
+def _pretrained_config(pretrained: str, overrides: Mapping[str, Any]) -> GenPropConfig:
+    """``wan_config(pretrained, ...)`` with the overrides as its keyword arguments.
+
+    Accepted: the top-level fields in :data:`PRETRAINED_FIELDS` (``None`` keeps the default)
+    and ``text: {max_tokens: N}``.
+    """
+    kwargs: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key == "text" and isinstance(value, Mapping) and set(value) <= {"max_tokens"}:
+            if value.get("max_tokens") is not None:
+                kwargs["text_max_tokens"] = int(value["max_tokens"])
+        elif key in PRETRAINED_FIELDS:
+            if value is not None:
+                kwargs[key] = value
+        else:
+            raise ValueError(
+                f"model.net.overrides: field {key!r} cannot be set with model.net.pretrained "
+                f"(known: {[*PRETRAINED_FIELDS, 'text.max_tokens']})"
+            )
+    return wan_config(pretrained, **kwargs)
+
+
 def build_config(
     *,
-    preset_name: str,
+    preset_name: str | None,
     overrides: Mapping[str, Any] | None = None,
     gradient_checkpointing: bool = False,
+    pretrained: str | None = None,
 ) -> GenPropConfig:
-    """A preset's :class:`GenPropConfig` with ``overrides`` (nested dict of its fields) applied.
+    """The model's :class:`GenPropConfig`.
+
+    Args:
+        preset_name: A ``genprop.configs`` preset; ``None`` with ``pretrained``.
+        overrides: Nested dict of config fields applied to the preset; with ``pretrained`` only
+            ``sce_blocks``, ``num_frames``, ``height``, ``width``, ``timestep_shift`` and
+            ``text.max_tokens`` (checked by ``genprop.pretrained.wan_config``).
+        gradient_checkpointing: Recompute backbone block activations in backward.
+        pretrained: A local Wan2.x I2V diffusers folder (``genprop.pretrained.wan_config``).
 
     Raises:
-        ValueError: naming the unknown preset or override field.
+        ValueError: naming the unknown preset or override field, or when both or neither of
+            ``preset_name`` and ``pretrained`` are given.
     """
-    data = preset(preset_name).to_dict()
+    if (preset_name is None) == (pretrained is None):
+        raise ValueError(
+            "model.net: set exactly one of preset_name (a genprop preset) and pretrained "
+            f"(a local Wan2.x I2V diffusers folder); got {preset_name!r} and {pretrained!r}"
+        )
+    if pretrained is not None:
+        cfg = _pretrained_config(str(pretrained), overrides or {})
+        cfg.backbone.gradient_checkpointing = bool(gradient_checkpointing)
+        return cfg
+    data = preset(str(preset_name)).to_dict()
     if overrides:
         data = _merge(data, overrides, "model.net.overrides")
     data["backbone"]["gradient_checkpointing"] = bool(gradient_checkpointing)
@@ -41,14 +87,17 @@ def build_config(
 
 def build_model(
     *,
-    preset_name: str,
+    preset_name: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     gradient_checkpointing: bool = False,
+    pretrained: str | None = None,
 ) -> GenPropModel:
-    """Instantiate a fresh model (Hydra target of ``model.net``)."""
+    """Instantiate a fresh model (Hydra target of ``model.net``); pretrained weights are loaded
+    from the local ``pretrained`` folder."""
     cfg = build_config(
         preset_name=preset_name,
         overrides=overrides,
         gradient_checkpointing=gradient_checkpointing,
+        pretrained=pretrained,
     )
     return GenPropModel.from_config(cfg)

@@ -14,7 +14,9 @@ import pytest
 from datagen.bench import main
 from datagen.schema import TASKS
 
-DAVIS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "vos"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DAVIS = SHARED / "vos"
+SCHOOLGIRLS = SHARED / "mp4_masks" / "schoolgirls.mp4"
 BUILD_STAGES = ("load", "decode", "resize_crop", "augment", "recipe", "other")
 
 
@@ -58,8 +60,16 @@ def check_dataset(ds: dict, reps: int, *, with_ray: bool) -> None:
     assert inproc["time_ratio_vs_floor"] == pytest.approx(
         inproc["s_per_sample"] / floor_s, rel=1e-2
     )
+    floor_enc = ds["decode_floor"]["decode_encode_s_per_sample"]
+    assert floor_enc > floor_s
+    ratio = inproc["time_ratio_vs_decode_encode_floor"]
+    assert ratio == pytest.approx(inproc["s_per_sample"] / floor_enc, rel=1e-2)
+    assert inproc["ratio_target_met"] == (ratio <= 1.5)
+    assert inproc["cpu_s_per_sample"] > 0
     mem = ds["memory"]["in_process_peak_rss_mb"]
     assert 0 < mem["after_imports"] <= mem["after_n_jobs"] <= mem["after_3n_job"]
+    assert ds["memory"]["worker_peak_rss_mb"] >= mem["after_3n_job"]
+    assert ds["memory"]["target_met"] == (ds["memory"]["worker_peak_rss_mb"] <= 1536)
     if with_ray:
         ray = ds["end_to_end"]["ray"]
         assert ray["warmup_job_s"] > 0
@@ -67,6 +77,13 @@ def check_dataset(ds: dict, reps: int, *, with_ray: bool) -> None:
             check_rate(ray[mode])
         speedup = ray["two_tasks"]["samples_per_s"] / ray["one_task"]["samples_per_s"]
         assert ray["speedup_2_vs_1"] == pytest.approx(speedup, rel=1e-2)
+        assert ray["speedup_target_met"] == (ray["speedup_2_vs_1"] >= 1.7)
+        assert ray["shards_per_job"] >= 2
+        for when in ("before", "after"):
+            ceiling = ray[f"cpu_ceiling_{when}"]
+            assert ceiling["speedup_2_vs_1"] == pytest.approx(
+                2 * ceiling["one_process_s"] / ceiling["two_processes_s"], rel=2e-2
+            )
         assert ray["worker_peak_rss_mb"] and min(ray["worker_peak_rss_mb"]) > 0
 
 
@@ -85,11 +102,32 @@ def test_quick_benchmark_writes_consistent_json_and_table(tmp_path, capsys) -> N
         assert "ray on davis" in report["skipped"]
     else:
         assert "davis" in report["skipped"]
+    assert "bedroom_640x360" in report["skipped"]  # --quick skips the 32x640x360 clips
+    if SCHOOLGIRLS.is_file():  # through the mp4_masks reader, also on a 3-video copy
+        girls = report["datasets"]["schoolgirls"]
+        check_dataset(girls, 2, with_ray=False)
+        assert girls["config"]["source"] == "mp4_masks"
+        sizes = girls["memory"]["dataset_sizes_peak_rss_mb"]
+        assert sizes["videos"] == [1, 3] and min(sizes["peak_rss_mb"]) > 0
+        assert sizes["growth"] == pytest.approx(
+            sizes["peak_rss_mb"][1] / sizes["peak_rss_mb"][0], rel=1e-2
+        )
+        proj = report["projection_sav"]
+        assert proj["measured_on"] == "schoolgirls"
+        per = proj["sav_core_s_per_sample"]
+        assert per["total"] > 0
+        assert per["total"] == pytest.approx(per["decode"] + per["rest"], abs=2e-3)
+        hours = proj["core_hours"]
+        assert hours["4"] == pytest.approx(4 * hours["1"], rel=1e-2)
+        assert hours["1"] == pytest.approx(per["total"] * 50_583 / 3600, rel=1e-2)
+    else:
+        assert "schoolgirls" in report["skipped"]
     table = (out.parent / "data.md").read_text()
     assert table in capsys.readouterr().out
     header = next(line for line in table.splitlines() if line.startswith("| metric"))
     assert header.count("|") == len(report["datasets"]) + 2
     assert "decode floor (samples/s)" in table and "Ray speedup 2 vs 1 task" in table
+    assert "target pipeline <= 1.5x floor met" in table
 
 
 def test_bad_reps_is_a_clear_error(tmp_path, capsys) -> None:

@@ -79,3 +79,88 @@ def test_vos_fps_option_and_numbered_frames(tmp_path: Path) -> None:
             p.rename(d / p.name[1:])
     rec = open_reader("vos", root=tmp_path, fps=6.0).load("seq")
     assert rec.fps == 6.0 and rec.frame_indices == (0, 5, 10, 15)
+
+
+def test_object_ids_scanned_once_per_file_version(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    import datagen.readers.vos as vos
+
+    decoded: list[Path] = []
+    real = vos.read_id_map
+
+    def counting(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.ndarray:
+        decoded.append(path)
+        return real(path, size, tolerance)
+
+    monkeypatch.setattr(vos, "read_id_map", counting)
+    reader = open_reader("vos", root=make_vos(tmp_path))
+    first = reader.load("seq")
+    assert len(decoded) == 4  # one decode per mask PNG to find the ids
+    again = reader.load("seq")
+    assert len(decoded) == 4  # cached: no PNG decoded again
+    assert [(o.object_id, o.present) for o in again.objects] == [
+        (o.object_id, o.present) for o in first.objects
+    ]
+    # A rewritten mask (new mtime) is scanned again: object 2 now also on frame 1.
+    png = tmp_path / "Annotations" / "seq" / "00001.png"
+    ids = np.array(Image.open(png))
+    ids[9:14, 10:18] = 2
+    im = Image.frombytes("P", (20, 16), ids.tobytes())
+    im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [255, 255, 255] * 253)
+    im.save(png)
+    st = png.stat()
+    os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    changed = reader.load("seq")
+    assert len(decoded) == 5 and decoded[-1] == png
+    assert changed.objects[1].present == (0, 1, 2)
+
+
+def test_sample_builder_loads_each_record_once_and_builds_the_same_samples(tmp_path) -> None:
+    from datagen.augment import AugmentConfig, ClipAugment
+    from datagen.plan import make_plan
+    from datagen.recipes import build_recipes
+    from datagen.sample_builder import BuildConfig, SampleBuilder
+
+    root = make_vos(tmp_path / "a", "a", frames=6, width=32, height=24)
+    make_vos(root, "b", frames=6, width=32, height=24)
+    reader = open_reader("vos", root=root)
+    loads: list[str] = []
+
+    def counting_load(video_id: str):
+        loads.append(video_id)
+        return reader.load(video_id)
+
+    def builder(cache: int) -> SampleBuilder:
+        return SampleBuilder(
+            load=counting_load,
+            video_ids=reader.list_videos(),
+            recipes=build_recipes({}),
+            augment=ClipAugment(AugmentConfig()),
+            cfg=BuildConfig(frames=3, size=(16, 16), min_area=0.0, max_area=1.0),
+            record_cache=cache,
+        )
+
+    plans = [
+        p
+        for s in make_plan(
+            ["a", "b"],
+            num_samples=10,
+            samples_per_shard=5,
+            mix={"removal": 1, "edit": 1, "insertion": 1, "tracking": 1, "outpainting": 1},
+            tasks=None,
+            seed=3,
+        )
+        for p in s.samples
+    ]
+    with_cache = builder(8)
+    cached = [with_cache.build(p).sample for p in plans]
+    assert sorted(loads) == ["a", "b"]  # each record loaded once for all attempts and samples
+    loads.clear()
+    without = builder(0)
+    uncached = [without.build(p).sample for p in plans]
+    assert len(loads) >= len(plans)
+    for x, y in zip(cached, uncached, strict=True):
+        assert x is not None and y is not None and x.key == y.key and x.meta == y.meta
+        for field in ("sce", "first", "target", "mask"):
+            assert np.array_equal(getattr(x, field), getattr(y, field)), field

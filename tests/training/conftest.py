@@ -27,24 +27,6 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def tiny_overrides(shard_dir: Path, run_dir: Path) -> list[str]:
-    """Overrides that make any experiment run in seconds on one CPU core."""
-    return [
-        f"data.shards={shard_dir / 'train'}",
-        f"data.val_shards={shard_dir / 'val'}",
-        f"paths.root_dir={run_dir}",
-        f"paths.run_dir={run_dir}",
-        "model=cpu_test",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "data.shuffle_buffer=4",
-        "trainer=cpu",
-        "trainer.limit_val_batches=1",
-        "model.preview_steps=2",
-        "callbacks.progress=null",
-    ]
-
-
 @pytest.fixture
 def compose_cfg() -> Callable[[list[str]], DictConfig]:
     """Compose ``conf/train.yaml`` in-process with the given overrides."""

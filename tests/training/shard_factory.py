@@ -81,3 +81,21 @@ def tar_member_names(path: Path) -> list[str]:
     """Names inside a shard (for sanity checks)."""
     with tarfile.open(fileobj=io.BytesIO(path.read_bytes())) as tf:
         return tf.getnames()
+
+
+def tiny_overrides(shard_dir: Path, run_dir: Path) -> list[str]:
+    """Overrides that make any experiment run in seconds on one CPU core."""
+    return [
+        f"data.shards={shard_dir / 'train'}",
+        f"data.val_shards={shard_dir / 'val'}",
+        f"paths.root_dir={run_dir}",
+        f"paths.run_dir={run_dir}",
+        "model=cpu_test",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.shuffle_buffer=4",
+        "trainer=cpu",
+        "trainer.limit_val_batches=1",
+        "model.preview_steps=2",
+        "callbacks.progress=null",
+    ]

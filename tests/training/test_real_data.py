@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_overrides
+from shard_factory import tiny_overrides
 
 from genprop.model import GenPropModel
 from training.train import train

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
 from safetensors.torch import load_file
+from shard_factory import tiny_overrides
 
 from genprop.model import GenPropModel
 from training.model_factory import build_model
