@@ -48,13 +48,23 @@ class LatentCodec(nn.Module):
 
 
 class SpaceToDepthCodec(LatentCodec):
-    """Exact, parameter-free space-to-depth "latent"."""
+    """Exact, parameter-free space-to-depth "latent", normalised as ``(x - shift) / scale``.
 
-    def __init__(self, patch: int) -> None:
+    Like a VAE's latent normalisation (``latents_mean`` / ``latents_std``), ``shift`` and ``scale``
+    bring the data to roughly zero mean and unit variance, the scale of the flow's noise. Without
+    them pixel data in [-1, 1] (std ~0.3) would sit far below the noise for most of the schedule,
+    and a small model wastes most of its training steps there. They are fixed constants, so the
+    codec stays exact and parameter-free.
+    """
+
+    def __init__(self, patch: int, *, shift: float = 0.0, scale: float = 1.0) -> None:
         super().__init__()
         if patch < 1:
             raise ValueError(f"codec.patch: expected >= 1, got {patch}")
+        if scale <= 0:
+            raise ValueError(f"codec.scale: expected > 0, got {scale}")
         self.patch = patch
+        self.shift, self.scale = float(shift), float(scale)
         self.latent_channels = 3 * patch * patch
         self.spatial_factor = patch
         self.temporal_factor = 1
@@ -63,11 +73,14 @@ class SpaceToDepthCodec(LatentCodec):
         """(B, T, 3, H, W) -> (B, T, 3·p², H/p, W/p)."""
         self.check_size(video.shape[-2], video.shape[-1])
         p = self.patch
-        return rearrange(video, "b t c (h p1) (w p2) -> b t (c p1 p2) h w", p1=p, p2=p)
+        z = rearrange(video, "b t c (h p1) (w p2) -> b t (c p1 p2) h w", p1=p, p2=p)
+        return (z - self.shift) / self.scale if (self.shift, self.scale) != (0.0, 1.0) else z
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, T, 3·p², h, w) -> (B, T, 3, h·p, w·p)."""
         p = self.patch
+        if (self.shift, self.scale) != (0.0, 1.0):
+            latents = latents * self.scale + self.shift
         return rearrange(latents, "b t (c p1 p2) h w -> b t c (h p1) (w p2)", p1=p, p2=p)
 
 
@@ -115,7 +128,7 @@ def build_codec(cfg: CodecConfig, *, load_weights: bool = True) -> LatentCodec:
             stored config, used by ``GenPropModel.from_pretrained`` which loads its own weights).
     """
     if cfg.kind == "space_to_depth":
-        return SpaceToDepthCodec(cfg.patch)
+        return SpaceToDepthCodec(cfg.patch, shift=cfg.shift, scale=cfg.scale)
     if cfg.kind != "wan_vae":
         raise ValueError(
             f"config.codec.kind: expected 'space_to_depth' or 'wan_vae', got {cfg.kind!r}"

@@ -45,6 +45,9 @@ class CodecConfig:
 
     kind: Literal["space_to_depth", "wan_vae"] = "space_to_depth"
     patch: int = 4  # space_to_depth: pixels per latent cell along each axis
+    # space_to_depth: latents = (pixels - shift) / scale, to ~zero mean / unit variance (see codec)
+    shift: float = 0.0
+    scale: float = 1.0
     path: str | None = None  # wan_vae: local diffusers folder
     subfolder: str | None = "vae"
     vae_config: dict[str, Any] | None = None  # wan_vae: config dict (random init in tests)
@@ -113,10 +116,12 @@ def _dit_preset(
     size: int,
     codec_patch: int,
     text: int,
+    pixel_stats: tuple[float, float] = (0.0, 0.5),
 ) -> GenPropConfig:
+    shift, scale = pixel_stats
     return GenPropConfig(
         backbone=DiTConfig(dim=dim, depth=depth, heads=heads),
-        codec=CodecConfig(patch=codec_patch),
+        codec=CodecConfig(patch=codec_patch, shift=shift, scale=scale),
         text=TextConfig(dim=text, max_tokens=16, buckets=4096 if text > 64 else 1024),
         sce_blocks=sce,
         num_frames=frames,
@@ -131,10 +136,20 @@ PRESETS: dict[str, Any] = {
         dim=32, depth=4, heads=2, sce=2, frames=4, size=32, codec_patch=4, text=16
     ),
     # CPU demo: 64x64x8 clips -> 16x16 latent (48 ch) -> 8x8 tokens per frame, 512 tokens.
+    # pixel_stats: mean / std of toy-world pixels in [-1, 1] (demo shards: -0.20 / 0.29).
     "demo": lambda: _dit_preset(
-        dim=128, depth=6, heads=4, sce=3, frames=8, size=64, codec_patch=4, text=64
+        dim=128,
+        depth=6,
+        heads=4,
+        sce=3,
+        frames=8,
+        size=64,
+        codec_patch=4,
+        text=64,
+        pixel_stats=(-0.2, 0.3),
     ),
-    # GPU sizes: 256x256x16 clips -> 32x32 latent (192 ch) -> 16x16 tokens per frame, 4096 tokens.
+    # GPU sizes (natural video, pixel std ~0.5 as EDM's sigma_data):
+    # 256x256x16 clips -> 32x32 latent (192 ch) -> 16x16 tokens per frame, 4096 tokens.
     "small": lambda: _dit_preset(
         dim=384, depth=12, heads=6, sce=6, frames=16, size=256, codec_patch=8, text=256
     ),

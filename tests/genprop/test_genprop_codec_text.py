@@ -29,6 +29,18 @@ def test_space_to_depth_exact_roundtrip():
         codec.encode(torch.zeros(1, 1, 3, 10, 16))
 
 
+def test_space_to_depth_normalisation_gives_unit_scale_and_inverts():
+    codec = SpaceToDepthCodec(2, shift=-0.2, scale=0.3)
+    video = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.3 - 0.2
+    lat = codec.encode(video)
+    assert abs(lat.mean().item()) < 0.05 and abs(lat.std().item() - 1.0) < 0.05
+    assert torch.allclose(codec.decode(lat), video, atol=1e-6)
+    exact = SpaceToDepthCodec(2, scale=0.5)  # a power-of-two scale stays bit-exact
+    assert torch.equal(exact.decode(exact.encode(video)), video)
+    with pytest.raises(ValueError, match="scale"):
+        SpaceToDepthCodec(2, scale=0.0)
+
+
 def test_hashing_text_encoder_is_deterministic_and_handles_empty():
     a = HashingTextEncoder(dim=8, max_tokens=4, buckets=64, seed=0)
     b = HashingTextEncoder(dim=8, max_tokens=4, buckets=64, seed=0)
