@@ -1,21 +1,26 @@
 """Data-pipeline benchmark: ``python -m datagen.bench --out outputs/bench/data.json [--quick]``.
 
-Everything is measured in one run, on the toy world (written to a temp folder) and on the DAVIS
-samples in ``../shared/data/vos`` (bmx-trees, tennis; skipped with a note when absent):
+Everything is measured in one run, on real video and on the toy world (see
+:mod:`datagen.bench_datasets`): DAVIS bmx-trees + tennis (VOS reader), E2FGVI schoolgirls
+(mp4_masks reader) and the toy world at 16x256x256, and SAM 2's bedroom.mp4 (mp4_masks with a
+synthetic mask folder) at 32 frames of 640x360; ``--quick`` uses tiny clips and skips the latter.
 
-1. **decode floor** — the exact frames and masks the pipeline decoded for each sample, decoded
-   again through the reader alone (records loaded outside the timer);
+1. **floor** — the exact frames and masks the pipeline decoded for each sample, decoded again
+   through the reader alone (records loaded outside the timer), plus the H.264 encoding of the
+   outputs: the pipeline's target is at most 1.5x this decode + encode floor;
 2. **stages** — one instrumented pass of the real :class:`~datagen.sample_builder.SampleBuilder`
    over the job's plan: index load, decode, resize/crop, augment, recipe, encode (H.264 and
    lossless) and tar write; every recipe is also timed separately on the same clips;
-3. **end to end** — ``run_job`` writing real shards in-process (``ray.enabled=false``) and on a
-   local Ray with 2 CPUs (2 tasks at once, and 1 at a time for the speedup); Ray start-up and the
-   first (worker warm-up) job are reported apart from the throughput;
-4. **memory and size** — peak RSS of the in-process job at N and 3N samples (each in a fresh
-   process: flat = streaming), of the Ray workers and of this process; shard bytes per sample.
+3. **end to end** — ``run_job`` writing real shards in-process (``ray.enabled=false``), with its
+   wall and CPU seconds; on a local 2-CPU Ray, the same job (8 shards) run alternately with one
+   and with two tasks at a time for the speedup (target 1.7x), after a warm-up job;
+4. **memory and size** — peak RSS of the in-process job (each in a fresh process) at N and 3N
+   samples, and on the same dataset linked under more names (more videos): flat = streaming;
+   target 1.5 GB per worker at 32x640x360; shard bytes per sample;
+5. **projection** — core-hours for all of SA-V train (:mod:`datagen.bench_projection`).
 
-Throughputs are medians over ``--reps`` repetitions. Ratios compare numbers from this run only.
-Writes the JSON, ``data.md`` next to it (a markdown table) and prints the table.
+Throughputs are medians over ``--reps`` repetitions (the 640x360 set: one). Ratios compare
+numbers from this run only. Writes the JSON, ``data.md`` next to it and prints the table.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from datagen.bench_datasets import REPO, BenchDataset, bench_datasets
+from datagen.bench_projection import project_sav
 from datagen.bench_stages import measure_floor, measure_stages
 from datagen.bench_table import markdown_table
 
-REPO = Path(__file__).resolve().parents[1]
-DAVIS_ROOT = REPO / ".." / "shared" / "data" / "vos"
-DAVIS_SEQUENCES = ("bmx-trees", "tennis")
+# The dataset whose Ray speedup is measured (full run; --quick: the toy world), and its job:
+# enough shards (8 of 2 samples) that both workers stay busy and start-up does not dominate.
+RAY_DATASET, RAY_SAMPLES, RAY_SAMPLES_PER_SHARD = "davis", 16, 2
 
 
 def machine() -> dict[str, Any]:
@@ -69,7 +76,7 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
-def base_config(source: dict[str, Any], *, frames: int, size: int) -> dict[str, Any]:
+def base_config(source: dict[str, Any], *, frames: int, size: tuple[int, int]) -> dict[str, Any]:
     """The real ``genprop_data`` config (Hydra defaults) as a plain dict, for ``source``."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -79,7 +86,7 @@ def base_config(source: dict[str, Any], *, frames: int, size: int) -> dict[str, 
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain.pop("hydra", None)
     plain["source"] = dict(source)
-    plain["clip"].update(frames=frames, size=[size, size])
+    plain["clip"].update(frames=frames, size=[int(size[0]), int(size[1])])
     plain["progress"] = False
     return plain
 
@@ -113,11 +120,14 @@ def _child_main() -> None:
     """
     cfgs = json.loads(sys.stdin.read())
     result: dict[str, Any] = {"peak_rss_after_imports_mb": peak_rss_mb()}
-    for key in ("seconds", "samples", "bytes", "peak_rss_mb"):
+    for key in ("seconds", "cpu_s", "samples", "bytes", "peak_rss_mb"):
         result[key] = []
     for cfg in cfgs:
+        cpu0 = os.times()
         seconds, manifest = timed_job(cfg)
+        cpu1 = os.times()
         result["seconds"].append(seconds)
+        result["cpu_s"].append(cpu1.user - cpu0.user + cpu1.system - cpu0.system)
         result["samples"].append(manifest["samples"])
         result["bytes"].append(sum(sh["bytes"] for sh in manifest["shards"]))
         result["peak_rss_mb"].append(peak_rss_mb())
@@ -146,74 +156,19 @@ def summarise(seconds: list[float], samples: list[int]) -> dict[str, Any]:
     }
 
 
-def ray_worker_peak_rss_mb() -> list[float]:
-    """VmHWM (peak RSS) of the Ray worker processes under this process (Linux /proc only)."""
-    parent: dict[int, int] = {}
-    for p in Path("/proc").glob("[0-9]*"):
-        try:
-            parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    mine, grew = {os.getpid()}, True
-    while grew:
-        new = {pid for pid, pp in parent.items() if pp in mine} - mine
-        mine |= new
-        grew = bool(new)
-    peaks = []
-    for pid in mine - {os.getpid()}:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        if b"ray::" not in cmd and b"default_worker" not in cmd:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(round(int(line.split()[1]) / 1024, 1))
-    return sorted(peaks, reverse=True)
+def dataset_config(ds: BenchDataset, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job config of a benchmark dataset (optionally on another source, e.g. its grown copy)."""
+    base = base_config(source or ds.source, frames=ds.frames, size=ds.size)
+    base.update(num_samples=ds.num_samples, samples_per_shard=ds.samples_per_shard)
+    return base
 
 
-def bench_ray(name: str, ds: dict[str, Any], base: dict[str, Any], tmp: Path, reps: int) -> None:
-    """On the running local Ray: a warm-up job, then throughput at 2 and at 1 task at a time.
-
-    Fills ``ds["end_to_end"]["ray"]``. Two tasks at once vs one (``cpus_per_task=2``) on the same
-    2-CPU Ray gives the speedup without restarting Ray.
-    """
-    floor_s = ds["decode_floor"]["s_per_sample"]
-    warm_s, _ = timed_job(job(base, tmp / f"{name}-ray-warm", ray={"enabled": True}))
-    out: dict[str, Any] = {"num_cpus": 2, "warmup_job_s": round(warm_s, 3)}
-    for mode, cpus_per_task in (("two_tasks", 1), ("one_task", 2)):
-        runs = [
-            timed_job(
-                job(base, tmp / f"{name}-ray-{mode}-{r}", ray={"cpus_per_task": cpus_per_task})
-            )
-            for r in range(reps)
-        ]
-        res = summarise([s for s, _ in runs], [m["samples"] for _, m in runs])
-        res["time_ratio_vs_floor"] = round(res["s_per_sample"] / floor_s, 3)
-        out[mode] = res
-    out["speedup_2_vs_1"] = round(
-        out["two_tasks"]["samples_per_s"] / out["one_task"]["samples_per_s"], 3
-    )
-    out["worker_peak_rss_mb"] = ray_worker_peak_rss_mb()  # workers live across jobs: cumulative
-    ds["end_to_end"]["ray"] = out
-
-
-def start_ray() -> float:
-    """Start a local 2-CPU Ray; returns the start-up seconds."""
-    import ray
-
-    t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    return time.perf_counter() - t0
-
-
-def bench_dataset(name: str, base: dict[str, Any], tmp: Path, *, reps: int) -> dict[str, Any]:
+def bench_dataset(name: str, ds: BenchDataset, tmp: Path, *, reps: int) -> dict[str, Any]:
     """Every measurement on one dataset except Ray's (see the module docstring)."""
+    base = dataset_config(ds)
     print(f"[bench] {time.strftime('%H:%M:%S')} {name}: stages", file=sys.stderr, flush=True)
-    stages = measure_stages(base, tmp / f"{name}-stages", reps=reps)
-    floor = measure_floor(base, stages.pop("decode_log"), reps=reps)
+    stages = measure_stages(base, tmp / f"{name}-stages", reps=ds.reps or reps)
+    floor = measure_floor(base, stages.pop("decode_log"), reps=ds.reps or reps)
     floor_s = floor["s_per_sample"]
     floor_enc_s = floor_s + stages["stages"]["encode_h264"]["s_per_sample"]
     floor["decode_encode_s_per_sample"] = round(floor_enc_s, 5)
@@ -224,14 +179,44 @@ def bench_dataset(name: str, base: dict[str, Any], tmp: Path, *, reps: int) -> d
     )
     n = int(base["num_samples"])
     local = {"enabled": False}
+    reps = ds.reps or reps
     cfgs = [job(base, tmp / f"{name}-inproc-{r}", ray=local) for r in range(reps)]
-    cfgs.append(job(base, tmp / f"{name}-inproc-3n", ray=local, num_samples=3 * n))
+    if ds.three_n:
+        cfgs.append(job(base, tmp / f"{name}-inproc-3n", ray=local, num_samples=3 * n))
+    if ds.grown is not None:  # the same job on the dataset linked under more names, last
+        cfgs.append(job(dataset_config(ds, ds.grown[1]), tmp / f"{name}-grown", ray=local))
     child = in_fresh_process(cfgs)
     inproc = summarise(child["seconds"][:reps], child["samples"][:reps])
+    cpu = [c / k for c, k in zip(child["cpu_s"][:reps], child["samples"][:reps], strict=True)]
+    inproc["cpu_s_per_sample"] = round(statistics.median(cpu), 5)
     inproc["time_ratio_vs_floor"] = round(inproc["s_per_sample"] / floor_s, 3)
-    inproc["time_ratio_vs_decode_encode_floor"] = round(inproc["s_per_sample"] / floor_enc_s, 3)
-    inproc["samples_per_s_3n_job"] = round(child["samples"][-1] / child["seconds"][-1], 3)
+    ratio = round(inproc["s_per_sample"] / floor_enc_s, 3)
+    inproc["time_ratio_vs_decode_encode_floor"] = ratio
+    inproc["ratio_target"], inproc["ratio_target_met"] = 1.5, ratio <= 1.5
     peaks = child["peak_rss_mb"]
+    memory: dict[str, Any] = {
+        "in_process_peak_rss_mb": {
+            "n": n,
+            "after_imports": child["peak_rss_after_imports_mb"],
+            "after_n_jobs": peaks[reps - 1],
+        },
+    }
+    if ds.three_n:
+        inproc["samples_per_s_3n_job"] = round(child["samples"][reps] / child["seconds"][reps], 3)
+        memory["in_process_peak_rss_mb"]["after_3n_job"] = peaks[reps]
+        memory["in_process_peak_rss_mb"]["growth_3n_vs_n"] = round(peaks[reps] / peaks[reps - 1], 3)
+    if ds.grown is not None:  # peak RSS is a high-water mark: growth = the bigger set needed more
+        memory["dataset_sizes_peak_rss_mb"] = {
+            "videos": [ds.videos, ds.grown[0]],
+            "peak_rss_mb": [peaks[-2], peaks[-1]],
+            "growth": round(peaks[-1] / peaks[-2], 3),
+            "samples_per_job": n,
+            "how": "one fresh process: the smaller set's jobs, then the same job on the bigger "
+            "set; peak RSS (high-water mark) read after each",
+        }
+    worst = peaks[-1]  # the high-water mark after every job
+    memory["worker_peak_rss_mb"] = worst
+    memory["target_mb"], memory["target_met"] = 1536, worst <= 1536
     result: dict[str, Any] = {
         "config": {
             "source": base["source"]["name"],
@@ -239,54 +224,23 @@ def bench_dataset(name: str, base: dict[str, Any], tmp: Path, *, reps: int) -> d
             "size": base["clip"]["size"],
             "num_samples": n,
             "samples_per_shard": base["samples_per_shard"],
+            "videos": ds.videos,
+            "source_size": list(ds.source_size) if ds.source_size else None,
+            "repetitions": ds.reps or reps,
             "codec": base["encode"]["codec"],
+            "preset": base["encode"]["preset"],
             "mix": base["mix"],
         },
+        "notes": ds.notes,
         "decode_floor": floor,
         **stages,
         "end_to_end": {"in_process": inproc},
-        "memory": {
-            "in_process_peak_rss_mb": {
-                "n": n,
-                "after_imports": child["peak_rss_after_imports_mb"],
-                "after_n_jobs": peaks[reps - 1],
-                "after_3n_job": peaks[-1],
-                "growth_3n_vs_n": round(peaks[-1] / peaks[reps - 1], 3),
-            },
-        },
+        "memory": memory,
     }
     result["bytes_per_sample"]["h264_end_to_end_shards"] = round(
         child["bytes"][0] / child["samples"][0]
     )
     return result
-
-
-def datasets(tmp: Path, quick: bool) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """``{name: base config}`` of the datasets to measure, and ``{name: note}`` of skipped ones."""
-    from datagen.toyworld.world import WorldConfig
-    from datagen.toyworld.writer import write_dataset
-
-    videos, n_toy, n_davis = (8, 4, 2) if quick else (32, 32, 12)
-    toy_root = write_dataset(tmp / "toyworld", WorldConfig(), num_videos=videos, progress=None)
-    toy = base_config({"name": "toyworld", "root": str(toy_root)}, frames=8, size=64)
-    toy.update(num_samples=n_toy, samples_per_shard=max(1, n_toy // 4))
-    found: dict[str, dict[str, Any]] = {"toyworld": toy}
-    skipped: dict[str, str] = {}
-    missing = [s for s in DAVIS_SEQUENCES if not (DAVIS_ROOT / "JPEGImages" / s).is_dir()]
-    if missing:
-        skipped["davis"] = f"{DAVIS_ROOT.resolve()} lacks {missing}: DAVIS part not run"
-        return found, skipped
-    root = tmp / "davis"  # only the chosen sequences, linked (never copied)
-    for sub in ("JPEGImages", "Annotations"):
-        (root / sub).mkdir(parents=True)
-        for seq in DAVIS_SEQUENCES:
-            (root / sub / seq).symlink_to((DAVIS_ROOT / sub / seq).resolve())
-    davis = base_config(
-        {"name": "vos", "root": str(root)}, frames=4 if quick else 16, size=64 if quick else 256
-    )
-    davis.update(num_samples=n_davis, samples_per_shard=max(1, n_davis // 4))
-    found["davis"] = davis
-    return found, skipped
 
 
 def run(out: Path, *, quick: bool, reps: int, use_ray: bool, command: str = "") -> dict[str, Any]:
@@ -304,28 +258,30 @@ def run(out: Path, *, quick: bool, reps: int, use_ray: bool, command: str = "") 
     }
     with tempfile.TemporaryDirectory(prefix="genprop-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        found, report["skipped"] = datasets(tmp, quick)
-        for name, base in found.items():
-            report["datasets"][name] = bench_dataset(name, base, tmp, reps=reps)
+        found, report["skipped"] = bench_datasets(tmp, quick)
+        for name, ds in found.items():
+            report["datasets"][name] = bench_dataset(name, ds, tmp, reps=reps)
         if use_ray:  # after everything else, so that idle Ray processes disturb nothing
             import ray
 
+            from datagen.bench_ray import bench_ray, start_ray  # imports this module
+
             report["ray"] = {"num_cpus": 2, "startup_s": round(start_ray(), 3)}
-            ray_sets = list(found)[:1] if quick else list(found)
-            for name in list(found)[len(ray_sets) :]:
-                report["skipped"][f"ray on {name}"] = "--quick measures Ray on the toy world only"
+            name = "toyworld" if quick or RAY_DATASET not in found else RAY_DATASET
+            base = dataset_config(found[name])
+            if not quick:
+                base.update(num_samples=RAY_SAMPLES, samples_per_shard=RAY_SAMPLES_PER_SHARD)
+            for other in found:
+                if other != name:
+                    report["skipped"][f"ray on {other}"] = f"Ray is measured on {name} only"
             try:
-                for name, base in ((n, found[n]) for n in ray_sets):
-                    print(
-                        f"[bench] {time.strftime('%H:%M:%S')} {name}: Ray",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    bench_ray(name, report["datasets"][name], base, tmp, reps)
+                print(f"[bench] {time.strftime('%H:%M:%S')} {name}: Ray", file=sys.stderr)
+                bench_ray(name, report["datasets"][name], base, tmp, reps)
             finally:
                 ray.shutdown()
         else:
             report["skipped"]["ray"] = "--no-ray given"
+    report["projection_sav"] = project_sav(report["datasets"])
     report["driver_peak_rss_mb"] = peak_rss_mb()
     report["machine"]["loadavg_at_end"] = (
         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -343,11 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m datagen.bench", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("outputs/bench/data.json"), help="JSON path")
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests)")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 2)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default 2)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray measurements")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    reps = args.reps if args.reps is not None else (2 if args.quick else 3)
+    reps = args.reps if args.reps is not None else 2
     if reps < 1:
         p.error(f"--reps must be >= 1, got {reps}")
     command = " ".join(["python -m datagen.bench", *argv])

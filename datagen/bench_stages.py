@@ -322,6 +322,12 @@ def measure_floor(
         "frames_per_sample": round(
             sum(len(i[2]) for s in decode_log for i in s if i[0] == "frames") / len(decode_log), 2
         ),
+        # an mp4 is decoded from its start up to the last frame a clip needs
+        "frames_decoded_from_start_per_sample": round(
+            sum(max(i[2]) + 1 for s in decode_log for i in s if i[0] == "frames" and i[2])
+            / len(decode_log),
+            2,
+        ),
         "masks_per_sample": round(
             sum(1 for s in decode_log for i in s if i[0] == "mask") / len(decode_log), 2
         ),

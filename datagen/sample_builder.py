@@ -4,10 +4,16 @@ A planned sample that cannot be built (bad video, instance absent from the first
 of the filters, video too short) is retried with a fresh attempt generator on another video drawn
 from the dataset, up to ``max_attempts`` times; every bad video and skip reason is reported back
 so the job can log and count it. Nothing here raises for one bad video.
+
+Loaded records (indices and lazy callables, no pixels) are kept in a small LRU cache
+(``record_cache`` entries, 8 by default), so retries and later samples on the same video do not
+load it again; a video whose ``load`` failed is remembered too and fails again with the same
+reason. Records decode lazily and deterministically, so caching changes no sample.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +75,8 @@ class SampleBuilder:
         recipes: task -> recipe.
         augment: the clip augmentation.
         cfg: per-sample settings.
+        record_cache: how many loaded records (or load failures) to keep, least recently used
+            dropped first; 0 disables the cache.
     """
 
     def __init__(
@@ -79,9 +87,34 @@ class SampleBuilder:
         recipes: Mapping[str, Recipe],
         augment: ClipAugment,
         cfg: BuildConfig,
+        record_cache: int = 8,
     ) -> None:
         self.load, self.video_ids = load, sorted(video_ids)
         self.recipes, self.augment, self.cfg = recipes, augment, cfg
+        self.record_cache = int(record_cache)
+        self._records: OrderedDict[str, VideoRecord | BadVideo] = OrderedDict()
+
+    def record(self, video_id: str) -> VideoRecord:
+        """``load(video_id)`` through the LRU cache of records (and of load failures).
+
+        Raises:
+            BadVideo: the video cannot be loaded (also when that is remembered from before).
+        """
+        if video_id in self._records:
+            self._records.move_to_end(video_id)
+            cached = self._records[video_id]
+        else:
+            try:
+                cached = self.load(video_id)
+            except BadVideo as e:
+                cached = e
+            if self.record_cache > 0:
+                self._records[video_id] = cached
+                while len(self._records) > self.record_cache:
+                    self._records.popitem(last=False)
+        if isinstance(cached, BadVideo):
+            raise BadVideo(cached.video_id, cached.reason)
+        return cached
 
     def build(self, plan: SamplePlan) -> BuildResult:
         """Build ``plan``'s sample, retrying on bad videos and skips."""
@@ -114,7 +147,7 @@ class SampleBuilder:
         partner_id: str | None,
     ) -> Sample:
         c = self.cfg
-        record = self.load(video_id)
+        record = self.record(video_id)
         main = _pick_object(record, rng)
         needs_all_masks = plan.task == "tracking"  # a second instance may be painted
         clip = self._clip(record, rng, main, all_masks=needs_all_masks)
@@ -183,7 +216,7 @@ class SampleBuilder:
             partner_record = record
             obj = others[int(rng.integers(len(others)))].object_id
         else:
-            partner_record = self.load(partner_id)
+            partner_record = self.record(partner_id)
             obj = _pick_object(partner_record, rng)
             if obj is None:
                 raise SkipSample(f"partner video {partner_id!r} has no objects")

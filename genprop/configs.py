@@ -24,6 +24,11 @@ class DiTConfig:
     text_cross_attention: bool = True  # cross-attention on precomputed text embeddings
     rope_theta: float = 10000.0
     gradient_checkpointing: bool = False
+    # Give every frame's tokens the first-frame latent (SVD-style) instead of frame 0 only (Wan
+    # style): copying the given frame becomes a per-token operation, which a small model trained
+    # from scratch learns in hundreds of steps instead of thousands. The which-frame-is-given mask
+    # still marks frame 0. Same channel layout either way.
+    first_frame_broadcast: bool = True
 
 
 @dataclass

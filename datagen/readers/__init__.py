@@ -6,6 +6,8 @@
 - ``ytvis``: ``annotations=FILE frames=DIR [fps=6.0]`` (YouTube-VIS 2019/2021/2022, OVIS);
 - ``sav``: ``root=DIR [masklets=manual|auto|both] [annot_every=4]`` (SA-V train layout);
 - ``vos``: ``root=DIR [resolution=480p] [fps=None]`` (YouTube-VOS / DAVIS folders);
+- ``mp4_masks``: ``root=DIR`` holding ``<name>.mp4`` + ``<name>_mask/`` (one PNG per frame;
+  E2FGVI / ProPainter examples);
 - ``toyworld``: ``root=DIR [fps=...]``: the built-in toy world, written in YouTube-VIS layout as
   ``ROOT/annotations.json`` + ``ROOT/JPEGImages``.
 """
@@ -16,16 +18,18 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from datagen.readers.mp4_masks import Mp4MasksReader
 from datagen.readers.sav import SavReader
 from datagen.readers.vos import VosReader
 from datagen.readers.ytvis import YtvisReader
 from datagen.record import DatasetError, Reader
 
-SOURCES = ("ytvis", "sav", "vos", "toyworld")
+SOURCES = ("ytvis", "sav", "vos", "mp4_masks", "toyworld")
 READERS: dict[str, type[Reader]] = {
     "ytvis": YtvisReader,
     "sav": SavReader,
     "vos": VosReader,
+    "mp4_masks": Mp4MasksReader,
     "toyworld": YtvisReader,  # the toy world is written in YouTube-VIS layout
 }
 
@@ -62,4 +66,12 @@ def open_reader(source: str, **options: Any) -> Reader:
     return reader_cls(**options)
 
 
-__all__ = ["READERS", "SOURCES", "SavReader", "VosReader", "YtvisReader", "open_reader"]
+__all__ = [
+    "READERS",
+    "SOURCES",
+    "Mp4MasksReader",
+    "SavReader",
+    "VosReader",
+    "YtvisReader",
+    "open_reader",
+]

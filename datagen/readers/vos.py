@@ -9,12 +9,17 @@ Layout: ``<root>/JPEGImages[/<resolution>]/<seq>/<frame>.jpg|png`` and
 
 Annotations may be sparse (YouTube-VOS valid, Cutie examples): only frames with a PNG are in
 ``VideoRecord.annotated``; ``mask_fn`` returns ``None`` elsewhere. Object ids are found by reading
-the mask PNGs once at ``load`` (ids only; masks are decoded again when asked for).
+the mask PNGs (ids only; masks are decoded again when asked for). The ids found in each PNG are
+cached per process, keyed by the file's path, modification time and byte size
+(:func:`scan_object_ids`), so loading a sequence again costs a directory listing and a ``stat``
+per mask instead of decoding every PNG.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +38,8 @@ from datagen.record import BadVideo, DatasetError, ObjectTrack, Reader, VideoRec
 
 VOID_ID = 255
 MASK_MODES = ("P", "L", "1")
+# Masks whose ids are remembered per process: ~200 bytes each, so at most ~20 MB.
+ID_CACHE_SIZE = 100_000
 
 
 def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.ndarray:
@@ -78,7 +85,45 @@ def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.nda
     return ids
 
 
-def _mask_at(
+@functools.lru_cache(maxsize=ID_CACHE_SIZE)
+def _ids_in_mask(
+    path: str, mtime_ns: int, nbytes: int, size: tuple[int, int], tolerance: int
+) -> tuple[int, ...]:
+    """Object ids (not background, not void) in one mask PNG; cached on the file's identity."""
+    del mtime_ns, nbytes  # part of the cache key only: a changed file is scanned again
+    ids = np.unique(read_id_map(Path(path), size, tolerance))
+    return tuple(int(i) for i in ids if i not in (0, VOID_ID))
+
+
+def scan_object_ids(
+    mask_paths: Mapping[int, Path], size: tuple[int, int], tolerance: int
+) -> dict[int, list[int]]:
+    """``{object id: [frame indices where it is present]}`` from a video's mask PNGs.
+
+    Each PNG is decoded once per process: the ids it holds are cached, keyed by
+    ``(path, mtime, byte size, frame size, tolerance)``, so a rewritten file is scanned again.
+
+    Args:
+        mask_paths: frame index -> mask PNG.
+        size: frame size ``(width, height)``.
+        tolerance: see :func:`read_id_map`.
+
+    Raises:
+        FrameError: a mask is missing, unreadable, of an unsupported mode or of the wrong size.
+    """
+    present: dict[int, list[int]] = {}
+    for i in sorted(mask_paths):
+        path = mask_paths[i]
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise FrameError(f"{path}: cannot read mask ({e.strerror})") from e
+        for oid in _ids_in_mask(str(path), st.st_mtime_ns, st.st_size, size, tolerance):
+            present.setdefault(oid, []).append(i)
+    return present
+
+
+def object_mask_at(
     mask_paths: dict[int, Path],
     object_id: int,
     size: tuple[int, int],
@@ -86,6 +131,11 @@ def _mask_at(
     video_id: str,
     i: int,
 ) -> np.ndarray | None:
+    """``object_id``'s ``(H, W)`` bool mask on frame ``i``; ``None`` when absent or unannotated.
+
+    Raises:
+        BadVideo: the mask PNG is unusable (named in the reason).
+    """
     path = mask_paths.get(i)
     if path is None:
         return None
@@ -179,15 +229,10 @@ class VosReader(Reader):
             mask_paths[by_stem[m.stem]] = m
         if not mask_paths:
             raise BadVideo(video_id, f"{ann_dir}: no mask PNGs")
-        present: dict[int, list[int]] = {}
-        for i, m in mask_paths.items():
-            try:
-                ids = np.unique(read_id_map(m, size, self.tolerance))
-            except FrameError as e:
-                raise BadVideo(video_id, str(e)) from e
-            for oid in ids:
-                if oid not in (0, VOID_ID):
-                    present.setdefault(int(oid), []).append(i)
+        try:
+            present = scan_object_ids(mask_paths, size, self.tolerance)
+        except FrameError as e:
+            raise BadVideo(video_id, str(e)) from e
         if not present:
             raise BadVideo(video_id, f"{ann_dir}: zero usable objects (every mask is empty)")
         objects = tuple(
@@ -195,7 +240,7 @@ class VosReader(Reader):
                 object_id=str(oid),
                 category=None,
                 present=tuple(present[oid]),
-                mask_fn=partial(_mask_at, mask_paths, oid, size, self.tolerance, video_id),
+                mask_fn=partial(object_mask_at, mask_paths, oid, size, self.tolerance, video_id),
             )
             for oid in sorted(present)
         )

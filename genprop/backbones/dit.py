@@ -183,6 +183,18 @@ class TinyDiT(Backbone):
             grid=grid,
         )
 
+    def i2v_input(self, x_t: torch.Tensor, first_latent: torch.Tensor) -> torch.Tensor:
+        """``[x_t, mask, first_latent]`` as the base class, with the first frame's latent on
+        every frame when ``cfg.first_frame_broadcast`` (see :class:`~genprop.configs.DiTConfig`).
+
+        Args:
+            x_t: (B, T', C, h, w) noisy latents.
+            first_latent: (B, T', C, h, w) codec encoding of ``[v_1, 0, ..., 0]``.
+        """
+        if self.cfg.first_frame_broadcast:
+            first_latent = first_latent[:, :1].expand_as(first_latent)
+        return super().i2v_input(x_t, first_latent)
+
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Apply a block (or a copy of one) to tokens (B, N, D)."""
         return block(x, cond)

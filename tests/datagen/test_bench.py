@@ -79,6 +79,7 @@ def check_dataset(ds: dict, reps: int, *, with_ray: bool) -> None:
         assert ray["speedup_2_vs_1"] == pytest.approx(speedup, rel=1e-2)
         assert ray["speedup_target_met"] == (ray["speedup_2_vs_1"] >= 1.7)
         assert ray["shards_per_job"] >= 2
+        assert ray["speedup_over_ceiling"] > 0
         for when in ("before", "after"):
             ceiling = ray[f"cpu_ceiling_{when}"]
             assert ceiling["speedup_2_vs_1"] == pytest.approx(

@@ -133,3 +133,22 @@ def test_gradient_checkpointing_matches(tiny_model):
         out.velocity.square().mean().backward()
         grads.append(tiny_model.content_encoder.injections[0].net[2].weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_dit_first_frame_condition_layout(broadcast):
+    cfg = preset("cpu_test")
+    cfg.backbone.first_frame_broadcast = broadcast
+    model = GenPropModel.from_config(cfg)
+    first = torch.rand(1, 3, 32, 32) * 2 - 1
+    first_latent = model.encode_first_frame(first, 4)
+    x_t = torch.randn_like(first_latent)
+    inp = model.backbone.i2v_input(x_t, first_latent)
+    c = first_latent.shape[2]
+    given = inp[:, :, -c:]
+    mask = inp[:, :, c:-c]
+    assert torch.equal(inp[:, :, :c], x_t)
+    assert mask[:, 0].eq(1).all() and mask[:, 1:].eq(0).all()  # frame 0 is the given one
+    for t in range(4):
+        expected = first_latent[:, 0] if (broadcast or t == 0) else first_latent[:, t]
+        assert torch.equal(given[:, t], expected)

@@ -1,0 +1,121 @@
+"""Ray part of :mod:`datagen.bench`: the same job at 1 and 2 tasks at a time, and the machine's cap.
+
+On a shared machine two Ray workers cannot be faster than two plain CPU-bound processes; the
+cap (:func:`parallel_ceiling`) is measured before and after the Ray runs so that the speedup can
+be read against it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from datagen.bench import job, summarise, timed_job
+
+
+def ray_worker_peak_rss_mb() -> list[float]:
+    """VmHWM (peak RSS) of the Ray worker processes under this process (Linux /proc only)."""
+    parent: dict[int, int] = {}
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    mine, grew = {os.getpid()}, True
+    while grew:
+        new = {pid for pid, pp in parent.items() if pp in mine} - mine
+        mine |= new
+        grew = bool(new)
+    peaks = []
+    for pid in mine - {os.getpid()}:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if b"ray::" not in cmd and b"default_worker" not in cmd:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(round(int(line.split()[1]) / 1024, 1))
+    return sorted(peaks, reverse=True)
+
+
+SPIN_CODE = "x = 0\nfor i in range({n}):\n    x += i * i"
+
+
+def parallel_ceiling(n: int = 3_000_000) -> dict[str, Any]:
+    """The best 2-vs-1 speedup this machine offers right now: a pure CPU loop in 1 vs 2 processes.
+
+    Other users of the machine (and its load) cap what two Ray workers can reach; this measures
+    the cap in the same minutes, so the Ray speedup can be read against it.
+    """
+
+    def spin(copies: int) -> float:
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen([sys.executable, "-c", SPIN_CODE.format(n=n)]) for _ in range(copies)
+        ]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - t0
+
+    one, two = spin(1), spin(2)
+    return {
+        "one_process_s": round(one, 3),
+        "two_processes_s": round(two, 3),
+        "speedup_2_vs_1": round(2 * one / two, 3),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def bench_ray(name: str, ds: dict[str, Any], base: dict[str, Any], tmp: Path, reps: int) -> None:
+    """On the running local Ray: a warm-up job, then the same job at 1 and at 2 tasks at a time.
+
+    Fills ``ds["end_to_end"]["ray"]``. The same 2-CPU Ray runs the same job (same plan, shards
+    and samples) sequentially with ``cpus_per_task=2`` (1 worker busy) and ``cpus_per_task=1``
+    (2 workers busy), alternating, so that drifts in machine load hit both alike.
+    """
+    floor_s = ds["decode_floor"]["decode_encode_s_per_sample"]
+    warm_s, _ = timed_job(job(base, tmp / f"{name}-ray-warm", ray={"enabled": True}))
+    out: dict[str, Any] = {
+        "num_cpus": 2,
+        "warmup_job_s": round(warm_s, 3),
+        "samples_per_job": int(base["num_samples"]),
+        "shards_per_job": -(-int(base["num_samples"]) // int(base["samples_per_shard"])),
+    }
+    out["cpu_ceiling_before"] = parallel_ceiling()
+    runs: dict[str, list[tuple[float, dict[str, Any]]]] = {"one_task": [], "two_tasks": []}
+    for r in range(reps):
+        for mode, cpus_per_task in (("one_task", 2), ("two_tasks", 1)):
+            cfg = job(base, tmp / f"{name}-ray-{mode}-{r}", ray={"cpus_per_task": cpus_per_task})
+            runs[mode].append(timed_job(cfg))
+    for mode, done in runs.items():
+        res = summarise([s for s, _ in done], [m["samples"] for _, m in done])
+        res["time_ratio_vs_decode_encode_floor"] = round(res["s_per_sample"] / floor_s, 3)
+        out[mode] = res
+    out["speedup_2_vs_1"] = round(
+        out["two_tasks"]["samples_per_s"] / out["one_task"]["samples_per_s"], 3
+    )
+    out["cpu_ceiling_after"] = parallel_ceiling()
+    ceiling = (
+        out["cpu_ceiling_before"]["speedup_2_vs_1"] + out["cpu_ceiling_after"]["speedup_2_vs_1"]
+    ) / 2
+    out["speedup_over_ceiling"] = round(out["speedup_2_vs_1"] / ceiling, 3)
+    out["speedup_target"] = 1.7
+    out["speedup_target_met"] = out["speedup_2_vs_1"] >= 1.7
+    out["worker_peak_rss_mb"] = ray_worker_peak_rss_mb()  # workers live across jobs: cumulative
+    ds["end_to_end"]["ray"] = out
+
+
+def start_ray() -> float:
+    """Start a local 2-CPU Ray; returns the start-up seconds."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return time.perf_counter() - t0
