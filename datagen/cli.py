@@ -3,6 +3,7 @@
     genprop-data dry_run=true source=ytvis source.annotations=FILE source.frames=DIR
     genprop-data dry_run=true source=sav source.root=DIR source.masklets=both
     genprop-data dry_run=true source=vos source.root=DIR source.resolution=480p
+    genprop-data dry_run=true source=mp4_masks source.root=DIR   # <name>.mp4 + <name>_mask/
     genprop-data dry_run=true source=toyworld source.root=DIR
 
 A dry run validates the dataset, writes nothing, and prints a JSON summary as its last stdout
