@@ -29,6 +29,13 @@ class DiTConfig:
     # from scratch learns in hundreds of steps instead of thousands. The which-frame-is-given mask
     # still marks frame 0. Same channel layout either way.
     first_frame_broadcast: bool = True
+    # What the output head predicts. "x0": the clean latents x̂0, turned into the flow velocity
+    # v = (x_t - x̂0) / max(t, t_min) (as JiT, "Back to Basics", 2025). A token of a pixel-space
+    # codec holds p²·C values (192 at the demo size), more than a narrow DiT's width: predicting v
+    # (which contains the noise) through that bottleneck cannot work, predicting the clean data
+    # (which lies near a low-dimensional manifold) can. "velocity": the head predicts v directly.
+    prediction: Literal["x0", "velocity"] = "x0"
+    t_min: float = 0.05  # x0 prediction: floor of t in the division (bounds the 1/t² loss weight)
 
 
 @dataclass

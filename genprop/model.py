@@ -156,7 +156,7 @@ class GenPropModel(nn.Module):
             x = bb.apply_block(block, x, cond)
             if k < len(injections):
                 x = x + injection_weight * injections[k]
-        velocity = bb.final(x, cond)
+        velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
         mask_logits = None
         if content is not None and predict_mask:
             mask_logits = self.mask_decoder(bb, penultimate, cond)

@@ -122,4 +122,8 @@ class Backbone(nn.Module):
         cond = self.condition(t, self.token_grid(inp), context, context_mask)
         for block in self.blocks:
             x = self.apply_block(block, x, cond)
-        return self.final(x, cond)
+        return self.to_velocity(self.final(x, cond), x_t, t)
+
+    def to_velocity(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The head's output (B, T', C, h, w) as a flow velocity; identity for velocity heads."""
+        return out

@@ -195,6 +195,19 @@ class TinyDiT(Backbone):
             first_latent = first_latent[:, :1].expand_as(first_latent)
         return super().i2v_input(x_t, first_latent)
 
+    def to_velocity(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Head output -> velocity: ``(x_t - x̂0) / max(t, t_min)`` for ``prediction="x0"``.
+
+        Args:
+            out: (B, T', C, h, w) head output (x̂0 or v).
+            x_t: (B, T', C, h, w) the noisy input.
+            t: (B,) flow time.
+        """
+        if self.cfg.prediction == "velocity":
+            return out
+        tt = t.to(out.dtype).clamp(min=self.cfg.t_min).view(-1, 1, 1, 1, 1)
+        return (x_t.to(out.dtype) - out) / tt
+
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Apply a block (or a copy of one) to tokens (B, N, D)."""
         return block(x, cond)
