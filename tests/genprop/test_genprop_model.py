@@ -152,3 +152,20 @@ def test_dit_first_frame_condition_layout(broadcast):
     for t in range(4):
         expected = first_latent[:, 0] if (broadcast or t == 0) else first_latent[:, t]
         assert torch.equal(given[:, t], expected)
+
+
+def test_x0_head_gives_the_exact_velocity_for_the_exact_clean_latents():
+    # The DiT head predicts x0; (x_t - x0) / t must be the flow target eps - x0 (for t >= t_min)
+    # so that the loss and the sampler, which work on velocities, are unchanged.
+    from genprop.flow import add_noise, velocity_target
+
+    model = GenPropModel.from_config(preset("cpu_test"))
+    assert model.backbone.cfg.prediction == "x0"
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 4, 48, 8, 8, generator=g), torch.randn(2, 4, 48, 8, 8, generator=g)
+    t = torch.tensor([0.3, 0.9])
+    v = model.backbone.to_velocity(x0, add_noise(x0, noise, t), t)
+    assert torch.allclose(v, velocity_target(x0, noise), atol=1e-5)
+    # Below t_min the division is floored: bounded, finite velocities.
+    tiny = torch.tensor([1e-6, 0.0])
+    assert torch.isfinite(model.backbone.to_velocity(x0, add_noise(x0, noise, tiny), tiny)).all()
