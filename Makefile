@@ -54,8 +54,8 @@ clean: ## Remove outputs (keeps .venv)
 DEMO ?= outputs/demo
 DEMO_VIDEOS ?= 300
 DEMO_SAMPLES ?= 2048
-DEMO_STAGE1_STEPS ?= 900
-DEMO_STAGE2_STEPS ?= 700
+DEMO_STAGE1_STEPS ?= 1200
+DEMO_STAGE2_STEPS ?= 900
 DEMO_CASES ?= 4
 DEMO_STEPS ?= 16
 DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
@@ -127,9 +127,10 @@ bench-data: | $(STAMP) ## Data pipeline vs the bare decode floor, per stage, Ray
 bench-train: | $(STAMP) ## Training step vs loader samples/s at demo size (+ bf16/MFU on a GPU)
 	$(BIN)/python -m training.bench --out outputs/bench/train.json
 
-bench-model: | $(STAMP) ## Parameters, FLOPs and step/sampling time per model preset
-	$(BIN)/python -m genprop.benchmark --preset demo --preset small --batch 4 --threads 2 \
-		--out outputs/bench/model.json
+# On a GPU machine: make bench-model BENCH_MODEL_ARGS="--preset small --preset base --device cuda"
+BENCH_MODEL_ARGS ?= --preset demo --batch 4 --threads 2 --iters 5
+bench-model: | $(STAMP) ## GenProp vs bare I2V step time, sampling time, memory per model preset
+	$(BIN)/python -m genprop.benchmark $(BENCH_MODEL_ARGS) --out outputs/bench/model.json
 
 bench: bench-data bench-train bench-model ## All benchmarks
 
