@@ -28,8 +28,8 @@ from datagen.readers.frames import (
     iter_video_frames,
     probe_video,
 )
-from datagen.readers.vos import object_mask_at, scan_object_ids
-from datagen.record import BadVideo, DatasetError, ObjectTrack, Reader, VideoRecord
+from datagen.readers.vos import png_mask_objects
+from datagen.record import BadVideo, DatasetError, Reader, VideoRecord
 
 MASK_DIR_SUFFIXES = ("_mask", "_masks")
 
@@ -140,21 +140,7 @@ class Mp4MasksReader(Reader):
             )
         size = (width, height)
         mask_paths = dict(enumerate(masks))
-        try:
-            present = scan_object_ids(mask_paths, size, self.tolerance)
-        except FrameError as e:
-            raise BadVideo(video_id, str(e)) from e
-        if not present:
-            raise BadVideo(video_id, f"{mask_dir}: zero usable objects (every mask is empty)")
-        objects = tuple(
-            ObjectTrack(
-                object_id=str(oid),
-                category=None,
-                present=tuple(present[oid]),
-                mask_fn=partial(object_mask_at, mask_paths, oid, size, self.tolerance, video_id),
-            )
-            for oid in sorted(present)
-        )
+        objects = png_mask_objects(video_id, mask_dir, mask_paths, size, self.tolerance)
         return VideoRecord(
             video_id=video_id,
             source=self.source,

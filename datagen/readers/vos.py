@@ -229,21 +229,7 @@ class VosReader(Reader):
             mask_paths[by_stem[m.stem]] = m
         if not mask_paths:
             raise BadVideo(video_id, f"{ann_dir}: no mask PNGs")
-        try:
-            present = scan_object_ids(mask_paths, size, self.tolerance)
-        except FrameError as e:
-            raise BadVideo(video_id, str(e)) from e
-        if not present:
-            raise BadVideo(video_id, f"{ann_dir}: zero usable objects (every mask is empty)")
-        objects = tuple(
-            ObjectTrack(
-                object_id=str(oid),
-                category=None,
-                present=tuple(present[oid]),
-                mask_fn=partial(object_mask_at, mask_paths, oid, size, self.tolerance, video_id),
-            )
-            for oid in sorted(present)
-        )
+        objects = png_mask_objects(video_id, ann_dir, mask_paths, size, self.tolerance)
         return VideoRecord(
             video_id=video_id,
             source=self.source,
@@ -255,3 +241,39 @@ class VosReader(Reader):
             objects=objects,
             frames_fn=partial(_frames_at, frames, size, video_id),
         )
+
+
+def png_mask_objects(
+    video_id: str,
+    mask_dir: Path,
+    mask_paths: dict[int, Path],
+    size: tuple[int, int],
+    tolerance: int,
+) -> tuple[ObjectTrack, ...]:
+    """One lazy :class:`ObjectTrack` per object id found in id-per-pixel mask PNGs.
+
+    Args:
+        video_id: the video, for error messages.
+        mask_dir: the mask folder, for error messages.
+        mask_paths: annotated-frame index -> mask PNG.
+        size: ``(width, height)`` of the frames.
+        tolerance: masks may be this many pixels off the frame size (padded or cropped).
+
+    Raises:
+        BadVideo: a mask cannot be read, or no object is present on any frame.
+    """
+    try:
+        present = scan_object_ids(mask_paths, size, tolerance)
+    except FrameError as e:
+        raise BadVideo(video_id, str(e)) from e
+    if not present:
+        raise BadVideo(video_id, f"{mask_dir}: zero usable objects (every mask is empty)")
+    return tuple(
+        ObjectTrack(
+            object_id=str(oid),
+            category=None,
+            present=tuple(present[oid]),
+            mask_fn=partial(object_mask_at, mask_paths, oid, size, tolerance, video_id),
+        )
+        for oid in sorted(present)
+    )

@@ -19,29 +19,11 @@ from genprop import (
     propagate,
     training_losses,
 )
+from genprop.pretrained import TINY_WAN_TRANSFORMER, TINY_WAN_VAE
 
-# Shapes as in diffusers' own Wan tests: 2 heads x 12, 36 = 16 (x_t) + 4 (mask) + 16 (first) inputs.
-TRANSFORMER = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=2,
-    attention_head_dim=12,
-    in_channels=36,
-    out_channels=16,
-    text_dim=16,
-    freq_dim=32,
-    ffn_dim=32,
-    num_layers=3,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=32,
-)
-VAE = dict(
-    base_dim=3,
-    z_dim=16,
-    dim_mult=[1, 1, 1, 1],
-    num_res_blocks=1,
-    temperal_downsample=[False, True, True],
-)
+# The tiny shapes users and tests share (as diffusers' own Wan tests: 2 heads x 12, 36 inputs).
+TRANSFORMER = TINY_WAN_TRANSFORMER
+VAE = TINY_WAN_VAE
 
 
 def wan_config() -> GenPropConfig:
