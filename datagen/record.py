@@ -12,6 +12,7 @@ else the file order).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -105,7 +106,7 @@ def describe_dropped(dropped: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"object {oid}: {why}" for oid, why in dropped) or "no object tracks"
 
 
-class Reader:
+class Reader(ABC):
     """Interface of a dataset reader: list the videos, then load one at a time.
 
     ``list_videos`` is cheap; ``load`` builds a :class:`VideoRecord` without decoding pixels and
@@ -117,11 +118,13 @@ class Reader:
 
     source: str = ""
 
+    @abstractmethod
     def list_videos(self) -> list[str]:
-        raise NotImplementedError
+        """Ids of every video, in a fixed order."""
 
+    @abstractmethod
     def load(self, video_id: str) -> VideoRecord:
-        raise NotImplementedError
+        """The record of one video (no pixels decoded); raises :class:`BadVideo`."""
 
     def __iter__(self) -> Iterator[VideoRecord | BadVideo]:
         for vid in self.list_videos():

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from genprop.configs import CodecConfig
 
 
-class LatentCodec(nn.Module):
+class LatentCodec(nn.Module, ABC):
     """Interface: videos (B, T, 3, H, W) in [-1, 1] <-> latents (B, T', C, h, w)."""
 
     latent_channels: int
@@ -40,11 +41,13 @@ class LatentCodec(nn.Module):
         if height % f or width % f:
             raise ValueError(f"video size: {height}x{width}, expected multiples of {f}")
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Videos (B, T, 3, H, W) in [-1, 1] -> latents (B, T', C, h, w)."""
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, T', C, h, w) -> videos (B, T, 3, H, W) in [-1, 1]."""
 
 
 class SpaceToDepthCodec(LatentCodec):

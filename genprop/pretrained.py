@@ -20,13 +20,13 @@ for tests and for trying the whole path without downloading a real checkpoint.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genprop.configs import CodecConfig, GenPropConfig, TextConfig, WanConfig
+from genprop.jsonfile import read_json_object
 
 WAN_LAYOUT = (
     "expected a local Wan2.x I2V diffusers folder: transformer/config.json, vae/config.json, "
@@ -61,16 +61,6 @@ TINY_WORDS = (
 )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON config ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
-
-
 def _require(root: Path, transformer_subfolder: str) -> None:
     """Raise FileNotFoundError naming the first missing piece of the pipeline layout."""
     if not root.is_dir():
@@ -95,8 +85,8 @@ def _check_on_meta(root: Path, transformer_subfolder: str) -> tuple[Any, Any]:
     from genprop.backbones.wan import WanBackbone
     from genprop.codec import DiffusersVAECodec
 
-    t_cfg = _read_json(root / transformer_subfolder / "config.json")
-    v_cfg = _read_json(root / "vae" / "config.json")
+    t_cfg = read_json_object(root / transformer_subfolder / "config.json", what="JSON config")
+    v_cfg = read_json_object(root / "vae" / "config.json", what="JSON config")
     with torch.device("meta"):
         try:
             transformer = WanTransformer3DModel.from_config(t_cfg)
@@ -160,7 +150,7 @@ def wan_config(
     if not 1 <= blocks <= depth:
         raise ValueError(f"sce_blocks: {blocks}, expected 1..{depth} (the transformer's layers)")
     enc_cfg_path = root / "text_encoder" / "config.json"
-    enc_cfg = _read_json(enc_cfg_path)
+    enc_cfg = read_json_object(enc_cfg_path, what="JSON config")
     text_dim = enc_cfg.get("d_model") or enc_cfg.get("hidden_size")
     if not isinstance(text_dim, int):
         raise ValueError(f"{enc_cfg_path}: field 'd_model' (or 'hidden_size') missing")

@@ -16,6 +16,7 @@ on latent frame 0 (``mask_channels`` = the codec's temporal factor, so Wan's 4-c
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ class Conditioning:
     grid: tuple[int, int, int]
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """Interface of an I2V backbone (see module docstring)."""
 
     dim: int
@@ -69,6 +70,7 @@ class Backbone(nn.Module):
             raise ValueError(f"latent grid {t}x{h}x{w} not divisible by patch {self.patch_size}")
         return t // pt, h // ph, w // pw
 
+    @abstractmethod
     def condition(
         self,
         t: torch.Tensor,
@@ -76,16 +78,16 @@ class Backbone(nn.Module):
         context: torch.Tensor | None,
         context_mask: torch.Tensor | None,
         extra: torch.Tensor | None = None,
-    ) -> Conditioning:  # pragma: no cover - interface
-        raise NotImplementedError
+    ) -> Conditioning:
+        """Timestep (B,) in [0, 1] (+ ``extra`` added to its embedding) and text -> conditioning."""
 
+    @abstractmethod
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Apply ``block`` (one of ``self.blocks`` or a copy) to tokens (B, N, D)."""
-        raise NotImplementedError  # pragma: no cover - interface
 
+    @abstractmethod
     def final(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """Tokens (B, N, D) -> velocity latents (B, T', C, h, w)."""
-        raise NotImplementedError  # pragma: no cover - interface
+        """Tokens (B, N, D) -> the head's output latents (B, T', C, h, w)."""
 
     def apply_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """:meth:`run_block`, through activation checkpointing when enabled and training."""

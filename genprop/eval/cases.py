@@ -12,13 +12,13 @@ A method's outputs: ``OUT/<id>/%05d.png`` or ``OUT/<id>.mp4``, optional ``OUT/<i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genprop.jsonfile import read_json_object
 from genprop.tasks import TASKS
 from genprop.video_io import VideoReadError, read_image, read_mask_dir, read_video
 
@@ -60,23 +60,13 @@ class EvalCase:
         return None if self.effect_mask is None else self.object_mask | self.effect_mask
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CaseError(f"{path}: not a readable JSON file ({e})") from e
-    if not isinstance(data, dict):
-        raise CaseError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def list_cases(root: str | Path) -> list[CaseRef]:
     """Parse ``root/index.json``; every case dir must stay inside ``root``."""
     root = Path(root).resolve()
     index = root / "index.json"
     if not index.is_file():
         raise CaseError(f"{index}: missing; --cases must be a case folder with an index.json")
-    data = _load_json(index)
+    data = read_json_object(index, what="JSON file", error=CaseError)
     if data.get("version") != INDEX_VERSION:
         raise CaseError(
             f"{index}: field 'version' must be {INDEX_VERSION}, got {data.get('version')!r}"
@@ -118,7 +108,7 @@ def _masks(path: Path) -> np.ndarray:
 def load_case(ref: CaseRef) -> EvalCase:
     """Read a case folder and check that every part has the same number of frames and size."""
     d = ref.dir
-    meta = _load_json(d / "meta.json")
+    meta = read_json_object(d / "meta.json", what="JSON file", error=CaseError)
     video = _frames(d / "input")
     try:
         first = read_image(d / "first_frame.png")
