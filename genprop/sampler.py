@@ -77,6 +77,7 @@ def sample_latents(
             context=context,
             context_mask=context_mask,
             injection_weight=injection_weight,
+            predict_mask=i == steps - 1,  # only the last step's MPD masks are returned
         )
         v = out.velocity
         if use_cfg:
