@@ -89,6 +89,9 @@ class GenPropConfig:
     height: int = 64
     width: int = 64
     timestep_shift: float = 1.0  # SD3-style shift of the sampling schedule (>1: noisier)
+    # Ours, beyond the paper: a zero-initialised per-element gate that copies the content video
+    # into the prediction where the model decides nothing changes (genprop/content_gate.py).
+    content_gate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON-serialisable)."""
@@ -130,12 +133,16 @@ def _dit_preset(
     text: int,
     pixel_stats: tuple[float, float] = (0.0, 0.5),
     timestep_shift: float = 3.0,
+    content_gate: bool = True,
 ) -> GenPropConfig:
     shift, scale = pixel_stats
     return GenPropConfig(
         # A plain logit-normal puts ~1 % of training times above t = 0.9, where an I2V model
         # decides a clip's content and the sampler starts; shift 3 (SD3 / Wan) puts ~14 % there.
         timestep_shift=timestep_shift,
+        # Pixel-space tokens are wider than these DiTs: without the gate the unedited region
+        # is regenerated blockily (see genprop/content_gate.py).
+        content_gate=content_gate,
         backbone=DiTConfig(dim=dim, depth=depth, heads=heads),
         codec=CodecConfig(patch=codec_patch, shift=shift, scale=scale),
         text=TextConfig(dim=text, max_tokens=16, buckets=4096 if text > 64 else 1024),

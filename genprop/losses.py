@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from genprop.content_gate import gate_target
 from genprop.flow import add_noise, sample_training_time, velocity_target
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import (
@@ -59,7 +61,8 @@ def training_losses(
 
     Returns:
         ``"diffusion"`` (plain velocity MSE, frames 2..T), every term with a non-zero weight
-        (``"non_mask"``, ``"mask"``, ``"grad"``, ``"mpd"``) and ``"total"`` (what to minimise).
+        (``"non_mask"``, ``"mask"``, ``"grad"``, ``"mpd"``, and ``"gate"`` for a model with a
+        content gate) and ``"total"`` (what to minimise).
     """
     if stage not in ("i2v", "genprop"):
         raise ValueError(f"stage: expected 'i2v' or 'genprop', got {stage!r}")
@@ -138,6 +141,12 @@ def training_losses(
     if weights.mpd:
         losses["mpd"] = mpd_loss(out.mask_logits, m)
         total = total + weights.mpd * losses["mpd"]
+    if weights.gate and out.gate_logits is not None:
+        keep = gate_target(_field(batch, "mask", 4).to(device), codec, m)
+        losses["gate"] = F.binary_cross_entropy_with_logits(
+            out.gate_logits[:, 1:].float(), keep[:, 1:]
+        )
+        total = total + weights.gate * losses["gate"]
     losses["total"] = total
     return losses
 

@@ -9,6 +9,7 @@ Forward pass (one denoising step)::
     for k, block in enumerate(backbone.blocks):
         tokens = block(tokens) + injection_weight * inj[k]  (k < N)
     velocity = backbone.final(tokens);  mask_logits = MPD(tokens before the last block)
+    velocity = ContentGate.blend(velocity, g(gate(tokens)), x_t, content, t)  (config.content_gate)
 
 With ``content=None`` (stage 1, "i2v") it is the plain backbone: no SCE, no MPD, no task.
 """
@@ -28,6 +29,7 @@ from genprop.backbones.base import Conditioning
 from genprop.codec import build_codec
 from genprop.configs import GenPropConfig
 from genprop.content_encoder import SelectiveContentEncoder
+from genprop.content_gate import ContentGate
 from genprop.mask_decoder import MaskPredictionDecoder
 from genprop.tasks import TASKS
 from genprop.text import build_text_encoder
@@ -48,6 +50,9 @@ class GenPropOutput:
         injections: SCE injections (unscaled), N tensors (B, N_tok, D); empty without content.
         tokens: (B, N_tok, D) the backbone's embedded input tokens (reused by L_grad).
         cond: The step's conditioning (reused by L_grad).
+        gate: (B, T', C, h, w) the content gate's copy weights g (scaled by the strength and
+            the injection weight), or None (no content, or no gate in the config).
+        gate_logits: (B, T', C, h, w) the gate's keep logits (supervised in training), or None.
     """
 
     velocity: torch.Tensor
@@ -55,6 +60,8 @@ class GenPropOutput:
     injections: list[torch.Tensor]
     tokens: torch.Tensor
     cond: Conditioning
+    gate: torch.Tensor | None = None
+    gate_logits: torch.Tensor | None = None
 
 
 class GenPropModel(nn.Module):
@@ -80,6 +87,7 @@ class GenPropModel(nn.Module):
             )
         self.content_encoder = SelectiveContentEncoder(self.backbone, config.sce_blocks)
         self.mask_decoder = MaskPredictionDecoder(self.backbone)
+        self.content_gate = ContentGate(self.backbone) if config.content_gate else None
         # One row per task + a "null task" row for CFG dropout; zero-init so init == backbone.
         self.task_embedding = nn.Embedding(len(TASKS) + 1, self.backbone.dim)
         nn.init.zeros_(self.task_embedding.weight)
@@ -136,7 +144,7 @@ class GenPropModel(nn.Module):
             content: (B, T', C, h, w) content-video latents for the SCE, or None (plain I2V).
             task: (B,) long task indices (``NULL_TASK`` = no task), or None.
             context, context_mask: text from :meth:`encode_prompts`, or None.
-            injection_weight: Scale of all SCE injections, in [0, 1].
+            injection_weight: Scale of all SCE injections and of the content gate, in [0, 1].
             predict_mask: Run the MPD (only with content); False skips it (L_MPD weight 0).
         """
         bb = self.backbone
@@ -157,10 +165,15 @@ class GenPropModel(nn.Module):
             if k < len(injections):
                 x = x + injection_weight * injections[k]
         velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
+        gate = gate_logits = None
+        if content is not None and self.content_gate is not None:
+            gate_logits = self.content_gate(x, cond)
+            gate = self.content_gate.weights(gate_logits, injection_weight)
+            velocity = ContentGate.blend(velocity, gate, x_t, content, t, t_min=bb.x0_t_min)
         mask_logits = None
         if content is not None and predict_mask:
             mask_logits = self.mask_decoder(bb, penultimate, cond)
-        return GenPropOutput(velocity, mask_logits, injections, tokens, cond)
+        return GenPropOutput(velocity, mask_logits, injections, tokens, cond, gate, gate_logits)
 
     # ---------------------------------------------------------------- training helpers
     def freeze_backbone(self) -> None:
@@ -170,8 +183,8 @@ class GenPropModel(nn.Module):
     def trainable_parameters(
         self, stage: str = "genprop", train_backbone: bool = False
     ) -> list[nn.Parameter]:
-        """Parameters to optimise: stage "i2v" = backbone; "genprop" = SCE, MPD, task embedding
-        (+ backbone when ``train_backbone``)."""
+        """Parameters to optimise: stage "i2v" = backbone; "genprop" = SCE, MPD, task embedding,
+        content gate (+ backbone when ``train_backbone``)."""
         if stage == "i2v":
             return list(self.backbone.parameters())
         if stage != "genprop":
@@ -180,6 +193,7 @@ class GenPropModel(nn.Module):
             *self.content_encoder.parameters(),
             *self.mask_decoder.parameters(),
             *self.task_embedding.parameters(),
+            *(self.content_gate.parameters() if self.content_gate is not None else ()),
         ]
         if train_backbone:
             params += list(self.backbone.parameters())
@@ -187,10 +201,12 @@ class GenPropModel(nn.Module):
 
     @torch.no_grad()
     def reset_genprop_modules(self) -> None:
-        """Re-copy the backbone into SCE and MPD and zero the injections and task embedding."""
+        """Re-copy the backbone into SCE and MPD; zero the injections, task embedding and gate."""
         self.content_encoder.reset_from(self.backbone)
         self.mask_decoder.reset_from(self.backbone)
         nn.init.zeros_(self.task_embedding.weight)
+        if self.content_gate is not None:
+            self.content_gate.reset()
 
     @torch.no_grad()
     def load_backbone_from(self, source: str | Path | GenPropModel) -> None:

@@ -30,6 +30,7 @@ class LossWeights:
     mask: float = 2.0  # λ: extra weight of the error inside the edited region
     grad: float = 1.0  # β: SCE sensitivity penalty
     mpd: float = 1.0  # γ: mask prediction decoder
+    gate: float = 1.0  # content gate supervision (ours; used only by models with a content gate)
     grad_delta: float = 0.1  # δ: size of the finite-difference perturbation (latent units)
 
 

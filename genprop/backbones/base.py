@@ -56,6 +56,8 @@ class Backbone(nn.Module, ABC):
     patch_embedder: nn.Module
     blocks: nn.ModuleList
     gradient_checkpointing: bool = False
+    # Floor of t when a clean estimate is turned into a velocity, (x_t - x0) / max(t, floor).
+    x0_t_min: float = 0.05
 
     @property
     def num_blocks(self) -> int:

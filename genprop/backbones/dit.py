@@ -130,6 +130,7 @@ class TinyDiT(Backbone):
         self.patch_size = (1, cfg.patch, cfg.patch)
         self.text_dim = text_dim
         self.gradient_checkpointing = cfg.gradient_checkpointing
+        self.x0_t_min = cfg.t_min
         in_channels = 2 * latent_channels + mask_channels
         self.patch_embedder = PatchEmbed(in_channels, cfg.dim, cfg.patch)
         self.time_mlp = nn.Sequential(
