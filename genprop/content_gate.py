@@ -18,7 +18,8 @@ lowers the MSE of a blurry generator), so the supervision is what makes it decis
 no mask is given: ``1 - sigmoid(gate_logits)`` is the model's own edit mask.
 
 The strength s is a learned scalar initialised at 0, so GenProp at initialisation still equals
-the backbone exactly, and ``injection_weight = 0`` switches the gate off with the injections. The
+the backbone exactly (stored as s / :data:`STRENGTH_SCALE`: Adam moves a parameter by about one
+learning rate per step, and at 5e-4 a bare scalar would need thousands of steps to reach 1), and ``injection_weight = 0`` switches the gate off with the injections. The
 blend is exact in x̂0 space for x0-prediction heads and applied through ``x0 = x_t - t·v`` for
 velocity heads (see :meth:`ContentGate.blend`).
 """
@@ -31,6 +32,9 @@ from torch import nn
 
 from genprop.backbones.base import Backbone, Conditioning
 from genprop.codec import LatentCodec, SpaceToDepthCodec
+
+
+STRENGTH_SCALE = 25.0  # s = STRENGTH_SCALE · parameter: s can reach 1 within ~100 Adam steps
 
 
 class ContentGate(nn.Module):
@@ -72,7 +76,7 @@ class ContentGate(nn.Module):
 
     def weights(self, logits: torch.Tensor, injection_weight: float = 1.0) -> torch.Tensor:
         """Keep logits (B, T', C, h, w) -> copy weights g = injection_weight · s · sigmoid."""
-        return (injection_weight * self.strength) * torch.sigmoid(logits)
+        return (injection_weight * STRENGTH_SCALE * self.strength) * torch.sigmoid(logits)
 
     @staticmethod
     def blend(

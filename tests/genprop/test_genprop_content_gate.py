@@ -8,7 +8,7 @@ from genprop_helpers import perturb, step_inputs
 
 from genprop import GenPropModel, LossWeights, preset, training_losses
 from genprop.codec import SpaceToDepthCodec
-from genprop.content_gate import ContentGate, gate_target
+from genprop.content_gate import STRENGTH_SCALE, ContentGate, gate_target
 from genprop.region_aware_loss import latent_mask
 from genprop.sampler import sample_latents
 
@@ -18,7 +18,7 @@ def _open_gate(model: GenPropModel, value: float = 1.0) -> None:
     with torch.no_grad():
         model.content_gate.head[2].weight.zero_()
         model.content_gate.head[2].bias.fill_(40.0)
-        model.content_gate.strength.fill_(value)
+        model.content_gate.strength.fill_(value / STRENGTH_SCALE)
 
 
 def test_blend_is_the_x0_space_interpolation():
@@ -149,4 +149,5 @@ def test_gate_learns_to_keep_exactly_the_unedited_region(tiny_model):
     inside = keep[..., 2:4, 2:4].mean()
     outside = torch.cat([keep[..., :, :2].flatten(), keep[..., :, 4:].flatten()]).mean()
     assert outside > 0.8 and inside < 0.3, (inside, outside)
-    assert tiny_model.content_gate.strength > 0.1  # the diffusion loss switched the copy on
+    # The diffusion loss switched the copy on.
+    assert STRENGTH_SCALE * tiny_model.content_gate.strength > 0.5
