@@ -56,6 +56,7 @@ DEMO_VIDEOS ?= 300
 DEMO_SAMPLES ?= 2048
 DEMO_STAGE1_STEPS ?= 1200
 DEMO_STAGE2_STEPS ?= 900
+DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 4
 DEMO_STEPS ?= 16
 DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
@@ -81,7 +82,7 @@ $(DEMO)/train/stage2/export/last/config.json: $(DEMO)/train/stage1/export/last/c
 	$(BIN)/genprop-train experiment=demo_genprop name=stage2 paths.log_dir=$(DEMO)/train \
 		data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 		model.init_from=$(DEMO)/train/stage1/export/last \
-		trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto
+		trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto $(DEMO_STAGE2_ARGS)
 
 $(DEMO)/cases/index.json: | $(STAMP)
 	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/cases --cases-per-task $(DEMO_CASES) \

@@ -4,11 +4,15 @@ The paper's generator must rebuild every pixel of the unedited region from the S
 features. A large pretrained backbone can; a small one trained from scratch cannot: a token of the
 demo's pixel-space codec holds 192 values against a 128-wide transformer, so backgrounds come out
 blocky (PSNR_m ~26 dB) however well the SCE has learned *what* to keep. The gate adds the missing
-path: from the generator's final tokens it predicts, for every latent element, the probability
-that the element is *kept* from the content video, and takes that share of the clean prediction
-x̂0 from the content::
+path: for every latent element it predicts the probability that the element is *kept* from the
+content video, and takes that share of the clean prediction x̂0 from the content::
 
     x̂0' = x̂0 + g ⊙ (content - x̂0)      g = injection_weight · s · sigmoid(gate_logits)
+
+It reads the Mask Prediction Decoder's block output (the MPD's trainable copy of the last
+backbone block, run on the penultimate tokens): after the SCE's injections that block is the
+only trainable computation that attends across tokens, which finding the edited object in frame
+t from the edit in frame 0 takes; the frozen backbone blocks and a per-token head cannot learn it.
 
 Training (``genprop.losses``): ``sigmoid(gate_logits)`` is supervised with binary cross-entropy
 towards ``1 - mask`` (the training pairs' edit masks are exactly where target and content differ,
@@ -18,10 +22,11 @@ lowers the MSE of a blurry generator), so the supervision is what makes it decis
 no mask is given: ``1 - sigmoid(gate_logits)`` is the model's own edit mask.
 
 The strength s is a learned scalar initialised at 0, so GenProp at initialisation still equals
-the backbone exactly (stored as s / :data:`STRENGTH_SCALE`: Adam moves a parameter by about one
-learning rate per step, and at 5e-4 a bare scalar would need thousands of steps to reach 1), and ``injection_weight = 0`` switches the gate off with the injections. The
-blend is exact in x̂0 space for x0-prediction heads and applied through ``x0 = x_t - t·v`` for
-velocity heads (see :meth:`ContentGate.blend`).
+the backbone exactly. It is stored as s / :data:`STRENGTH_SCALE`: Adam moves a parameter by
+about one learning rate per step, and at 5e-4 a bare scalar would need thousands of steps to
+reach 1. ``injection_weight = 0`` switches the gate off together with the injections. The blend
+is exact in x̂0 space for x0-prediction heads and goes through ``x0 = x_t - t·v`` for velocity
+heads (see :meth:`ContentGate.blend`).
 """
 
 from __future__ import annotations
@@ -33,13 +38,12 @@ from torch import nn
 from genprop.backbones.base import Backbone, Conditioning
 from genprop.codec import LatentCodec, SpaceToDepthCodec
 
-
 STRENGTH_SCALE = 25.0  # s = STRENGTH_SCALE · parameter: s can reach 1 within ~100 Adam steps
 
 
 class ContentGate(nn.Module):
-    """Final tokens (B, N, D) -> per-element keep logits (B, T', C, h, w); strength s = 0 at
-    init."""
+    """MPD block features (B, N, D) -> per-element keep logits (B, T', C, h, w); strength s = 0
+    at init."""
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
@@ -66,7 +70,7 @@ class ContentGate(nn.Module):
         nn.init.zeros_(self.head[2].bias)
 
     def forward(self, tokens: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """Final tokens (B, N, D) in (t h w) order -> keep logits (B, T', C, h, w)."""
+        """Features (B, N, D) in (t h w) order -> keep logits (B, T', C, h, w)."""
         t, h, w = cond.grid
         ph, pw = self.patch
         logits = self.head(self.norm(tokens))

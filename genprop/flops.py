@@ -58,7 +58,7 @@ def _block_params(k: _Dims) -> int:
 
 
 def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
-    """Parameters per component: backbone, sce, mpd, task_embedding, total."""
+    """Parameters per component: backbone, sce, mpd, task_embedding, content_gate, total."""
     k = _dims(cfg)
     d, embed = k.d, _lin(k.cin * k.p * k.p, k.d)
     backbone = embed + _lin(256, d) + _lin(d, d) + cfg.backbone.depth * _block_params(k)
@@ -69,12 +69,14 @@ def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
     sce = embed + n * _block_params(k) + _lin(d, d) + n * 2 * _lin(d, d)
     mpd = _block_params(k) + 2 * d + _lin(d, d) + _lin(d, k.p * k.p)
     task = (len(TASKS) + 1) * d
+    gate = _lin(d, d) + _lin(d, k.p * k.p * k.c) + 1 if cfg.content_gate else 0
     return {
         "backbone": backbone,
         "sce": sce,
         "mpd": mpd,
         "task_embedding": task,
-        "total": backbone + sce + mpd + task,
+        "content_gate": gate,
+        "total": backbone + sce + mpd + task + gate,
     }
 
 
@@ -91,7 +93,7 @@ def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
     """Forward FLOPs of one denoising step at the config's clip size.
 
     Returns:
-        tokens (per sample), backbone_forward, genprop_forward (backbone + SCE + MPD),
+        tokens (per sample), backbone_forward, genprop_forward (backbone + SCE + MPD + gate),
         genprop_train_step (≈ forward + backward of everything = 3 x genprop_forward).
     """
     k = _dims(cfg)
@@ -104,7 +106,8 @@ def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
     backbone = embed + cfg.backbone.depth * block + head
     sce = embed + cfg.sce_blocks * (block + 2 * tokens * 2 * k.d * k.d) + 2 * tokens * k.d * k.d
     mpd = block + 2 * tokens * (k.d * k.d + k.d * k.p * k.p)
-    genprop = backbone + sce + mpd
+    gate = 2 * tokens * (k.d * k.d + k.d * k.p * k.p * k.c) if cfg.content_gate else 0
+    genprop = backbone + sce + mpd + gate
     return {
         "tokens": tokens,
         "backbone_forward": batch * backbone,

@@ -37,17 +37,30 @@ class MaskPredictionDecoder(nn.Module):
         """Re-copy the backbone's last block."""
         self.block.load_state_dict(backbone.blocks[-1].state_dict())
 
-    def forward(
-        self, backbone: Backbone, features: torch.Tensor, cond: Conditioning
+    def features(
+        self, backbone: Backbone, penultimate: torch.Tensor, cond: Conditioning
     ) -> torch.Tensor:
-        """Penultimate features (B, N, D) -> mask logits (B, T', h, w) at latent resolution."""
-        x = backbone.apply_block(self.block, features, cond)
-        logits = self.head(self.norm(x))
+        """Penultimate tokens (B, N, D) -> the copied last block's output (B, N, D).
+
+        The content gate reads these too (``genprop.content_gate``): they are the only trainable
+        cross-token computation after the SCE's injections.
+        """
+        return backbone.apply_block(self.block, penultimate, cond)
+
+    def logits(self, features: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """:meth:`features` (B, N, D) -> mask logits (B, T', h, w) at latent resolution."""
+        logits = self.head(self.norm(features))
         t, h, w = cond.grid
         ph, pw = self.patch
         return rearrange(
             logits, "b (t h w) (p1 p2) -> b t (h p1) (w p2)", t=t, h=h, w=w, p1=ph, p2=pw
         )
+
+    def forward(
+        self, backbone: Backbone, penultimate: torch.Tensor, cond: Conditioning
+    ) -> torch.Tensor:
+        """Penultimate features (B, N, D) -> mask logits (B, T', h, w) at latent resolution."""
+        return self.logits(self.features(backbone, penultimate, cond), cond)
 
 
 def upsample_masks(

@@ -9,7 +9,7 @@ Forward pass (one denoising step)::
     for k, block in enumerate(backbone.blocks):
         tokens = block(tokens) + injection_weight * inj[k]  (k < N)
     velocity = backbone.final(tokens);  mask_logits = MPD(tokens before the last block)
-    velocity = ContentGate.blend(velocity, g(gate(tokens)), x_t, content, t)  (config.content_gate)
+    g = content gate(MPD block output);   velocity = ContentGate.blend(velocity, g, x_t, content, t)
 
 With ``content=None`` (stage 1, "i2v") it is the plain backbone: no SCE, no MPD, no task.
 """
@@ -145,7 +145,8 @@ class GenPropModel(nn.Module):
             task: (B,) long task indices (``NULL_TASK`` = no task), or None.
             context, context_mask: text from :meth:`encode_prompts`, or None.
             injection_weight: Scale of all SCE injections and of the content gate, in [0, 1].
-            predict_mask: Run the MPD (only with content); False skips it (L_MPD weight 0).
+            predict_mask: Run the MPD head (only with content); False skips it (L_MPD weight 0).
+                The MPD's block still runs when the content gate needs it.
         """
         bb = self.backbone
         inp = bb.i2v_input(x_t, first_latent)
@@ -165,14 +166,16 @@ class GenPropModel(nn.Module):
             if k < len(injections):
                 x = x + injection_weight * injections[k]
         velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
-        gate = gate_logits = None
-        if content is not None and self.content_gate is not None:
-            gate_logits = self.content_gate(x, cond)
-            gate = self.content_gate.weights(gate_logits, injection_weight)
-            velocity = ContentGate.blend(velocity, gate, x_t, content, t, t_min=bb.x0_t_min)
-        mask_logits = None
-        if content is not None and predict_mask:
-            mask_logits = self.mask_decoder(bb, penultimate, cond)
+        gate = gate_logits = mask_logits = None
+        use_gate = content is not None and self.content_gate is not None
+        if content is not None and (predict_mask or use_gate):
+            mpd_features = self.mask_decoder.features(bb, penultimate, cond)
+            if predict_mask:
+                mask_logits = self.mask_decoder.logits(mpd_features, cond)
+            if use_gate:
+                gate_logits = self.content_gate(mpd_features, cond)
+                gate = self.content_gate.weights(gate_logits, injection_weight)
+                velocity = ContentGate.blend(velocity, gate, x_t, content, t, t_min=bb.x0_t_min)
         return GenPropOutput(velocity, mask_logits, injections, tokens, cond, gate, gate_logits)
 
     # ---------------------------------------------------------------- training helpers

@@ -77,6 +77,7 @@ def test_parameter_counts_match_modules(name):
     assert counts["backbone"] == n(model.backbone)
     assert counts["sce"] == n(model.content_encoder)
     assert counts["mpd"] == n(model.mask_decoder)
+    assert counts["content_gate"] == n(model.content_gate) > 0
     assert counts["total"] == n(model)
 
 

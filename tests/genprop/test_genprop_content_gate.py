@@ -151,3 +151,19 @@ def test_gate_learns_to_keep_exactly_the_unedited_region(tiny_model):
     assert outside > 0.8 and inside < 0.3, (inside, outside)
     # The diffusion loss switched the copy on.
     assert STRENGTH_SCALE * tiny_model.content_gate.strength > 0.5
+
+
+def test_gate_reads_the_mpd_block_whether_or_not_masks_are_asked_for(tiny_model):
+    perturb(tiny_model.content_gate, seed=7)
+    s = step_inputs(tiny_model, seed=8)
+    with torch.no_grad():
+        with_masks = tiny_model(s["x_t"], s["t"], s["first_latent"], content=s["content"])
+        without = tiny_model(
+            s["x_t"], s["t"], s["first_latent"], content=s["content"], predict_mask=False
+        )
+        # The MPD's copied block feeds the gate: perturbing it changes the gate's logits.
+        perturb(tiny_model.mask_decoder.block, seed=9)
+        moved = tiny_model(s["x_t"], s["t"], s["first_latent"], content=s["content"])
+    assert without.mask_logits is None and with_masks.mask_logits is not None
+    assert torch.equal(with_masks.velocity, without.velocity)
+    assert not torch.allclose(moved.gate_logits, with_masks.gate_logits)

@@ -22,7 +22,7 @@ def test_mask_split_sums_to_plain_mse():
 
 def test_training_loss_with_lambda_one_is_plain_mse(tiny_model):
     batch = make_batch(tiny_model.config)
-    weights = LossWeights(mask=1.0, grad=0.0, mpd=0.0)
+    weights = LossWeights(mask=1.0, grad=0.0, mpd=0.0, gate=0.0)
     losses = training_losses(
         tiny_model,
         batch,
@@ -30,7 +30,7 @@ def test_training_loss_with_lambda_one_is_plain_mse(tiny_model):
         weights=weights,
         generator=torch.Generator().manual_seed(0),
     )
-    assert "grad" not in losses and "mpd" not in losses  # weight 0: not computed
+    assert not {"grad", "mpd", "gate"} & set(losses)  # weight 0: not computed
     torch.testing.assert_close(losses["total"], losses["diffusion"])
     torch.testing.assert_close(losses["non_mask"] + losses["mask"], losses["diffusion"])
 
@@ -79,9 +79,10 @@ def test_full_loss_terms_and_seeded_reproducibility(tiny_model):
     b = training_losses(
         tiny_model, batch, stage="genprop", generator=torch.Generator().manual_seed(1)
     )
-    assert set(a) == {"diffusion", "non_mask", "mask", "grad", "mpd", "total"}
+    assert set(a) == {"diffusion", "non_mask", "mask", "grad", "mpd", "gate", "total"}
     w = LossWeights()
     expected = a["non_mask"] + w.mask * a["mask"] + w.grad * a["grad"] + w.mpd * a["mpd"]
+    expected = expected + w.gate * a["gate"]
     torch.testing.assert_close(a["total"], expected)
     for k in a:
         assert torch.equal(a[k], b[k]), k
