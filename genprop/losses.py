@@ -60,9 +60,11 @@ def training_losses(
         generator: CPU generator for times, noise and dropout (reproducible losses).
 
     Returns:
-        ``"diffusion"`` (plain velocity MSE, frames 2..T), every term with a non-zero weight
-        (``"non_mask"``, ``"mask"``, ``"grad"``, ``"mpd"``, and ``"gate"`` for a model with a
-        content gate) and ``"total"`` (what to minimise).
+        ``"diffusion"`` (plain MSE of the output velocity, frames 2..T), every term with a
+        non-zero weight (``"non_mask"``, ``"mask"``, ``"grad"``, ``"mpd"``) and ``"total"`` (what
+        to minimise). The region-aware terms are on the generator's own velocity; a model with a
+        content gate adds ``"gated"`` (the gated output's MSE, = ``"diffusion"``) and ``"gate"``
+        (binary cross-entropy of the gate's keep logits against ``1 - mask``).
     """
     if stage not in ("i2v", "genprop"):
         raise ValueError(f"stage: expected 'i2v' or 'genprop', got {stage!r}")
@@ -117,7 +119,9 @@ def training_losses(
         spatial_factor=codec.spatial_factor,
         temporal_factor=codec.temporal_factor,
     )
-    non_mask, in_mask = region_split_mse(out.velocity, v_target, m)
+    # The paper's terms are on the generator's own prediction: with a content gate, the blended
+    # output alone would leave the generator untrained wherever the gate keeps the content.
+    non_mask, in_mask = region_split_mse(out.generator_velocity, v_target, m)
     losses["non_mask"] = non_mask
     total = non_mask
     if weights.mask:
@@ -141,12 +145,16 @@ def training_losses(
     if weights.mpd:
         losses["mpd"] = mpd_loss(out.mask_logits, m)
         total = total + weights.mpd * losses["mpd"]
-    if weights.gate and out.gate_logits is not None:
-        keep = gate_target(_field(batch, "mask", 4).to(device), codec, m)
-        losses["gate"] = F.binary_cross_entropy_with_logits(
-            out.gate_logits[:, 1:].float(), keep[:, 1:]
-        )
-        total = total + weights.gate * losses["gate"]
+    if out.gate_logits is not None:
+        # The gated output's error trains the gate's strength and refines where it keeps.
+        losses["gated"] = losses["diffusion"]
+        total = total + losses["gated"]
+        if weights.gate:
+            keep = gate_target(_field(batch, "mask", 4).to(device), codec, m)
+            losses["gate"] = F.binary_cross_entropy_with_logits(
+                out.gate_logits[:, 1:].float(), keep[:, 1:]
+            )
+            total = total + weights.gate * losses["gate"]
     losses["total"] = total
     return losses
 

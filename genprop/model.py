@@ -53,6 +53,8 @@ class GenPropOutput:
         gate: (B, T', C, h, w) the content gate's copy weights g (scaled by the strength and
             the injection weight), or None (no content, or no gate in the config).
         gate_logits: (B, T', C, h, w) the gate's keep logits (supervised in training), or None.
+        generator_velocity: (B, T', C, h, w) the generator's own velocity before the content gate
+            (equal to ``velocity`` without a gate); the region-aware loss is computed on it.
     """
 
     velocity: torch.Tensor
@@ -62,6 +64,7 @@ class GenPropOutput:
     cond: Conditioning
     gate: torch.Tensor | None = None
     gate_logits: torch.Tensor | None = None
+    generator_velocity: torch.Tensor | None = None
 
 
 class GenPropModel(nn.Module):
@@ -165,7 +168,7 @@ class GenPropModel(nn.Module):
             x = bb.apply_block(block, x, cond)
             if k < len(injections):
                 x = x + injection_weight * injections[k]
-        velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
+        velocity = generator_velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
         gate = gate_logits = mask_logits = None
         use_gate = content is not None and self.content_gate is not None
         if content is not None and (predict_mask or use_gate):
@@ -176,7 +179,9 @@ class GenPropModel(nn.Module):
                 gate_logits = self.content_gate(mpd_features, cond)
                 gate = self.content_gate.weights(gate_logits, injection_weight)
                 velocity = ContentGate.blend(velocity, gate, x_t, content, t, t_min=bb.x0_t_min)
-        return GenPropOutput(velocity, mask_logits, injections, tokens, cond, gate, gate_logits)
+        return GenPropOutput(
+            velocity, mask_logits, injections, tokens, cond, gate, gate_logits, generator_velocity
+        )
 
     # ---------------------------------------------------------------- training helpers
     def freeze_backbone(self) -> None:

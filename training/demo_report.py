@@ -27,7 +27,7 @@ from genprop.video_io import list_frame_files, read_image, read_video
 
 BASELINES = ("identity", "paste_first_frame", "flow_propagation", "mask_inpaint")
 CURVE_TAGS = ("train/total", "train/diffusion", "train/mask", "train/non_mask", "train/grad",
-              "train/mpd", "train/gate")  # fmt: skip
+              "train/mpd", "train/gated", "train/gate")  # fmt: skip
 
 
 def _avg(metrics: dict[str, Any], task: str, method: str, name: str) -> float:

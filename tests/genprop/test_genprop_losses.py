@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from genprop_helpers import make_batch, perturb
 
-from genprop import LossWeights, training_losses
+from genprop import GenPropModel, LossWeights, preset, training_losses
 from genprop.region_aware_loss import feature_sensitivity, latent_mask, region_split_mse
 
 
@@ -31,8 +31,27 @@ def test_training_loss_with_lambda_one_is_plain_mse(tiny_model):
         generator=torch.Generator().manual_seed(0),
     )
     assert not {"grad", "mpd", "gate"} & set(losses)  # weight 0: not computed
-    torch.testing.assert_close(losses["total"], losses["diffusion"])
+    # At initialisation the gate is shut (strength 0): the generator's velocity is the output's,
+    # so the paper's two terms add up to the plain MSE, and the gated term is that MSE again.
     torch.testing.assert_close(losses["non_mask"] + losses["mask"], losses["diffusion"])
+    torch.testing.assert_close(losses["gated"], losses["diffusion"])
+    torch.testing.assert_close(losses["total"], 2 * losses["diffusion"])
+
+
+def test_without_a_gate_lambda_one_is_exactly_the_plain_mse():
+    cfg = preset("cpu_test")
+    cfg.content_gate = False
+    torch.manual_seed(0)
+    model = GenPropModel.from_config(cfg)
+    losses = training_losses(
+        model,
+        make_batch(cfg),
+        stage="genprop",
+        weights=LossWeights(mask=1.0, grad=0.0, mpd=0.0),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert set(losses) == {"diffusion", "non_mask", "mask", "total"}
+    torch.testing.assert_close(losses["total"], losses["diffusion"])
 
 
 def _mask(shape=(1, 3, 4, 4)):
@@ -79,10 +98,10 @@ def test_full_loss_terms_and_seeded_reproducibility(tiny_model):
     b = training_losses(
         tiny_model, batch, stage="genprop", generator=torch.Generator().manual_seed(1)
     )
-    assert set(a) == {"diffusion", "non_mask", "mask", "grad", "mpd", "gate", "total"}
+    assert set(a) == {"diffusion", "non_mask", "mask", "grad", "mpd", "gated", "gate", "total"}
     w = LossWeights()
     expected = a["non_mask"] + w.mask * a["mask"] + w.grad * a["grad"] + w.mpd * a["mpd"]
-    expected = expected + w.gate * a["gate"]
+    expected = expected + a["gated"] + w.gate * a["gate"]
     torch.testing.assert_close(a["total"], expected)
     for k in a:
         assert torch.equal(a[k], b[k]), k
