@@ -101,7 +101,7 @@ demo: $(DEMO)/report.md ## The main job end to end on the toy world (CPU, ~30 mi
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
 	$(BIN)/genprop-preview $(DEMO)/shards --out $(DEMO)/shards_preview.png
 
-ABLATIONS := no_gate no_mpd no_ra_loss  # conf/experiment/demo_<name>.yaml
+ABLATIONS := gate no_mpd no_ra_loss  # conf/experiment/demo_<name>.yaml
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
 	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_$$a \

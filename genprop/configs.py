@@ -133,15 +133,14 @@ def _dit_preset(
     text: int,
     pixel_stats: tuple[float, float] = (0.0, 0.5),
     timestep_shift: float = 3.0,
-    content_gate: bool = True,
+    content_gate: bool = False,
 ) -> GenPropConfig:
     shift, scale = pixel_stats
     return GenPropConfig(
         # A plain logit-normal puts ~1 % of training times above t = 0.9, where an I2V model
         # decides a clip's content and the sampler starts; shift 3 (SD3 / Wan) puts ~14 % there.
         timestep_shift=timestep_shift,
-        # Pixel-space tokens are wider than these DiTs: without the gate the unedited region
-        # is regenerated blockily (see genprop/content_gate.py).
+        # Off by default (the paper's model); model.net.overrides.content_gate=true turns it on.
         content_gate=content_gate,
         backbone=DiTConfig(dim=dim, depth=depth, heads=heads),
         codec=CodecConfig(patch=codec_patch, shift=shift, scale=scale),

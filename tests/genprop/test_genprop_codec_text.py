@@ -68,8 +68,10 @@ def test_config_errors():
 
 
 @pytest.mark.parametrize("name", ["cpu_test", "demo"])
-def test_parameter_counts_match_modules(name):
+@pytest.mark.parametrize("gate", [False, True])
+def test_parameter_counts_match_modules(name, gate):
     cfg = preset(name)
+    cfg.content_gate = gate
     with torch.device("meta"):
         model = GenPropModel(cfg)
     counts = count_parameters(cfg)
@@ -77,7 +79,7 @@ def test_parameter_counts_match_modules(name):
     assert counts["backbone"] == n(model.backbone)
     assert counts["sce"] == n(model.content_encoder)
     assert counts["mpd"] == n(model.mask_decoder)
-    assert counts["content_gate"] == n(model.content_gate) > 0
+    assert counts["content_gate"] == (n(model.content_gate) if gate else 0)
     assert counts["total"] == n(model)
 
 

@@ -3,6 +3,7 @@ the supervision target, and that the gate learns to keep exactly the unedited re
 
 from __future__ import annotations
 
+import pytest
 import torch
 from genprop_helpers import perturb, step_inputs
 
@@ -11,6 +12,18 @@ from genprop.codec import SpaceToDepthCodec
 from genprop.content_gate import STRENGTH_SCALE, ContentGate, gate_target
 from genprop.region_aware_loss import latent_mask
 from genprop.sampler import sample_latents
+
+
+@pytest.fixture
+def tiny_model() -> GenPropModel:
+    """The cpu_test model with the content gate on (the presets leave it off), backbone random."""
+    torch.manual_seed(0)
+    cfg = preset("cpu_test")
+    cfg.content_gate = True
+    model = GenPropModel.from_config(cfg)
+    perturb(model.backbone, seed=1)
+    model.reset_genprop_modules()
+    return model
 
 
 def _open_gate(model: GenPropModel, value: float = 1.0) -> None:
@@ -43,7 +56,7 @@ def test_blend_is_the_x0_space_interpolation():
 
 
 def test_gate_is_zero_at_init_and_follows_the_injection_weight(tiny_model):
-    assert tiny_model.content_gate is not None  # the DiT presets enable it
+    assert tiny_model.content_gate is not None
     s = step_inputs(tiny_model, seed=1)
     kw = dict(content=s["content"], context=s["context"], context_mask=s["context_mask"])
     with torch.no_grad():
@@ -81,9 +94,7 @@ def test_open_gate_samples_the_content_video_exactly(tiny_model):
 
 
 def test_gate_without_the_option_is_absent():
-    cfg = preset("cpu_test")
-    cfg.content_gate = False
-    model = GenPropModel.from_config(cfg)
+    model = GenPropModel.from_config(preset("cpu_test"))  # off in the presets: the paper's model
     assert model.content_gate is None
     assert not any(n.startswith("content_gate.") for n, _ in model.named_parameters())
 

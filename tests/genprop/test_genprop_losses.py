@@ -22,7 +22,7 @@ def test_mask_split_sums_to_plain_mse():
 
 def test_training_loss_with_lambda_one_is_plain_mse(tiny_model):
     batch = make_batch(tiny_model.config)
-    weights = LossWeights(mask=1.0, grad=0.0, mpd=0.0, gate=0.0)
+    weights = LossWeights(mask=1.0, grad=0.0, mpd=0.0)
     losses = training_losses(
         tiny_model,
         batch,
@@ -30,28 +30,30 @@ def test_training_loss_with_lambda_one_is_plain_mse(tiny_model):
         weights=weights,
         generator=torch.Generator().manual_seed(0),
     )
-    assert not {"grad", "mpd", "gate"} & set(losses)  # weight 0: not computed
-    # At initialisation the gate is shut (strength 0): the generator's velocity is the output's,
-    # so the paper's two terms add up to the plain MSE, and the gated term is that MSE again.
+    assert set(losses) == {"diffusion", "non_mask", "mask", "total"}  # weight 0: not computed
+    torch.testing.assert_close(losses["total"], losses["diffusion"])
     torch.testing.assert_close(losses["non_mask"] + losses["mask"], losses["diffusion"])
-    torch.testing.assert_close(losses["gated"], losses["diffusion"])
-    torch.testing.assert_close(losses["total"], 2 * losses["diffusion"])
 
 
-def test_without_a_gate_lambda_one_is_exactly_the_plain_mse():
+def test_with_a_content_gate_the_paper_terms_stay_on_the_generator():
     cfg = preset("cpu_test")
-    cfg.content_gate = False
+    cfg.content_gate = True
     torch.manual_seed(0)
     model = GenPropModel.from_config(cfg)
+    perturb(model, seed=3)  # an open gate: the output differs from the generator's prediction
     losses = training_losses(
         model,
         make_batch(cfg),
         stage="genprop",
-        weights=LossWeights(mask=1.0, grad=0.0, mpd=0.0),
+        weights=LossWeights(mask=1.0, grad=0.0, mpd=0.0, gate=0.5),
         generator=torch.Generator().manual_seed(0),
     )
-    assert set(losses) == {"diffusion", "non_mask", "mask", "total"}
-    torch.testing.assert_close(losses["total"], losses["diffusion"])
+    assert set(losses) == {"diffusion", "non_mask", "mask", "gated", "gate", "total"}
+    # The region-aware terms measure the generator's own velocity, not the gated output's.
+    assert not torch.allclose(losses["non_mask"] + losses["mask"], losses["diffusion"])
+    torch.testing.assert_close(losses["gated"], losses["diffusion"])
+    expected = losses["non_mask"] + losses["mask"] + losses["gated"] + 0.5 * losses["gate"]
+    torch.testing.assert_close(losses["total"], expected)
 
 
 def _mask(shape=(1, 3, 4, 4)):
@@ -98,10 +100,9 @@ def test_full_loss_terms_and_seeded_reproducibility(tiny_model):
     b = training_losses(
         tiny_model, batch, stage="genprop", generator=torch.Generator().manual_seed(1)
     )
-    assert set(a) == {"diffusion", "non_mask", "mask", "grad", "mpd", "gated", "gate", "total"}
+    assert set(a) == {"diffusion", "non_mask", "mask", "grad", "mpd", "total"}
     w = LossWeights()
     expected = a["non_mask"] + w.mask * a["mask"] + w.grad * a["grad"] + w.mpd * a["mpd"]
-    expected = expected + a["gated"] + w.gate * a["gate"]
     torch.testing.assert_close(a["total"], expected)
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -29,7 +29,7 @@ def test_all_experiments_listed() -> None:
         # `make demo` / `make ablate` at demo size
         "demo_i2v",
         "demo_genprop",
-        "demo_no_gate",
+        "demo_gate",
         "demo_no_mpd",
         "demo_no_ra_loss",
         "wan_paper",
@@ -66,7 +66,7 @@ def test_paper_recipe_values(compose_cfg) -> None:
         "no_ra_loss": lambda c: c.model.loss_weights.mask == 1.0 and c.model.loss_weights.grad == 0,
         "no_color_fill": lambda c: c.data.task_weights.tracking == 0.0,
         "i2v_pretrain": lambda c: c.model.stage == "i2v",
-        "demo_no_gate": lambda c: c.model.net.overrides.content_gate is False,
+        "demo_gate": lambda c: c.model.net.overrides.content_gate is True,
     }
     for name, check in ablations.items():
         assert check(compose_cfg([f"experiment={name}", "data.shards=x"])), name
