@@ -59,6 +59,10 @@ DEMO_STAGE2_STEPS ?= 900
 DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 4
 DEMO_STEPS ?= 16
+# Classifier-free guidance (text + task) of the demo's evaluation, chosen on validation cases of
+# another world seed with `make guidance-sweep` (the paper samples with guidance 20).
+DEMO_GUIDANCE ?= 5
+DEMO_GUIDANCES ?= 1 2 3 5 8 12
 DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
 	recipes.copy_paste.synthetic_effects=0.5
 
@@ -90,7 +94,7 @@ $(DEMO)/cases/index.json: | $(STAMP)
 
 $(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/cases/index.json
 	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
-		--steps $(DEMO_STEPS) --out $(DEMO)/eval
+		--steps $(DEMO_STEPS) --guidance $(DEMO_GUIDANCE) --out $(DEMO)/eval
 
 $(DEMO)/report.md: $(DEMO)/eval/metrics.json training/demo_report.py
 	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
@@ -110,15 +114,26 @@ ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ##
 	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
 	  test -f $(DEMO)/ablate/$$a/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
 	    --model $(DEMO)/ablate/$$a/export/last --baselines none --steps $(DEMO_STEPS) \
+	    --guidance $(DEMO_GUIDANCE) \
 	    --out $(DEMO)/ablate/$$a/eval || exit 1; \
 	done
 	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
+
+$(DEMO)/val_cases/index.json: | $(STAMP)
+	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/val_cases --cases-per-task $(DEMO_CASES) \
+		--size 64x64 --frames 16 --seed 20000
+
+guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## Pick DEMO_GUIDANCE on validation cases (world seed 20000, not the benchmark's)
+	for g in $(DEMO_GUIDANCES); do \
+	  $(BIN)/genprop-eval --cases $(DEMO)/val_cases --model $(DEMO)/train/stage2/export/last \
+	    --baselines none --steps $(DEMO_STEPS) --guidance $$g --out $(DEMO)/guidance/g$$g || exit 1; \
+	done
 
 toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate toyworld-preview
+.PHONY: demo data ablate guidance-sweep toyworld-preview
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).
