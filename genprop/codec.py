@@ -72,11 +72,19 @@ class SpaceToDepthCodec(LatentCodec):
         self.spatial_factor = patch
         self.temporal_factor = 1
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) -> (B, T, 3·p², H/p, W/p)."""
+    def pack(self, video: torch.Tensor) -> torch.Tensor:
+        """Space-to-depth without normalisation: (B, T, c, H, W) -> (B, T, c·p², H/p, W/p).
+
+        Latent element ``(c, p1, p2)`` of cell ``(h, w)`` is pixel ``(c, h·p + p1, w·p + p2)``, so
+        per-pixel quantities (e.g. masks) map onto latent elements exactly.
+        """
         self.check_size(video.shape[-2], video.shape[-1])
         p = self.patch
-        z = rearrange(video, "b t c (h p1) (w p2) -> b t (c p1 p2) h w", p1=p, p2=p)
+        return rearrange(video, "b t c (h p1) (w p2) -> b t (c p1 p2) h w", p1=p, p2=p)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, T, 3·p², H/p, W/p)."""
+        z = self.pack(video)
         return (z - self.shift) / self.scale if (self.shift, self.scale) != (0.0, 1.0) else z
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

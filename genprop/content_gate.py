@@ -32,10 +32,10 @@ heads (see :meth:`ContentGate.blend`).
 from __future__ import annotations
 
 import torch
-from einops import rearrange, repeat
+from einops import repeat
 from torch import nn
 
-from genprop.backbones.base import Backbone, Conditioning
+from genprop.backbones.base import Backbone, Conditioning, unpatchify
 from genprop.codec import LatentCodec, SpaceToDepthCodec
 
 STRENGTH_SCALE = 25.0  # s = STRENGTH_SCALE · parameter: s can reach 1 within ~100 Adam steps
@@ -71,12 +71,7 @@ class ContentGate(nn.Module):
 
     def forward(self, tokens: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Features (B, N, D) in (t h w) order -> keep logits (B, T', C, h, w)."""
-        t, h, w = cond.grid
-        ph, pw = self.patch
-        logits = self.head(self.norm(tokens))
-        return rearrange(
-            logits, "b (t h w) (c p1 p2) -> b t c (h p1) (w p2)", t=t, h=h, w=w, p1=ph, p2=pw
-        )
+        return unpatchify(self.head(self.norm(tokens)), cond.grid, self.patch)
 
     def weights(self, logits: torch.Tensor, injection_weight: float = 1.0) -> torch.Tensor:
         """Keep logits (B, T', C, h, w) -> copy weights g = injection_weight · s · sigmoid."""
@@ -124,7 +119,6 @@ def gate_target(mask: torch.Tensor, codec: LatentCodec, m_latent: torch.Tensor) 
         (B, T', C, h, w) in [0, 1].
     """
     if isinstance(codec, SpaceToDepthCodec):
-        p = codec.patch
         keep = 1.0 - mask.float()
-        return repeat(keep, "b t (h p1) (w p2) -> b t (c p1 p2) h w", c=3, p1=p, p2=p)
+        return codec.pack(repeat(keep, "b t h w -> b t c h w", c=3))
     return repeat(1.0 - m_latent.float(), "b t h w -> b t c h w", c=codec.latent_channels)

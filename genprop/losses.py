@@ -114,8 +114,9 @@ def training_losses(
         losses["total"] = losses["diffusion"]
         return losses
 
+    pixel_mask = _field(batch, "mask", 4).to(device)
     m = latent_mask(
-        _field(batch, "mask", 4).to(device),
+        pixel_mask,
         spatial_factor=codec.spatial_factor,
         temporal_factor=codec.temporal_factor,
     )
@@ -150,7 +151,7 @@ def training_losses(
         losses["gated"] = losses["diffusion"]
         total = total + losses["gated"]
         if weights.gate:
-            keep = gate_target(_field(batch, "mask", 4).to(device), codec, m)
+            keep = gate_target(pixel_mask, codec, m)
             losses["gate"] = F.binary_cross_entropy_with_logits(
                 out.gate_logits[:, 1:].float(), keep[:, 1:]
             )

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -43,6 +44,17 @@ class Conditioning:
     context_mask: torch.Tensor | None
     rope: tuple[torch.Tensor, torch.Tensor] | None
     grid: tuple[int, int, int]
+
+
+def unpatchify(
+    tokens: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int]
+) -> torch.Tensor:
+    """Per-token outputs (B, T'·h'·w', C·p_h·p_w) in (t h w) order -> (B, T', C, h'·p_h, w'·p_w)."""
+    t, h, w = grid
+    ph, pw = patch
+    return rearrange(
+        tokens, "b (t h w) (c p1 p2) -> b t c (h p1) (w p2)", t=t, h=h, w=w, p1=ph, p2=pw
+    )
 
 
 class Backbone(nn.Module, ABC):

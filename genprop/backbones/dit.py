@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from genprop.backbones.base import Backbone, Conditioning
+from genprop.backbones.base import Backbone, Conditioning, unpatchify
 from genprop.configs import DiTConfig
 
 
@@ -206,7 +206,7 @@ class TinyDiT(Backbone):
         """
         if self.cfg.prediction == "velocity":
             return out
-        tt = t.to(out.dtype).clamp(min=self.cfg.t_min).view(-1, 1, 1, 1, 1)
+        tt = t.to(out.dtype).clamp(min=self.x0_t_min).view(-1, 1, 1, 1, 1)
         return (x_t.to(out.dtype) - out) / tt
 
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -217,6 +217,4 @@ class TinyDiT(Backbone):
         """Tokens (B, N, D) -> velocity (B, T', C, h, w)."""
         shift, scale = self.final_modulation(F.silu(cond.time))[:, None].chunk(2, dim=-1)
         x = self.final_proj(self.final_norm(x) * (1 + scale) + shift)
-        t, h, w = cond.grid
-        p = self.cfg.patch
-        return rearrange(x, "b (t h w) (c p1 p2) -> b t c (h p1) (w p2)", t=t, h=h, w=w, p1=p, p2=p)
+        return unpatchify(x, cond.grid, (self.cfg.patch, self.cfg.patch))
