@@ -55,7 +55,7 @@ DEMO ?= outputs/demo
 DEMO_VIDEOS ?= 300
 DEMO_SAMPLES ?= 2048
 DEMO_STAGE1_STEPS ?= 1200
-DEMO_STAGE2_STEPS ?= 900
+DEMO_STAGE2_STEPS ?= 1300
 DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 4
 DEMO_STEPS ?= 16

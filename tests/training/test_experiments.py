@@ -72,6 +72,16 @@ def test_paper_recipe_values(compose_cfg) -> None:
         assert check(compose_cfg([f"experiment={name}", "data.shards=x"])), name
 
 
+def test_demo_stage2_trains_backbone_and_ablations_inherit(compose_cfg) -> None:
+    # The demo's tiny from-scratch backbone is trained in stage 2 (the paper freezes its large
+    # pretrained one); the demo ablations must differ from demo_genprop only in what they ablate.
+    base = compose_cfg(["experiment=demo_genprop", "data.shards=x"]).model
+    assert base.stage == "genprop" and base.train_backbone is True
+    for name in ("demo_no_mpd", "demo_no_ra_loss", "demo_gate"):
+        m = compose_cfg([f"experiment={name}", "data.shards=x"]).model
+        assert m.train_backbone is True and m.optimizer.lr == base.optimizer.lr, name
+
+
 @pytest.mark.parametrize("cluster", ["slurm", "slurm_multinode"])
 def test_slurm_cluster_configs(cluster: str) -> None:
     register_resolvers()
