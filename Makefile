@@ -99,7 +99,7 @@ $(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/
 $(DEMO)/report.md: $(DEMO)/eval/metrics.json training/demo_report.py
 	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
 
-demo: $(DEMO)/report.md ## The main job end to end on the toy world (CPU, ~30 min): writes outputs/demo/report.md
+demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~35 min): writes outputs/demo/report.md
 	@echo "report: $(DEMO)/report.md"
 
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
