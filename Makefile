@@ -88,9 +88,11 @@ $(DEMO)/train/stage2/export/last/config.json: $(DEMO)/train/stage1/export/last/c
 		model.init_from=$(DEMO)/train/stage1/export/last \
 		trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto $(DEMO_STAGE2_ARGS)
 
+# Benchmark cases and the guidance-sweep validation cases: same shape, different world seeds.
+CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 64x64 --frames 16
+
 $(DEMO)/cases/index.json: | $(STAMP)
-	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/cases --cases-per-task $(DEMO_CASES) \
-		--size 64x64 --frames 16
+	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/cases $(CASES_ARGS)
 
 $(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/cases/index.json
 	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
@@ -120,8 +122,7 @@ ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ##
 	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
 
 $(DEMO)/val_cases/index.json: | $(STAMP)
-	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/val_cases --cases-per-task $(DEMO_CASES) \
-		--size 64x64 --frames 16 --seed 20000
+	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/val_cases $(CASES_ARGS) --seed 20000
 
 guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## Pick DEMO_GUIDANCE on validation cases (world seed 20000, not the benchmark's)
 	for g in $(DEMO_GUIDANCES); do \

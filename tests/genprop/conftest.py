@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from genprop_helpers import perturb
+from genprop_helpers import tiny_genprop_model
 
-from genprop import GenPropModel, preset
+from genprop import GenPropModel
 
 
 @pytest.fixture
 def tiny_model() -> GenPropModel:
     """A cpu_test GenProp model whose backbone has random (non-zero) weights, SCE re-copied."""
-    torch.manual_seed(0)
-    model = GenPropModel.from_config(preset("cpu_test"))
-    perturb(model.backbone, seed=1)
-    model.reset_genprop_modules()
-    return model
+    return tiny_genprop_model()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from genprop import GenPropModel
+from genprop import GenPropModel, preset
 
 
 def perturb(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
@@ -46,3 +46,14 @@ def step_inputs(model: GenPropModel, batch: int = 2, seed: int = 0) -> dict:
         "context": ctx,
         "context_mask": ctx_mask,
     }
+
+
+def tiny_genprop_model(content_gate: bool = False) -> GenPropModel:
+    """Seeded cpu_test GenProp model: backbone with random (non-zero) weights, SCE re-copied."""
+    torch.manual_seed(0)
+    cfg = preset("cpu_test")
+    cfg.content_gate = content_gate
+    model = GenPropModel.from_config(cfg)
+    perturb(model.backbone, seed=1)
+    model.reset_genprop_modules()
+    return model

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from genprop_helpers import perturb, step_inputs
+from genprop_helpers import perturb, step_inputs, tiny_genprop_model
 
 from genprop import GenPropModel, LossWeights, preset, training_losses
 from genprop.codec import SpaceToDepthCodec
@@ -17,13 +17,7 @@ from genprop.sampler import sample_latents
 @pytest.fixture
 def tiny_model() -> GenPropModel:
     """The cpu_test model with the content gate on (the presets leave it off), backbone random."""
-    torch.manual_seed(0)
-    cfg = preset("cpu_test")
-    cfg.content_gate = True
-    model = GenPropModel.from_config(cfg)
-    perturb(model.backbone, seed=1)
-    model.reset_genprop_modules()
-    return model
+    return tiny_genprop_model(content_gate=True)
 
 
 def _open_gate(model: GenPropModel, value: float = 1.0) -> None:
