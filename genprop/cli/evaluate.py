@@ -2,8 +2,8 @@
 
 ```
 genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,paste_first_frame,...]
-             [--model DIR [--steps N] [--guidance G] [--injection-weight W] [--seed S]
-              [--device cpu|cuda]] [--out DIR] [--clip DIR]
+             [--model DIR [--steps N] [--guidance G[,TASK=G...]] [--injection-weight W]
+              [--seed S] [--device cpu|cuda]] [--out DIR] [--clip DIR]
 ```
 - ``--method NAME=OUTDIR`` scores existing outputs ``OUTDIR/<id>/%05d.png`` (or ``<id>.mp4``) and
   optional MPD masks ``OUTDIR/<id>_masks/``.
@@ -11,8 +11,10 @@ genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,past
   inputs, cached as PNGs under ``OUT/baselines/<name>/<id>/`` and reused by later runs.
 - ``--model DIR`` runs GenProp on every case (``first_frame.png`` as the edit, the task and prompt
   from ``meta.json``), writing ``OUT/genprop/<id>/`` and ``OUT/genprop/<id>_masks/``, and scores it
-  as method ``genprop``. Outputs are reused when ``OUT/genprop/run.json`` shows the same model
-  weights and sampling options.
+  as method ``genprop``. ``--guidance 5,tracking=8`` samples tracking cases at guidance 8 and
+  every other task at 5 (per-task values picked on validation cases, see ``make guidance-sweep``);
+  a plain number applies to every task. Outputs are reused when ``OUT/genprop/run.json`` shows
+  the same model weights and sampling options.
 
 Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
 :mod:`genprop.eval.report`); metrics exclude frame 0, the given edited first frame.
@@ -34,6 +36,7 @@ from genprop.eval.cases import CaseError, EvalCase, list_cases, load_case, load_
 from genprop.eval.clip_score import ClipScorer, ClipUnavailableError
 from genprop.eval.report import write_report
 from genprop.eval.scoring import score_case
+from genprop.tasks import TASKS
 from genprop.video_io import write_frames_dir, write_mask_dir
 
 GENPROP_METHOD = "genprop"
@@ -69,6 +72,39 @@ def parse_baselines(value: str) -> list[str]:
     return names
 
 
+def parse_guidance(spec: str | None) -> dict[str, float]:
+    """``"G"`` or ``"G,TASK=G,..."`` -> ``{"*": G, TASK: G, ...}`` (``{}`` for None).
+
+    ``*`` is the value for tasks not named; without a leading plain number, unnamed tasks use the
+    sampler's default.
+    """
+    if spec is None:
+        return {}
+    out: dict[str, float] = {}
+    for i, part in enumerate(p.strip() for p in spec.split(",")):
+        task, sep, value = part.rpartition("=") if "=" in part else ("*", "", part)
+        if not sep and i:
+            raise UsageError(f"--guidance {spec!r}: only the first entry may be a plain number")
+        if sep and task not in TASKS:
+            raise UsageError(
+                f"--guidance {spec!r}: unknown task {task!r}; valid: {', '.join(TASKS)}"
+            )
+        if task in out:
+            raise UsageError(f"--guidance {spec!r}: {task!r} is given twice")
+        try:
+            out[task] = float(value)
+        except ValueError:
+            raise UsageError(f"--guidance {spec!r}: {value!r} is not a number") from None
+        if not out[task] > 0:
+            raise UsageError(f"--guidance {spec!r}: expected a positive scale, got {value!r}")
+    return out
+
+
+def guidance_for(guidance: dict[str, float], task: str) -> float | None:
+    """The guidance of ``task`` under a :func:`parse_guidance` map (None: the sampler default)."""
+    return guidance.get(task, guidance.get("*"))
+
+
 def _has_frames(folder: Path, T: int) -> bool:
     return folder.is_dir() and len(list(folder.glob("*.png"))) >= T
 
@@ -95,7 +131,8 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
         case.task,
         prompt=case.prompt or None,
         desc=case.id,
-        **options,
+        **{k: v for k, v in options.items() if k != "guidance"},
+        guidance=guidance_for(options["guidance"], case.task),
     )
     write_frames_dir(root / case.id, result.video)
     write_mask_dir(root / f"{case.id}_masks", result.masks)
@@ -128,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", type=Path, default=None, help="local CLIP model folder")
     p.add_argument("--model", type=Path, default=None, help="run this GenProp model on all cases")
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--guidance", default=None, help="CFG scale G, or per task: G,tracking=G2,...")
     p.add_argument("--injection-weight", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -153,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         refs = list_cases(args.cases)
         baselines = parse_baselines(args.baselines)
         methods = parse_methods(args.method, baselines)
+        guidance = parse_guidance(args.guidance)
         model = load_model(args.model, args.device) if args.model is not None else None
     except (UsageError, CaseError) as e:
         print(f"genprop-eval: error: {e}", file=sys.stderr)
@@ -167,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     clip = _load_clip(args.clip, args.device, notes)
     options = {
         "steps": args.steps,
-        "guidance": args.guidance,
+        "guidance": guidance,
         "injection_weight": args.injection_weight,
         "seed": args.seed,
     }

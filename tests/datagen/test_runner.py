@@ -105,6 +105,22 @@ def test_tasks_mix_and_clip_overrides(data, tmp_path):
     assert m["tasks"] == {"removal": 4, "edit": 2, "insertion": 1, "tracking": 1}
 
 
+def test_demo_mix_doubles_colour_fill_and_keeps_every_task(data, tmp_path):
+    from datagen.plan import task_quotas, task_weights
+
+    default = task_weights(job_cfg(data, tmp_path / "d").mix)
+    demo = task_weights(job_cfg(data, tmp_path / "e", "mix=demo").mix)
+    assert set(demo) == set(default) == set(TASKS)
+    assert demo["tracking"] == pytest.approx(2 * default["tracking"])
+    assert task_quotas(demo, 2048) == {
+        "removal": 819,
+        "edit": 307,
+        "insertion": 205,
+        "tracking": 512,
+        "outpainting": 205,
+    }
+
+
 def test_missing_required_option_is_a_clear_error(data, tmp_path):
     with pytest.raises(DatasetError, match=r"source\.frames"):
         run_job(job_cfg(data, tmp_path / "o", "source.frames=???"))

@@ -128,3 +128,49 @@ def test_eval_runs_a_genprop_model(cases: Path, tmp_path: Path) -> None:
     assert (out / "genprop" / "tracking_000_masks" / "00003.png").is_file()
     avg = json.loads((out / "metrics.json").read_text())["averages"]
     assert "MPD_J_obj" in avg["tracking"]["genprop"] and "J_obj" in avg["tracking"]["genprop"]
+
+
+def test_guidance_spec_parses_per_task_values_and_rejects_bad_ones() -> None:
+    from genprop.cli.evaluate import guidance_for, parse_guidance
+    from genprop.cli.propagate import UsageError
+
+    g = parse_guidance("5, tracking=8,outpainting=3")
+    assert g == {"*": 5.0, "tracking": 8.0, "outpainting": 3.0}
+    assert guidance_for(g, "tracking") == 8.0 and guidance_for(g, "removal") == 5.0
+    only = parse_guidance("tracking=8")
+    assert guidance_for(only, "tracking") == 8.0 and guidance_for(only, "edit") is None
+    assert parse_guidance(None) == {} and guidance_for({}, "edit") is None
+    for bad, why in [
+        ("5,tracking=8,6", "first entry"),
+        ("5,trakcing=8", "unknown task 'trakcing'"),
+        ("5,tracking=x", "not a number"),
+        ("tracking=2,tracking=3", "twice"),
+        ("0", "positive"),
+    ]:
+        with pytest.raises(UsageError, match=why):
+            parse_guidance(bad)
+
+
+def test_eval_samples_each_task_at_its_own_guidance(
+    cases: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import genprop.cli.evaluate as ev
+
+    seen: dict[str, float | None] = {}
+    real = ev.run_propagation
+
+    def spy(model, video, first, task, **kw):
+        seen[task] = kw["guidance"]
+        return real(model, video, first, task, **kw)
+
+    monkeypatch.setattr(ev, "run_propagation", spy)
+    torch.manual_seed(0)
+    GenPropModel.from_config(preset("cpu_test")).save_pretrained(tmp_path / "model")
+    base = ["--cases", str(cases), "--model", str(tmp_path / "model"), "--steps", "1"]
+    argv = [*base, "--baselines", "none", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--guidance", "2,tracking=4"]) == 0
+    assert seen == {"removal": 2.0, "insertion": 2.0, "tracking": 4.0}
+    run = json.loads((tmp_path / "r" / "genprop" / "run.json").read_text())
+    assert run["options"]["guidance"] == {"*": 2.0, "tracking": 4.0}
+    assert main([*argv, "--guidance", "2,trakcing=4"]) == 2
+    assert "unknown task 'trakcing'" in capsys.readouterr().err
