@@ -131,8 +131,7 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
         case.task,
         prompt=case.prompt or None,
         desc=case.id,
-        **{k: v for k, v in options.items() if k != "guidance"},
-        guidance=guidance_for(options["guidance"], case.task),
+        **{**options, "guidance": guidance_for(options["guidance"], case.task)},
     )
     write_frames_dir(root / case.id, result.video)
     write_mask_dir(root / f"{case.id}_masks", result.masks)
