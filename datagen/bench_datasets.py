@@ -60,7 +60,8 @@ class BenchDataset:
 
 
 def link_mp4_masks(root: Path, video: Path, mask_dir: Path, copies: int) -> dict[str, Any]:
-    """An mp4_masks source: ``root`` holding ``copies`` links ``v<k>.mp4`` and ``v<k>_mask``.
+    """An mp4_masks source: ``root`` holding ``copies`` links ``v<k>.mp4`` and ``v<k>_mask``
+    (links out of the source folder, hence ``allow_links_outside``).
 
     Returns:
         The ``source`` config group (``name`` + ``root``).
@@ -69,7 +70,7 @@ def link_mp4_masks(root: Path, video: Path, mask_dir: Path, copies: int) -> dict
     for k in range(copies):
         (root / f"v{k:03d}.mp4").symlink_to(video.resolve())
         (root / f"v{k:03d}_mask").symlink_to(mask_dir.resolve(), target_is_directory=True)
-    return {"name": "mp4_masks", "root": str(root)}
+    return {"name": "mp4_masks", "root": str(root), "allow_links_outside": True}
 
 
 def write_ellipse_masks(out: Path, *, width: int, height: int, frames: int) -> Path:
@@ -122,7 +123,7 @@ def davis(tmp: Path, quick: bool) -> BenchDataset | str:
             (root / sub / seq).symlink_to((DAVIS_ROOT / sub / seq).resolve())
     frames, side, n = (4, 64, 4) if quick else (16, 256, 12)
     return BenchDataset(
-        source={"name": "vos", "root": str(root)},
+        source={"name": "vos", "root": str(root), "allow_links_outside": True},
         frames=frames,
         size=(side, side),
         num_samples=n,

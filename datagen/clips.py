@@ -18,6 +18,25 @@ from datagen.recipes.base import Clip, SkipSample
 from datagen.record import VideoRecord
 
 
+def clip_starts(record: VideoRecord, *, frames: int, stride: int) -> list[int]:
+    """Annotated-frame indices where a ``frames``-frame clip at ``stride`` can start.
+
+    Every clip frame must be annotated (sparse VOS annotations restrict the choices).
+    """
+    annotated = set(record.annotated)
+    last = record.num_frames - (frames - 1) * stride
+    return [
+        s for s in range(max(last, 0)) if all(s + k * stride in annotated for k in range(frames))
+    ]
+
+
+def can_cut_clip(record: VideoRecord, *, frames: int, strides: Sequence[int]) -> bool:
+    """Whether some object of ``record`` is present where a clip of this length can start."""
+    present = {i for o in record.objects for i in o.present}
+    starts = (s for k in strides for s in clip_starts(record, frames=frames, stride=k))
+    return any(s in present for s in starts)
+
+
 def choose_frames(
     record: VideoRecord,
     rng: np.random.Generator,
@@ -36,34 +55,42 @@ def choose_frames(
         ``(indices, stride)``: ``frames`` annotated-frame indices and the stride used.
 
     Raises:
-        SkipSample: the video is too short for any stride, or the object is never present at a
-            usable start.
+        SkipSample: the video is too short for any stride, too few of its frames are annotated,
+            or the object is never present at a usable start (``kind`` says which).
     """
-    annotated = set(record.annotated)
     present = None
     if anchor_object is not None:
         track = {o.object_id: o for o in record.objects}.get(anchor_object)
         if track is None:
-            raise SkipSample(f"object {anchor_object!r} not in video {record.video_id!r}")
+            raise SkipSample(
+                f"object {anchor_object!r} not in video {record.video_id!r}", "no_objects"
+            )
         present = set(track.present)
     fitting = [s for s in strides if (frames - 1) * s < record.num_frames]
     if not fitting:
         raise SkipSample(
             f"video has {record.num_frames} annotated frames, a {frames}-frame clip needs "
-            f"{(frames - 1) * min(strides) + 1}"
+            f"{(frames - 1) * min(strides) + 1}",
+            "clip_longer_than_video",
         )
+    any_window = False
     for stride in rng.permutation(fitting):
         stride = int(stride)
-        starts = [
-            s
-            for s in range(record.num_frames - (frames - 1) * stride)
-            if all(s + k * stride in annotated for k in range(frames))
-            and (present is None or s in present)
-        ]
+        windows = clip_starts(record, frames=frames, stride=stride)
+        any_window = any_window or bool(windows)
+        starts = [s for s in windows if present is None or s in present]
         if starts:
             start = int(rng.choice(starts))
             return [start + k * stride for k in range(frames)], stride
-    raise SkipSample(f"no {frames}-frame window starts with object {anchor_object!r} present")
+    if not any_window:
+        raise SkipSample(
+            f"no {frames} annotated frames in a row (video has {len(record.annotated)} "
+            f"annotated of {record.num_frames})",
+            "too_few_annotated_frames",
+        )
+    raise SkipSample(
+        f"no {frames}-frame window starts with object {anchor_object!r} present", "object_absent"
+    )
 
 
 def resize_cover_crop(

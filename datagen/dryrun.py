@@ -3,18 +3,22 @@
 For every video the reader lists, :func:`dry_run` loads the record, decodes every object's mask
 on every annotated frame (checking shape and that ``present`` tells the truth) and, with
 ``check_frames``, decodes every frame (image files or the mp4, streamed one frame at a time).
-One bad video is recorded in ``skipped`` with its reason and the run goes on.
+One bad video is recorded in ``skipped`` with its reason and the run goes on. Given the job's clip
+length it also counts the usable videos that can yield a clip (enough consecutive annotated frames,
+an object present at the start), so a run that would produce no samples is known beforehand.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from datagen.clips import can_cut_clip
 from datagen.record import BadVideo, Reader, VideoRecord
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,8 @@ def dry_run(
     check_frames: bool = True,
     progress: bool = True,
     max_videos: int | None = None,
+    clip_frames: int | None = None,
+    clip_strides: Sequence[int] = (1,),
 ) -> dict[str, Any]:
     """Validate every video of ``reader`` and summarise.
 
@@ -81,6 +87,9 @@ def dry_run(
         check_frames: decode every frame too (the slow part); masks are always decoded.
         progress: show a progress bar on stderr.
         max_videos: check only the first ``max_videos`` videos (``None``: all).
+        clip_frames: the job's ``clip.frames``; when given, ``videos_with_clip`` counts the usable
+            videos that can yield a clip of that length at one of ``clip_strides``.
+        clip_strides: the job's ``clip.stride`` values.
 
     Returns:
         A JSON-serialisable summary: ``source``; ``videos`` (usable videos), ``objects`` (usable
@@ -89,7 +98,8 @@ def dry_run(
         0 without ``check_frames``); ``skipped`` (``[{"video",
         "reason"}]``), ``dropped_objects`` (``[{"video", "object", "reason"}]``, e.g. crowd
         tracks), ``warnings`` (index-level notes from the reader) and ``problems`` (the number
-        of skipped videos, dropped objects and warnings together).
+        of skipped videos, dropped objects and warnings together). With ``clip_frames``, also
+        ``clip_frames`` and ``videos_with_clip``.
     """
     ids = reader.list_videos()
     if max_videos is not None:
@@ -106,6 +116,8 @@ def dry_run(
         "dropped_objects": [],
         "warnings": list(getattr(reader, "warnings", [])),
     }
+    if clip_frames is not None:
+        summary.update(clip_frames=int(clip_frames), videos_with_clip=0)
     for vid in tqdm(ids, disable=not progress, file=sys.stderr, unit="video", desc="dry run"):
         try:
             record = reader.load(vid)
@@ -116,6 +128,10 @@ def dry_run(
             reason = f"unexpected {type(e).__name__}: {e}"
         else:
             summary["videos"] += 1
+            if clip_frames is not None and can_cut_clip(
+                record, frames=int(clip_frames), strides=clip_strides
+            ):
+                summary["videos_with_clip"] += 1
             summary["objects"] += len(record.objects)
             summary["annotated_frames"] += len(record.annotated)
             summary["frames"] += record.num_frames

@@ -12,12 +12,16 @@ else the file order).
 
 from __future__ import annotations
 
+import itertools
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+# Largest frame side a record may declare (readers bound the pixel count far lower).
+MAX_SIDE = 1 << 16
 MaskFn = Callable[[int], "np.ndarray | None"]
 FramesFn = Callable[[Sequence[int]], Iterator[np.ndarray]]
 
@@ -89,6 +93,13 @@ class VideoRecord:
     frames_fn: FramesFn = field(repr=False, compare=False)
     dropped: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        """Last line of defence behind the readers' field checks: a record with absurd numbers
+        never leaves a reader (readers name the file and field first)."""
+        why = _record_problem(self)
+        if why is not None:
+            raise BadVideo(str(self.video_id), f"record from {self.source!r}: {why}")
+
     @property
     def num_frames(self) -> int:
         return len(self.frame_indices)
@@ -99,6 +110,30 @@ class VideoRecord:
 
     def frame(self, i: int) -> np.ndarray:
         return next(iter(self.frames_fn([i])))
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def _record_problem(r: VideoRecord) -> str | None:
+    """Why a record's numbers are unusable, or ``None``."""
+    for name in ("width", "height"):
+        v = getattr(r, name)
+        if not _is_int(v) or not 0 < v <= MAX_SIDE:
+            return f"{name} = {v!r:.40}, expected an integer in 1..{MAX_SIDE}"
+    if r.fps is not None and (
+        not isinstance(r.fps, int | float) or not math.isfinite(r.fps) or r.fps <= 0
+    ):
+        return f"fps = {r.fps!r:.40}, expected a finite positive number or None"
+    idx = r.frame_indices
+    if not idx or not all(_is_int(i) and i >= 0 for i in idx):
+        return "frame_indices must be one or more non-negative integers"
+    if any(a >= b for a, b in itertools.pairwise(idx)):
+        return "frame_indices must be strictly increasing"
+    if not all(_is_int(i) and 0 <= i < len(idx) for i in r.annotated):
+        return f"annotated holds indices outside 0..{len(idx) - 1}"
+    return None
 
 
 def describe_dropped(dropped: Sequence[tuple[str, str]]) -> str:

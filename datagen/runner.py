@@ -4,20 +4,31 @@
    (:mod:`datagen.plan`); shards already finished with this config are skipped (resume).
 2. One task per remaining shard builds its samples (:mod:`datagen.sample_builder`) and writes the
    shard atomically (:mod:`datagen.shards`). Ray retries a task whose worker died or raised.
-3. The driver writes ``manifest.json`` (samples, task counts, shards with sha256, errors, config
-   hash) and ``errors.jsonl`` (bad videos with reasons), both rebuilt from the per-shard stats so
-   they are complete after any number of reruns.
+   A shard that still fails (in-process: raises) is recorded and the others go on.
+3. The driver writes ``manifest.json`` (samples, task counts, shards with sha256, errors, failed
+   attempts per reason, failed shards, config hash) and ``errors.jsonl`` (bad videos with
+   reasons), both rebuilt from the per-shard stats so they are complete after any number of
+   reruns.
+4. The job fails (:class:`JobFailed`, after the manifest is written) when a shard failed, or
+   when fewer than ``min_yield`` × ``num_samples`` samples were built; the message counts the
+   reasons.
 
-``ray.enabled=false`` runs the same shard function in this process (tiny jobs, debugging).
+``ray.enabled=false`` runs the same shard function in this process (tiny jobs, debugging). Without
+``ray.address`` the job starts its own local Ray (never one already running on the machine), and
+every shard worker exits as soon as the driver process dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import select
 import signal
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +36,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from datagen.job_config import ConfigError, check_job_config, check_output_dir
 from datagen.plan import ShardPlan, make_plan
+from datagen.recipes.base import SKIP_KINDS
 from datagen.record import DatasetError
 from datagen.shard_task import JobSpec, build_shard
 from datagen.shards import read_stats, remove_stale_temporaries, shard_paths
@@ -39,11 +52,19 @@ RUNTIME_KEYS = (
     "overwrite",
     "check_frames",
     "max_videos",
+    "min_yield",
     "hydra",
 )
-# Test hook: a Ray task creates this marker file and kills its own worker process (SIGKILL) if
-# the file does not exist yet, to prove that a dead worker's shard is retried.
-KILL_MARKER_ENV = "GENPROP_DATAGEN_TEST_KILL_MARKER"
+# Wording of the failed-attempt kinds that are errors rather than skips (see SKIP_KINDS).
+ERROR_KINDS = {
+    "bad_video": "bad video",
+    "build_error": "unexpected error while building",
+    "encode_error": "encoder failure",
+}
+
+
+class JobFailed(RuntimeError):  # noqa: N818 - reads as what happened to the job
+    """Shards failed, or too few samples were built; the manifest is written first."""
 
 
 @dataclass
@@ -68,9 +89,11 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
 
     Raises:
         DatasetError: a required option is missing or the dataset is unusable.
-        ValueError: ``output_dir`` holds shards of another config (and ``overwrite`` is false).
-        RuntimeError: after writing the manifest, when some shards failed even after retries
-            (rerun the same command to resume).
+        ConfigError: an option has a bad value, or ``output_dir`` holds shards of another config
+            (and ``overwrite`` is false).
+        JobFailed: after writing the manifest, when some shards failed even after retries
+            (rerun the same command to resume), or when fewer than ``min_yield`` ×
+            ``num_samples`` samples were built.
     """
     if isinstance(cfg, DictConfig):
         try:
@@ -83,21 +106,28 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
     else:
         plain = cfg
     plain = json.loads(json.dumps(plain))  # plain JSON types only: hashable, picklable
-    out = Path(plain["output_dir"]).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    check_job_config(plain)
+    out = check_output_dir(plain["output_dir"])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"output_dir: cannot create {out} ({e.strerror or e})") from e
     remove_stale_temporaries(out)
     chash = config_hash(plain)
     _check_output_dir(out, chash, overwrite=bool(plain.get("overwrite", False)))
     spec = JobSpec.from_config(plain, output_dir=str(out), config_hash=chash)
     video_ids = spec.open_reader().list_videos()
-    plans = make_plan(
-        video_ids,
-        num_samples=int(plain["num_samples"]),
-        samples_per_shard=int(plain["samples_per_shard"]),
-        mix=plain["mix"],
-        tasks=plain.get("tasks"),
-        seed=int(plain["seed"]),
-    )
+    try:
+        plans = make_plan(
+            video_ids,
+            num_samples=int(plain["num_samples"]),
+            samples_per_shard=int(plain["samples_per_shard"]),
+            mix=plain["mix"],
+            tasks=plain.get("tasks"),
+            seed=int(plain["seed"]),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"mix/tasks: {e}") from e
     todo = [p for p in plans if read_stats(out, p.name, chash) is None]
     ray_cfg = plain.get("ray") or {}
     show = bool(plain.get("progress", True))
@@ -107,15 +137,47 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
         failed = _run_ray(todo, spec, sorted(set(video_ids)), ray_cfg, progress)
     else:
         for p in todo:
-            progress.update(build_shard(p, spec, sorted(set(video_ids))))
+            try:
+                progress.update(build_shard(p, spec, sorted(set(video_ids))))
+            except Exception as e:  # one broken shard must not stop the others
+                failed.append({"shard": p.name, "reason": f"{type(e).__name__}: {e}"[:2000]})
     progress.close()
     manifest = _write_manifest(out, plans, chash, plain, failed)
-    if failed:
-        raise RuntimeError(
-            f"{len(failed)} shard(s) failed after retries (see {out / 'manifest.json'}); "
-            "rerun the same command to resume"
-        )
+    problem = job_problem(manifest, min_yield=float(plain.get("min_yield", 0.5)))
+    if problem:
+        raise JobFailed(f"{problem} (see {out / 'manifest.json'} and errors.jsonl)")
     return JobResult(manifest, out / "manifest.json")
+
+
+def job_problem(manifest: dict[str, Any], *, min_yield: float) -> str | None:
+    """One line saying why a finished job counts as failed, or ``None`` when it succeeded.
+
+    A job fails when a shard failed after its retries, or when it built fewer than
+    ``min_yield`` × ``planned_samples`` samples (``min_yield=0`` accepts any yield). The line
+    counts the failed sample attempts per reason.
+    """
+    planned, built = manifest["planned_samples"], manifest["samples"]
+    parts = []
+    if manifest["failed_shards"]:
+        first = manifest["failed_shards"][0]
+        reason = first["reason"].splitlines()[0] if first["reason"] else "?"
+        n = len(manifest["failed_shards"])
+        parts.append(f"{n} shard(s) failed after retries, first {first['shard']}: {reason}")
+    if built < min_yield * planned:
+        parts.append(
+            f"built {built} of {planned} samples (min_yield={min_yield:g}); "
+            f"failed attempts by reason: {_describe_reasons(manifest['attempt_failures'])}"
+        )
+    elif parts and manifest["attempt_failures"]:
+        reasons = _describe_reasons(manifest["attempt_failures"])
+        parts.append(f"failed attempts by reason: {reasons}")
+    return "; ".join(parts) or None
+
+
+def _describe_reasons(counts: dict[str, int]) -> str:
+    labels = {**SKIP_KINDS, **ERROR_KINDS}
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{labels.get(k, k)} {n}" for k, n in ranked) or "none recorded"
 
 
 def _run_ray(
@@ -127,13 +189,15 @@ def _run_ray(
 ) -> list[dict[str, str]]:
     import ray
 
+    address = ray_cfg.get("address")
     started_here = False
     if not ray.is_initialized():
-        address = ray_cfg.get("address")
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(num_cpus=ray_cfg.get("num_cpus"), include_dashboard=False)
+            # "local" starts a new Ray even when one runs on this machine or RAY_ADDRESS is set.
+            with _without_env("RAY_ADDRESS"):
+                ray.init(address="local", num_cpus=ray_cfg.get("num_cpus"), include_dashboard=False)
         started_here = True
     try:
         options: dict[str, Any] = {
@@ -141,11 +205,12 @@ def _run_ray(
             "max_retries": int(ray_cfg.get("max_retries", 3)),
             "retry_exceptions": True,
         }
-        if os.environ.get(KILL_MARKER_ENV):
-            options["runtime_env"] = {"env_vars": {KILL_MARKER_ENV: os.environ[KILL_MARKER_ENV]}}
+        if ray_cfg.get("runtime_env"):
+            options["runtime_env"] = ray_cfg["runtime_env"]
         task = ray.remote(_ray_build_shard).options(**options)
         spec_ref, ids_ref = ray.put(spec), ray.put(video_ids)
-        pending = {task.remote(p, spec_ref, ids_ref): p for p in todo}
+        driver = None if address else os.getpid()  # a cluster's workers run on other machines
+        pending = {task.remote(p, spec_ref, ids_ref, driver): p for p in todo}
         failed = []
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -153,20 +218,79 @@ def _run_ray(
                 plan = pending.pop(ref)
                 try:
                     progress.update(ray.get(ref))
-                except (ray.exceptions.RayError, Exception) as e:
-                    failed.append({"shard": plan.name, "reason": f"{type(e).__name__}: {e}"[:2000]})
+                except Exception as e:  # RayTaskError (the task raised), worker died, ...
+                    failed.append({"shard": plan.name, "reason": _ray_reason(e)})
         return failed
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _ray_build_shard(plan: ShardPlan, spec: JobSpec, video_ids: list[str]) -> dict[str, Any]:
-    marker = os.environ.get(KILL_MARKER_ENV)
-    if marker and not Path(marker).exists():
-        Path(marker).write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
+def _ray_build_shard(
+    plan: ShardPlan, spec: JobSpec, video_ids: list[str], driver_pid: int | None
+) -> dict[str, Any]:
+    if driver_pid is not None:
+        _exit_with_driver(driver_pid)
     return build_shard(plan, spec, video_ids)
+
+
+def _ray_reason(e: Exception) -> str:
+    """The cause of a failed Ray task, first line first (not Ray's wrapped traceback)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"[:2000]
+    return f"{type(e).__name__}: {e}"[:2000]
+
+
+_WATCHED: set[int] = set()
+
+
+def _exit_with_driver(pid: int) -> None:
+    """Kill this worker process (SIGKILL) as soon as process ``pid`` (the driver) ends.
+
+    Ray keeps a busy worker running after its driver is killed; a watcher thread per worker
+    process waits on a pidfd of the driver (polls on systems without pidfds).
+    """
+    if pid in _WATCHED:
+        return
+    _WATCHED.add(pid)
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGKILL)
+    except (AttributeError, OSError):  # no pidfds: poll
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="genprop-driver-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _without_env(name: str):
+    """Remove environment variable ``name`` inside the block, restore it after."""
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
 
 
 def _check_output_dir(out: Path, chash: str, *, overwrite: bool) -> None:
@@ -179,7 +303,7 @@ def _check_output_dir(out: Path, chash: str, *, overwrite: bool) -> None:
         if other == chash:
             continue
         if not overwrite:
-            raise ValueError(
+            raise ConfigError(
                 f"{out} holds shards of another config ({stats.name}: config_hash {other!r}, "
                 f"this job: {chash!r}); use a new output_dir or pass overwrite=true"
             )
@@ -199,6 +323,7 @@ def _write_manifest(
 
     shards, tasks, errors, skips = [], {}, {}, 0
     samples = failed_samples = 0
+    reasons: Counter[str] = Counter()
     for p in plans:
         st = read_stats(out, p.name, chash)
         if st is None:
@@ -207,6 +332,8 @@ def _write_manifest(
         samples += st["samples"]
         failed_samples += len(st.get("failed_samples", []))
         skips += len(st.get("skips", []))
+        reasons.update(e.get("kind", "recipe") for e in st.get("skips", []))
+        reasons.update(e.get("kind", "bad_video") for e in st.get("errors", []))
         for t, n in st["tasks"].items():
             tasks[t] = tasks.get(t, 0) + n
         for e in st.get("errors", []):
@@ -223,6 +350,7 @@ def _write_manifest(
         "errors": len({v for v, _ in errors}),
         "skipped_attempts": skips,
         "failed_samples": failed_samples,
+        "attempt_failures": dict(sorted(reasons.items())),
         "failed_shards": failed,
         "config": cfg,
     }

@@ -3,7 +3,10 @@
 A planned sample that cannot be built (bad video, instance absent from the first frame, area out
 of the filters, video too short) is retried with a fresh attempt generator on another video drawn
 from the dataset, up to ``max_attempts`` times; every bad video and skip reason is reported back
-so the job can log and count it. Nothing here raises for one bad video.
+so the job can log and count it. Nothing here raises for one bad video: a record with absurd
+numbers (non-finite or huge fps, negative frame indices) is a bad video, and with an ``encode``
+function the sample is encoded inside the same per-attempt handling, so an encoder failure is one
+more counted error, never a lost shard.
 
 Loaded records (indices and lazy callables, no pixels) are kept in a small LRU cache
 (``record_cache`` entries, 8 by default), so retries and later samples on the same video do not
@@ -13,9 +16,11 @@ reason. Records decode lazily and deterministically, so caching changes no sampl
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -27,7 +32,9 @@ from datagen.prompts import sample_prompt
 from datagen.recipes import Recipe, SkipSample
 from datagen.recipes.base import Clip
 from datagen.record import BadVideo, VideoRecord
-from datagen.schema import SCHEMA_VERSION, Sample
+from datagen.schema import MAX_FPS, SCHEMA_VERSION, Sample
+
+Encoder = Callable[[Sample], dict[str, bytes | str]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,9 +66,19 @@ class BuildConfig:
 
 @dataclass
 class BuildResult:
-    """The sample (``None`` when every attempt failed), bad videos and skip reasons met."""
+    """The sample (``None`` when every attempt failed), bad videos and skip reasons met.
+
+    Attributes:
+        sample: the built sample.
+        encoded: its encoded WebDataset dict, when :meth:`SampleBuilder.build` got ``encode``.
+        errors: ``{"video", "reason", "sample", "kind"}`` per failed attempt; ``kind`` is
+            ``"bad_video"``, ``"build_error"`` (unexpected exception) or ``"encode_error"``.
+        skips: ``{"video", "reason", "sample", "kind"}`` per skipped attempt (``kind``: a key
+            of :data:`datagen.recipes.base.SKIP_KINDS`).
+    """
 
     sample: Sample | None
+    encoded: dict[str, bytes | str] | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     skips: list[dict[str, str]] = field(default_factory=list)
 
@@ -116,8 +133,14 @@ class SampleBuilder:
             raise BadVideo(cached.video_id, cached.reason)
         return cached
 
-    def build(self, plan: SamplePlan) -> BuildResult:
-        """Build ``plan``'s sample, retrying on bad videos and skips."""
+    def build(self, plan: SamplePlan, encode: Encoder | None = None) -> BuildResult:
+        """Build ``plan``'s sample, retrying on bad videos, skips and encoder failures.
+
+        Args:
+            plan: the planned sample.
+            encode: optional ``encode(sample) -> dict`` (e.g. :func:`datagen.schema.encode_sample`
+                with the job's codec); its failures are recorded like bad videos.
+        """
         result = BuildResult(None)
         for attempt in range(self.cfg.max_attempts):
             rng = sample_rng(self.cfg.seed, plan.shard, plan.index, attempt)
@@ -127,15 +150,26 @@ class SampleBuilder:
                 if partner_id is not None:
                     partner_id = self.video_ids[int(rng.integers(len(self.video_ids)))]
             try:
-                result.sample = self._attempt(plan, attempt, rng, video_id, partner_id)
-                return result
+                sample = self._attempt(plan, attempt, rng, video_id, partner_id)
             except BadVideo as e:
-                result.errors.append({"video": e.video_id, "reason": e.reason, "sample": plan.key})
+                result.errors.append(_entry(e.video_id, e.reason, plan.key, "bad_video"))
+                continue
             except SkipSample as e:
-                result.skips.append({"video": video_id, "reason": str(e), "sample": plan.key})
+                result.skips.append(_entry(video_id, str(e), plan.key, e.kind))
+                continue
             except Exception as e:  # one video must never kill the job: log it
                 reason = f"{type(e).__name__}: {e}"
-                result.errors.append({"video": video_id, "reason": reason, "sample": plan.key})
+                result.errors.append(_entry(video_id, reason, plan.key, "build_error"))
+                continue
+            try:
+                result.encoded = encode(sample) if encode is not None else None
+            except Exception as e:  # e.g. a value the encoder cannot represent
+                reason = f"cannot encode: {type(e).__name__}: {e}"
+                video = str(sample.meta["video_id"])
+                result.errors.append(_entry(video, reason, plan.key, "encode_error"))
+                continue
+            result.sample = sample
+            return result
         return result
 
     def _attempt(
@@ -148,6 +182,7 @@ class SampleBuilder:
     ) -> Sample:
         c = self.cfg
         record = self.record(video_id)
+        check_record_numbers(record)
         main = _pick_object(record, rng)
         needs_all_masks = plan.task == "tracking"  # a second instance may be painted
         clip = self._clip(record, rng, main, all_masks=needs_all_masks)
@@ -212,24 +247,28 @@ class SampleBuilder:
         if partner_id is None or partner_id == record.video_id:
             others = [o for o in record.objects if o.object_id != main]
             if not others:
-                raise SkipSample("copy_paste: one-video dataset needs a second object to paste")
+                raise SkipSample(
+                    "copy_paste: one-video dataset needs a second object to paste", "no_objects"
+                )
             partner_record = record
             obj = others[int(rng.integers(len(others)))].object_id
         else:
             partner_record = self.record(partner_id)
+            check_record_numbers(partner_record)
             obj = _pick_object(partner_record, rng)
             if obj is None:
-                raise SkipSample(f"partner video {partner_id!r} has no objects")
+                raise SkipSample(f"partner video {partner_id!r} has no objects", "no_objects")
         return self._clip(partner_record, rng, obj, all_masks=False)
 
     def _check_area(self, clip: Clip, object_id: str | None) -> None:
         if object_id is None:
-            raise SkipSample("video has no objects")
+            raise SkipSample("video has no objects", "no_objects")
         area = float(clip.masks[object_id][0].mean())
         if not self.cfg.min_area <= area <= self.cfg.max_area:
             raise SkipSample(
                 f"object {object_id!r} covers {area:.4f} of the first frame, outside "
-                f"[{self.cfg.min_area}, {self.cfg.max_area}]"
+                f"[{self.cfg.min_area}, {self.cfg.max_area}]",
+                "area_out_of_range",
             )
 
 
@@ -237,3 +276,42 @@ def _pick_object(record: VideoRecord, rng: np.random.Generator) -> str | None:
     """A random object with at least one present frame (``None`` if the video has none)."""
     usable = [o.object_id for o in record.objects if o.present]
     return usable[int(rng.integers(len(usable)))] if usable else None
+
+
+def check_record_numbers(record: VideoRecord) -> None:
+    """Refuse a record whose numbers would poison a sample or the encoder.
+
+    Raises:
+        BadVideo: ``fps`` is not ``None`` or a finite number in (0, :data:`MAX_FPS`]; the size
+            is not positive integers; frame indices are not non-negative integers; annotated or
+            present indices fall outside the record.
+    """
+    vid = record.video_id
+    fps = record.fps
+    if fps is not None and (
+        isinstance(fps, bool)
+        or not isinstance(fps, Real)
+        or not math.isfinite(fps)
+        or not 0 < fps <= MAX_FPS
+    ):
+        raise BadVideo(vid, f"field 'fps' is {fps!r}, expected a finite number in (0, {MAX_FPS}]")
+    for name in ("width", "height"):
+        value = getattr(record, name)
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise BadVideo(vid, f"field {name!r} is {value!r}, expected a positive integer")
+    if not all(_natural(i) for i in record.frame_indices):
+        raise BadVideo(vid, "field 'frame_indices' must hold non-negative integers")
+    n = record.num_frames
+    if not all(_natural(i) and i < n for i in record.annotated):
+        raise BadVideo(vid, f"field 'annotated' must hold frame numbers in [0, {n})")
+    for obj in record.objects:
+        if not all(_natural(i) and i < n for i in obj.present):
+            raise BadVideo(vid, f"object {obj.object_id}: 'present' must hold numbers in [0, {n})")
+
+
+def _natural(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _entry(video: str, reason: str, key: str, kind: str) -> dict[str, str]:
+    return {"video": video, "reason": reason, "sample": key, "kind": kind}

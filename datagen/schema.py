@@ -13,14 +13,19 @@ Keys of one WebDataset sample (``__key__`` is the sample key):
 
 ``.npz`` payloads hold one array (``video`` or ``mask``) and are read with ``allow_pickle=False``.
 H.264 needs even sizes in yuv420p: odd frames are edge-padded before encoding and cropped back on
-decoding (the true size is in ``json["encoding"]``). Only stdlib, numpy, PIL and PyAV are imported
-here so that ``training`` can depend on this module alone.
+decoding (the true size is in ``json["encoding"]``). The encoder runs single-threaded with
+bit-exact muxing, so the same sample gives the same bytes on any machine and worker count
+(x264's automatic threading slices frames by the number of CPUs, which changes the bitstream),
+and without macroblock-tree rate control (see :data:`X264_PARAMS`).
+Only stdlib, numpy, PIL and PyAV are imported here so that ``training`` can depend on this
+module alone.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -48,7 +53,11 @@ META_KEYS = (
 # Bounds applied before decoding anything (a shard is untrusted input).
 MAX_FRAMES = 4096
 MAX_SIDE = 8192
+MAX_FPS = 1000.0
 DEFAULT_FPS = 24.0
+# x264's macroblock-tree rate control reads uninitialised lookahead memory on small frames with
+# B-frames (the output then changes from run to run); without it encoding is reproducible.
+X264_PARAMS = "mbtree=0"
 
 
 class SchemaError(ValueError):
@@ -114,8 +123,8 @@ def encode_sample(
     validate_sample(sample)
     if codec not in CODECS:
         raise SchemaError(f"codec must be one of {CODECS}, got {codec!r}")
-    if not 0 <= int(crf) <= 51:
-        raise SchemaError(f"crf must be in 0..51, got {crf}")
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
+        raise SchemaError(f"crf must be an integer in 0..51, got {crf!r}")
     T, H, W = sample.mask.shape
     encoding: dict[str, Any] = {"codec": codec, "frames": T, "height": H, "width": W}
     out: dict[str, bytes | str] = {"__key__": sample.key}
@@ -130,7 +139,10 @@ def encode_sample(
     out["first.png"] = _png(sample.first)
     out["mask.npz"] = _npz(mask=np.ascontiguousarray(sample.mask, dtype=np.uint8))
     meta = dict(sample.meta, encoding=encoding)
-    out["json"] = json.dumps(meta, sort_keys=True).encode()
+    try:
+        out["json"] = json.dumps(meta, sort_keys=True, allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise SchemaError(f"sample {sample.key!r}: field 'meta' is not plain JSON ({e})") from e
     return out
 
 
@@ -198,8 +210,25 @@ def _check_meta(meta: Any, where: str, T: int) -> None:
         raise SchemaError(f"{where}: meta field 'prompt' must be a string")
     if not isinstance(meta["frame_indices"], list) or len(meta["frame_indices"]) != T:
         raise SchemaError(f"{where}: meta field 'frame_indices' must be a list of {T} ints")
+    if not all(_is_int(i) and i >= 0 for i in meta["frame_indices"]):
+        raise SchemaError(f"{where}: meta field 'frame_indices' must hold non-negative ints")
     if not isinstance(meta["object_ids"], list) or not isinstance(meta["params"], dict):
         raise SchemaError(f"{where}: meta fields 'object_ids' (list) and 'params' (dict) required")
+    fps = meta["fps"]
+    if fps is not None and not (
+        isinstance(fps, int | float)
+        and not isinstance(fps, bool)
+        and math.isfinite(fps)
+        and 0 < fps <= MAX_FPS
+    ):
+        raise SchemaError(
+            f"{where}: meta field 'fps' must be null or a finite number in (0, {MAX_FPS}], "
+            f"got {fps!r}"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _need(d: dict[str, Any], name: str, where: str) -> bytes:
@@ -270,13 +299,22 @@ def _encode_h264(video: np.ndarray, *, fps: float, crf: int, preset: str) -> byt
     if H % 2 or W % 2:
         video = np.pad(video, pad, mode="edge")
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
+    # fflags=+bitexact: no library version strings in the container; threads=1: see the docstring.
+    with av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = video.shape[2], video.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
+        stream.codec_context.thread_count = 1
+        stream.options = {
+            "crf": str(crf),
+            "preset": preset,
+            "threads": "1",
+            "x264-params": X264_PARAMS,
+        }
         for frame in video:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            yuv = rgb.reformat(format="yuv420p", threads=1)  # one swscale thread, as for x264
+            container.mux(stream.encode(yuv))
         container.mux(stream.encode(None))
     return buf.getvalue()
 

@@ -1,7 +1,9 @@
 """One shard task (run in a Ray worker or in-process): build its samples and write the shard.
 
 Everything a worker needs travels in a :class:`JobSpec` of plain JSON values; the reader and
-the recipes are built once per worker process and cached.
+the recipes are built once per worker process and cached. Each sample is built *and encoded*
+inside its own error handling: whatever goes wrong with one sample is recorded in the shard's
+stats (``errors``, ``skips``, ``failed_samples``) and the shard goes on.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from datagen.augment import AugmentConfig, ClipAugment
 from datagen.plan import ShardPlan
 from datagen.recipes import build_recipes
 from datagen.record import Reader
-from datagen.sample_builder import BuildConfig, SampleBuilder
+from datagen.sample_builder import BuildConfig, BuildResult, SampleBuilder
+from datagen.schema import encode_sample
 from datagen.shards import write_shard
 
 
@@ -98,29 +102,39 @@ def build_shard(plan: ShardPlan, spec: JobSpec, video_ids: list[str]) -> dict[st
     cv2.setNumThreads(1)  # one task per core: no nested threading
     builder = _builder(spec.cfg_json, tuple(video_ids))
     enc = spec.cfg.get("encode") or {}
+    codec, crf = str(enc.get("codec", "h264")), int(enc.get("crf", 18))
+    preset = str(enc.get("preset", "medium"))
     errors: list[dict[str, str]] = []
     skips: list[dict[str, str]] = []
     failed: list[str] = []
     t0 = time.perf_counter()
 
-    def samples():
+    def encode(sample):
+        return encode_sample(sample, codec=codec, crf=crf, preset=preset)
+
+    def samples() -> Iterator[dict[str, bytes | str]]:
         for p in plan.samples:
-            result = builder.build(p)
+            try:
+                result = builder.build(p, encode)
+            except Exception as e:  # a bug outside the per-attempt handling: lose one sample
+                reason = f"{type(e).__name__}: {e}"
+                entry = {"video": p.video_id, "reason": reason, "sample": p.key}
+                result = BuildResult(None, errors=[{**entry, "kind": "build_error"}])
             errors.extend(result.errors)
             skips.extend(result.skips)
-            if result.sample is None:
+            if result.encoded is None:
                 failed.append(p.key)
             else:
-                yield result.sample
+                yield result.encoded
 
     stats = write_shard(
         Path(spec.output_dir),
         plan.name,
         samples(),
         config_hash=spec.config_hash,
-        codec=str(enc.get("codec", "h264")),
-        crf=int(enc.get("crf", 18)),
-        preset=str(enc.get("preset", "medium")),
+        codec=codec,
+        crf=crf,
+        preset=preset,
         extra_stats={"errors": errors, "skips": skips, "failed_samples": failed},
     )
     stats["total_s"] = round(time.perf_counter() - t0, 4)

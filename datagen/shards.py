@@ -2,8 +2,9 @@
 
 Files of shard ``NAME`` in the output folder:
 
-- ``NAME.tar`` — the samples (``datagen.schema`` keys); tar headers carry a fixed mtime/user so
-  the same samples give the same bytes.
+- ``NAME.tar`` — the samples (``datagen.schema`` keys); tar headers carry a fixed mtime, mode,
+  user and group (uid/gid 0), and videos are encoded bit-exactly, so the same samples give the
+  same bytes.
 - ``NAME.json`` — per-shard stats, written (atomically) *after* the tar: a shard is finished iff
   its stats file exists and names the job's config hash. A run killed at any point leaves only
   ``*.tmp-*`` files or a tar without stats, both of which a rerun rebuilds.
@@ -15,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def read_stats(output_dir: Path, name: str, config_hash: str) -> dict[str, Any] 
 def write_shard(
     output_dir: Path,
     name: str,
-    samples: Iterable[Sample],
+    samples: Iterable[Sample | Mapping[str, bytes | str]],
     *,
     config_hash: str,
     codec: str = "h264",
@@ -59,7 +60,10 @@ def write_shard(
     Args:
         output_dir: the job's output folder.
         name: shard name (no extension).
-        samples: the samples, in order (consumed lazily: one sample in memory at a time).
+        samples: the samples, in order (consumed lazily: one sample in memory at a time),
+            each a :class:`Sample` (encoded here) or a dict already made by
+            :func:`datagen.schema.encode_sample` (the shard task encodes inside its per-sample
+            error handling).
         config_hash: the job's config hash (stored in the stats: the "finished" marker).
         codec, crf, preset: passed to :func:`datagen.schema.encode_sample`.
         extra_stats: merged into the stats (errors, skips, timings from the caller).
@@ -79,10 +83,15 @@ def write_shard(
             try:
                 for sample in samples:
                     t0 = time.perf_counter()
-                    writer.write(encode_sample(sample, codec=codec, crf=crf, preset=preset))
+                    if isinstance(sample, Sample):
+                        key, task = sample.key, sample.meta["task"]
+                        sample = encode_sample(sample, codec=codec, crf=crf, preset=preset)
+                    else:
+                        key, task = str(sample["__key__"]), json.loads(sample["json"])["task"]
+                    writer.write(dict(sample))
                     encode_s += time.perf_counter() - t0
-                    keys.append(sample.key)
-                    tasks[sample.meta["task"]] = tasks.get(sample.meta["task"], 0) + 1
+                    keys.append(key)
+                    tasks[task] = tasks.get(task, 0) + 1
             finally:
                 writer.close()
             f.flush()

@@ -40,7 +40,12 @@ class DiTConfig:
 
 @dataclass
 class WanConfig:
-    """A diffusers ``WanTransformer3DModel`` (Wan2.x I2V, channel-concat conditioning)."""
+    """A diffusers ``WanTransformer3DModel`` (Wan2.x I2V, channel-concat conditioning).
+
+    Wan2.2-I2V-A14B is two experts: ``subfolder`` (high-noise, t >= ``boundary_ratio``) and
+    ``subfolder_2`` (low-noise). Wan2.1-I2V reads CLIP image tokens of the first frame from
+    ``image_encoder/`` + ``image_processor/`` under ``image_encoder_path``.
+    """
 
     kind: Literal["wan"] = "wan"
     path: str | None = None  # local diffusers folder; never downloaded
@@ -49,6 +54,16 @@ class WanConfig:
     # randomly initialised (test) model. Stored so ``from_pretrained`` can rebuild without ``path``.
     transformer_config: dict[str, Any] | None = None
     gradient_checkpointing: bool = False
+    # Mixture of experts (model_index.json "boundary_ratio"; None = one transformer).
+    subfolder_2: str | None = None
+    transformer_2_config: dict[str, Any] | None = None
+    boundary_ratio: float | None = None
+    # Pipeline folder holding image_encoder/ (CLIPVisionModel) and image_processor/ (frozen, never
+    # exported, like the text encoder); needed when the transformer has "image_dim".
+    image_encoder_path: str | None = None
+    # Wan2.2-TI2V (model_index.json "expand_timesteps"): the first frame replaces latent frame 0,
+    # whose tokens get timestep 0, instead of the I2V channel concatenation.
+    expand_timesteps: bool = False
 
 
 @dataclass
@@ -101,17 +116,26 @@ class GenPropConfig:
     def from_dict(cls, data: dict[str, Any]) -> GenPropConfig:
         """Rebuild from :meth:`to_dict` output.
 
+        Every field is checked (type, range, parameter budget) by
+        :func:`genprop.config_checks.check_config` before anything is built.
+
         Raises:
-            ValueError: If a field is unknown or the backbone kind is not "dit" or "wan".
+            ValueError: If a field is unknown, the backbone kind is not "dit" or "wan", or a value
+                is invalid (:class:`genprop.config_checks.ConfigError`, naming the field).
         """
+        from genprop.config_checks import check_config
+
         data = dict(data)
+        for name in ("backbone", "codec", "text"):
+            if not isinstance(data.get(name, {}), dict):
+                raise ValueError(f"field {name!r}: expected an object, got {data[name]!r}")
         backbone = dict(data.pop("backbone", {}))
         kind = backbone.get("kind", "dit")
         if kind not in ("dit", "wan"):
             raise ValueError(f"config.backbone.kind: expected 'dit' or 'wan', got {kind!r}")
         try:
             bb = DiTConfig(**backbone) if kind == "dit" else WanConfig(**backbone)
-            return cls(
+            cfg = cls(
                 backbone=bb,
                 codec=CodecConfig(**data.pop("codec", {})),
                 text=TextConfig(**data.pop("text", {})),
@@ -119,6 +143,8 @@ class GenPropConfig:
             )
         except TypeError as err:
             raise ValueError(f"config: unexpected or missing field ({err})") from err
+        check_config(cfg)
+        return cfg
 
 
 def _dit_preset(

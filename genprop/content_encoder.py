@@ -15,6 +15,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from genprop.backbones.base import Backbone, Conditioning
 
@@ -86,8 +87,22 @@ class SelectiveContentEncoder(nn.Module):
             ``num_blocks`` tensors (B, N, D), unscaled injections for backbone blocks 0..N-1.
         """
         x = self.embed(content_input) + self.fusion(backbone_tokens)
+        recompute = backbone.gradient_checkpointing and torch.is_grad_enabled()
         out = []
         for block, inj in zip(self.blocks, self.injections, strict=True):
-            x = backbone.apply_block(block, x, cond)
-            out.append(inj(x))
+            if recompute:  # one checkpointed step: the block and its injection MLP together
+                x, injection = checkpoint(
+                    _block_and_injection, backbone, block, inj, x, cond, use_reentrant=False
+                )
+            else:
+                x, injection = _block_and_injection(backbone, block, inj, x, cond)
+            out.append(injection)
         return out
+
+
+def _block_and_injection(
+    backbone: Backbone, block: nn.Module, inj: nn.Module, x: torch.Tensor, cond: Conditioning
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SCE step: tokens (B, N, D) -> (block output, its injection), both (B, N, D)."""
+    x = backbone.run_block(block, x, cond)
+    return x, inj(x)

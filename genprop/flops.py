@@ -1,13 +1,23 @@
-"""Parameter and FLOP counts of GenProp models with the tiny DiT backbone, per preset.
+"""Parameter and FLOP counts of GenProp models.
 
-Counts are analytic (from the config, no model is built), so GPU-size presets can be reported on a
-laptop; a test checks them against the real modules. FLOPs count a multiply-add as 2 and include
-attention score/value products; norms, activations and RoPE are ignored (< 1 %).
+* :func:`count_parameters` / :func:`estimate_flops`: analytic, from a tiny-DiT config (no model is
+  built), so GPU-size presets can be reported on a laptop; a test checks them against the modules.
+* :class:`PhaseFlopCounter`: counts what a step really runs, with torch's own FLOP formulas
+  (``torch.utils.flop_counter``), split into frozen-encoder work, forward and backward. It works on
+  any backbone and on the ``meta`` device (``genprop.meta_step`` runs whole steps there), and is
+  the counter behind ``genprop-plan`` and the GPU benchmark's MFU.
+
+FLOPs count a multiply-add as 2 and include attention score/value products; norms, activations and
+RoPE are ignored (< 1 %).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from genprop.configs import DiTConfig, GenPropConfig, preset
 from genprop.tasks import TASKS
@@ -125,3 +135,30 @@ def model_report(
         cfg = preset(name)
         rows.append({"preset": name, **count_parameters(cfg), **estimate_flops(cfg)})
     return rows
+
+
+class PhaseFlopCounter(TorchDispatchMode):
+    """FLOPs of the ops run while active, per phase (torch's ``flop_registry`` formulas).
+
+    Phases: ``encoders`` (forward ops with grad disabled: the frozen VAE / text / image encoders
+    run under ``no_grad``), ``forward`` (ops with grad enabled) and ``backward`` (set
+    :attr:`phase` to ``"backward"`` before calling ``backward()``; checkpoint recomputation is
+    counted there). ``model`` FLOPs, as MFU uses them, are ``forward + backward`` of a step run
+    without activation checkpointing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = "forward"
+        self.flops = {"encoders": 0, "forward": 0, "backward": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            phase = self.phase
+            if phase == "forward" and not torch.is_grad_enabled():
+                phase = "encoders"
+            self.flops[phase] += int(formula(*args, **kwargs, out_val=out))
+        return out

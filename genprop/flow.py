@@ -27,16 +27,46 @@ def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
+def unshift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """Inverse of :func:`shift_time`: ``t / (s - (s - 1)·t)``."""
+    if shift == 1.0:
+        return t
+    return t / (shift - (shift - 1) * t)
+
+
+def training_time_cdf(t: float, shift: float = 1.0) -> float:
+    """P(T <= t) for the training times of :func:`sample_training_time` (t in [0, 1])."""
+    if t <= 0.0:
+        return 0.0
+    if t >= 1.0:
+        return 1.0
+    u = torch.logit(unshift_time(torch.tensor(t, dtype=torch.float64), shift))
+    return float(torch.special.ndtr(u))
+
+
 def sample_training_time(
     batch: int,
     *,
     shift: float = 1.0,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    t_range: tuple[float, float] | None = None,
 ) -> torch.Tensor:
-    """Training times (B,): logit-normal(0, 1) (SD3), then shifted."""
-    u = torch.randn(batch, generator=generator, device="cpu").to(device)
-    return shift_time(torch.sigmoid(u), shift)
+    """Training times (B,): logit-normal(0, 1) (SD3), then shifted.
+
+    Args:
+        t_range: Restrict to ``[lo, hi]`` (the same distribution conditioned on that range, by
+            inverse CDF; a mixture-of-experts backbone trains one expert's range per step).
+    """
+    if t_range is None:
+        u = torch.randn(batch, generator=generator, device="cpu").to(device)
+        return shift_time(torch.sigmoid(u), shift)
+    lo, hi = (training_time_cdf(x, shift) for x in t_range)
+    p = lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=torch.float64)
+    eps = torch.finfo(torch.float64).eps
+    u = torch.special.ndtri(p.clamp(eps, 1 - eps))
+    t = shift_time(torch.sigmoid(u), shift).clamp(*t_range)
+    return t.float().to(device)
 
 
 def sampling_times(steps: int, *, shift: float = 1.0) -> torch.Tensor:

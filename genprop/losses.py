@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from genprop.content_gate import gate_target
+from genprop.experts import choose_training_expert, expert_time_range
 from genprop.flow import add_noise, sample_training_time, velocity_target
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import (
@@ -46,6 +48,7 @@ def training_losses(
     weights: LossWeights | None = None,
     cfg_dropout: CFGDropout | float | None = None,
     generator: torch.Generator | None = None,
+    expert_seed: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute the loss terms for one batch.
 
@@ -58,6 +61,9 @@ def training_losses(
         weights: Region-aware loss weights (stage "genprop"); default :class:`LossWeights`.
         cfg_dropout: :class:`CFGDropout`, or one probability for all conditions; default 0.1.
         generator: CPU generator for times, noise and dropout (reproducible losses).
+        expert_seed: Two-expert backbones: seed of this step's expert choice, the same on every
+            rank (e.g. the global step) so all ranks train the same expert; None draws it from
+            ``generator`` (one process). See :mod:`genprop.experts`.
 
     Returns:
         ``"diffusion"`` (plain MSE of the output velocity, frames 2..T), every term with a
@@ -80,14 +86,20 @@ def training_losses(
     with torch.no_grad():
         x0 = codec.encode(target)
         first_latent = model.encode_first_frame(first, num_frames)
+        image_embeds = model.encode_image(first)
     prompts = list(batch.get("prompt") or [""] * b)
     drop_text = _bernoulli(cfg_dropout.text, b, generator)
     prompts = ["" if d else p for p, d in zip(prompts, drop_text.tolist(), strict=True)]
     context, context_mask = model.encode_prompts(prompts, b)
 
-    t = sample_training_time(
-        b, shift=model.config.timestep_shift, generator=generator, device=device
-    )
+    shift = model.config.timestep_shift
+    t_range = None
+    if model.boundary_ratio is not None:
+        expert = choose_training_expert(
+            model.boundary_ratio, shift, seed=expert_seed, generator=generator
+        )
+        t_range = expert_time_range(expert, model.boundary_ratio)
+    t = sample_training_time(b, shift=shift, generator=generator, device=device, t_range=t_range)
     noise = torch.randn(x0.shape, generator=generator).to(device=device, dtype=x0.dtype)
     x_t = add_noise(x0, noise, t)
     v_target = velocity_target(x0, noise)
@@ -107,6 +119,7 @@ def training_losses(
         context=context,
         context_mask=context_mask,
         predict_mask=bool(weights.mpd),
+        image_embeds=image_embeds,
     )
     err = (out.velocity[:, 1:].float() - v_target[:, 1:].float()).pow(2)
     losses = {"diffusion": err.mean()}
@@ -129,19 +142,21 @@ def training_losses(
         losses["mask"] = in_mask
         total = total + weights.mask * in_mask
     if weights.grad:
-        bb = model.backbone
+        bb, sce, _ = model.route(t)
 
         def sce_features(c: torch.Tensor) -> list[torch.Tensor]:
-            return model.content_encoder(bb, bb.i2v_input(c, first_latent), out.tokens, out.cond)
+            c = c.to(out.tokens.dtype)  # the forward's compute dtype (bf16 under sharding)
+            return sce(bb, bb.i2v_input(c, first_latent), out.tokens, out.cond)
 
-        losses["grad"] = feature_sensitivity(
-            sce_features,
-            content,
-            m,
-            delta=weights.grad_delta,
-            patch=bb.patch_size[1:],
-            base=out.injections,
-        )
+        def grad_term(c: torch.Tensor, mm: torch.Tensor, *base: torch.Tensor) -> torch.Tensor:
+            return feature_sensitivity(
+                sce_features, c, mm, delta=weights.grad_delta, patch=bb.patch_size[1:], base=[*base]
+            )
+
+        if bb.gradient_checkpointing:  # the perturbed SCE pass is recomputed in backward
+            losses["grad"] = checkpoint(grad_term, content, m, *out.injections, use_reentrant=False)
+        else:
+            losses["grad"] = grad_term(content, m, *out.injections)
         total = total + weights.grad * losses["grad"]
     if weights.mpd:
         losses["mpd"] = mpd_loss(out.mask_logits, m)

@@ -12,32 +12,45 @@ Forward pass (one denoising step)::
     g = content gate(MPD block output);   velocity = ContentGate.blend(velocity, g, x_t, content, t)
 
 With ``content=None`` (stage 1, "i2v") it is the plain backbone: no SCE, no MPD, no task.
+
+Two-expert backbones (Wan2.2-I2V-A14B): ``backbone``/``content_encoder``/``mask_decoder`` are the
+high-noise expert's, ``expert_2`` holds the low-noise expert with its own SCE and MPD, and each
+step runs the expert its timestep routes to (:mod:`genprop.experts`). Backbones with image tokens
+(Wan2.1-I2V): ``image_encoder`` turns the first frame into CLIP tokens (:meth:`encode_image`); the
+backbone and the SCE's copied blocks both read them (the SCE blocks are copies of blocks trained
+with them in their context, and the SCE must see the same first frame the generator follows).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from genprop.backbones import build_backbone
 from genprop.backbones.base import Conditioning
 from genprop.codec import build_codec
-from genprop.configs import GenPropConfig
+from genprop.configs import GenPropConfig, WanConfig
 from genprop.content_encoder import SelectiveContentEncoder
 from genprop.content_gate import ContentGate
+from genprop.experts import HIGH_NOISE, ExpertModules, LowNoiseExpert, expert_index
+from genprop.jsonfile import read_json_object
 from genprop.mask_decoder import MaskPredictionDecoder
+from genprop.model_paths import confine_paths, relative_paths
 from genprop.tasks import TASKS
 from genprop.text import build_text_encoder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
-_NOT_SAVED = ("text_encoder.",)  # frozen text encoders are rebuilt from their config / folder
+# Frozen text / image encoders are rebuilt from their config / folder.
+_NOT_SAVED = ("text_encoder.", "image_encoder.")
 
 
 @dataclass
@@ -90,6 +103,35 @@ class GenPropModel(nn.Module):
             )
         self.content_encoder = SelectiveContentEncoder(self.backbone, config.sce_blocks)
         self.mask_decoder = MaskPredictionDecoder(self.backbone)
+        bcfg = config.backbone
+        self.boundary_ratio = bcfg.boundary_ratio if isinstance(bcfg, WanConfig) else None
+        self.expert_2: LowNoiseExpert | None = None
+        if self.boundary_ratio is not None:
+            second = build_backbone(
+                config,
+                latent_channels=self.codec.latent_channels,
+                mask_channels=self.codec.temporal_factor,
+                load_weights=load_weights,
+                expert=1,
+            )
+            self.expert_2 = LowNoiseExpert(second, config.sce_blocks, reference=self.backbone)
+        self.image_encoder = None
+        if self.backbone.image_dim is not None:
+            from genprop.image_encoder import CLIPImageEncoder
+
+            path = getattr(bcfg, "image_encoder_path", None)
+            if not path:
+                raise ValueError(
+                    "config.backbone.image_encoder_path: the transformer reads CLIP image tokens "
+                    f"(image_dim {self.backbone.image_dim}); a pipeline folder with "
+                    "image_encoder/ and image_processor/ is required"
+                )
+            self.image_encoder = CLIPImageEncoder(path)
+            if self.image_encoder.dim != self.backbone.image_dim:
+                raise ValueError(
+                    f"{path}/image_encoder/config.json: hidden_size {self.image_encoder.dim}, "
+                    f"but the transformer's image_dim is {self.backbone.image_dim}"
+                )
         self.content_gate = ContentGate(self.backbone) if config.content_gate else None
         # One row per task + a "null task" row for CFG dropout; zero-init so init == backbone.
         self.task_embedding = nn.Embedding(len(TASKS) + 1, self.backbone.dim)
@@ -105,7 +147,31 @@ class GenPropModel(nn.Module):
         """Device of the backbone's parameters."""
         return next(self.backbone.parameters()).device
 
-    # ---------------------------------------------------------------- conditioning helpers
+    # ---------------------------------------------------------------- experts and conditioning
+    def route(self, t: torch.Tensor) -> ExpertModules:
+        """The backbone, SCE and MPD that denoise at flow times ``t`` (B,).
+
+        Raises:
+            ValueError: If ``t`` spans a two-expert backbone's boundary (one step, one expert).
+        """
+        first = ExpertModules(self.backbone, self.content_encoder, self.mask_decoder)
+        if self.expert_2 is None:
+            return first
+        idx = expert_index(t, self.boundary_ratio)
+        if bool((idx != idx[0]).any()):
+            raise ValueError(
+                f"t: {t.tolist()} spans the expert boundary {self.boundary_ratio}; one forward "
+                "pass runs one expert"
+            )
+        return first if int(idx[0]) == HIGH_NOISE else self.expert_2.modules_for_step()
+
+    def encode_image(self, first: torch.Tensor) -> torch.Tensor | None:
+        """First frames (B, 3, H, W) in [-1, 1] -> CLIP image tokens (B, N_img, image_dim), or None
+        when the backbone takes none."""
+        if self.image_encoder is None:
+            return None
+        return self.image_encoder(first).to(self.device)
+
     def encode_prompts(
         self, prompts: list[str] | None, batch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +203,7 @@ class GenPropModel(nn.Module):
         context_mask: torch.Tensor | None = None,
         injection_weight: float = 1.0,
         predict_mask: bool = True,
+        image_embeds: torch.Tensor | None = None,
     ) -> GenPropOutput:
         """One denoising step.
 
@@ -150,16 +217,18 @@ class GenPropModel(nn.Module):
             injection_weight: Scale of all SCE injections and of the content gate, in [0, 1].
             predict_mask: Run the MPD head (only with content); False skips it (L_MPD weight 0).
                 The MPD's block still runs when the content gate needs it.
+            image_embeds: (B, N_img, image_dim) from :meth:`encode_image` of the first frame;
+                required exactly when the backbone has image tokens (Wan2.1-I2V).
         """
-        bb = self.backbone
+        bb, sce, mpd = self.route(t)
         inp = bb.i2v_input(x_t, first_latent)
         tokens = bb.patch_embedder(inp)
         extra = None if task is None else self.task_embedding(task)
-        cond = bb.condition(t, bb.token_grid(inp), context, context_mask, extra)
+        cond = bb.condition(t, bb.token_grid(inp), context, context_mask, extra, image=image_embeds)
         injections: list[torch.Tensor] = []
         if content is not None:
             content_input = bb.i2v_input(content, first_latent)
-            injections = self.content_encoder(bb, content_input, tokens, cond)
+            injections = sce(bb, content_input, tokens, cond)
         x = tokens
         penultimate = x
         for k, block in enumerate(bb.blocks):
@@ -168,13 +237,14 @@ class GenPropModel(nn.Module):
             x = bb.apply_block(block, x, cond)
             if k < len(injections):
                 x = x + injection_weight * injections[k]
-        velocity = generator_velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
+        velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
+        velocity = generator_velocity = bb.pin_first_frame(velocity, x_t, first_latent, t)
         gate = gate_logits = mask_logits = None
         use_gate = content is not None and self.content_gate is not None
         if content is not None and (predict_mask or use_gate):
-            mpd_features = self.mask_decoder.features(bb, penultimate, cond)
+            mpd_features = mpd.features(bb, penultimate, cond)
             if predict_mask:
-                mask_logits = self.mask_decoder.logits(mpd_features, cond)
+                mask_logits = mpd.logits(mpd_features, cond)
             if use_gate:
                 gate_logits = self.content_gate(mpd_features, cond)
                 gate = self.content_gate.weights(gate_logits, injection_weight)
@@ -187,6 +257,15 @@ class GenPropModel(nn.Module):
     def freeze_backbone(self) -> None:
         """Stop gradients into the backbone (the paper freezes the pretrained I2V model)."""
         self.backbone.requires_grad_(False)
+        if self.expert_2 is not None:
+            self.expert_2.backbone.requires_grad_(False)
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the backbone (both experts of a two-expert backbone)."""
+        params = list(self.backbone.parameters())
+        if self.expert_2 is not None:
+            params += list(self.expert_2.backbone.parameters())
+        return params
 
     def trainable_parameters(
         self, stage: str = "genprop", train_backbone: bool = False
@@ -194,7 +273,7 @@ class GenPropModel(nn.Module):
         """Parameters to optimise: stage "i2v" = backbone; "genprop" = SCE, MPD, task embedding,
         content gate (+ backbone when ``train_backbone``)."""
         if stage == "i2v":
-            return list(self.backbone.parameters())
+            return self.backbone_parameters()
         if stage != "genprop":
             raise ValueError(f"stage: expected 'i2v' or 'genprop', got {stage!r}")
         params = [
@@ -203,8 +282,13 @@ class GenPropModel(nn.Module):
             *self.task_embedding.parameters(),
             *(self.content_gate.parameters() if self.content_gate is not None else ()),
         ]
+        if self.expert_2 is not None:
+            params += [
+                *self.expert_2.content_encoder.parameters(),
+                *self.expert_2.mask_decoder.parameters(),
+            ]
         if train_backbone:
-            params += list(self.backbone.parameters())
+            params += self.backbone_parameters()
         return params
 
     @torch.no_grad()
@@ -212,6 +296,9 @@ class GenPropModel(nn.Module):
         """Re-copy the backbone into SCE and MPD; zero the injections, task embedding and gate."""
         self.content_encoder.reset_from(self.backbone)
         self.mask_decoder.reset_from(self.backbone)
+        if self.expert_2 is not None:
+            self.expert_2.content_encoder.reset_from(self.expert_2.backbone)
+            self.expert_2.mask_decoder.reset_from(self.expert_2.backbone)
         nn.init.zeros_(self.task_embedding.weight)
         if self.content_gate is not None:
             self.content_gate.reset()
@@ -228,6 +315,10 @@ class GenPropModel(nn.Module):
         try:
             self.backbone.load_state_dict(src.backbone.state_dict())
             self.codec.load_state_dict(src.codec.state_dict())
+            if (self.expert_2 is None) != (src.expert_2 is None):
+                raise RuntimeError("one model has two experts, the other has one")
+            if self.expert_2 is not None:
+                self.expert_2.backbone.load_state_dict(src.expert_2.backbone.state_dict())
         except RuntimeError as err:
             raise ValueError(f"load_backbone_from({source!r}): backbone mismatch: {err}") from err
         self.reset_genprop_modules()
@@ -237,7 +328,8 @@ class GenPropModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"format": "genprop", "version": FORMAT_VERSION, **self.config.to_dict()}
+        config = relative_paths(self.config.to_dict(), out)
+        meta = {"format": "genprop", "version": FORMAT_VERSION, **config}
         (out / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
         state = {
             k: v.detach().contiguous().cpu()
@@ -249,13 +341,31 @@ class GenPropModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, *, device: str | torch.device = "cpu"
+        cls,
+        directory: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        paths: Mapping[str, str | Path] | None = None,
+        allowed_roots: Sequence[str | Path] = (),
     ) -> GenPropModel:
         """Load a model written by :meth:`save_pretrained`.
 
+        The config is checked (types, ranges, parameter budget) before anything is built, and
+        its folder paths (``text.path``, ...) are confined to ``directory`` (see
+        :mod:`genprop.model_paths`).
+
+        Args:
+            directory: the model folder.
+            device: where to put the model.
+            paths: explicit values for path fields, e.g. ``{"text.path": "/models/umt5"}``.
+            allowed_roots: folders outside ``directory`` that the config's paths may point into
+                (e.g. the Wan pipeline folder a Wan export reads its text encoder from).
+
         Raises:
             FileNotFoundError: If ``config.json`` or ``model.safetensors`` is missing.
-            ValueError: If the config is not a GenProp config or weights do not match it.
+            ValueError: If the config is not a GenProp config, a field is invalid or a path
+                leaves the allowed folders (naming the file and field), or the weights do not
+                match the config.
         """
         folder = Path(directory)
         cfg_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -264,18 +374,26 @@ class GenPropModel(nn.Module):
                 raise FileNotFoundError(
                     f"{path}: missing (expected a GenProp save_pretrained folder)"
                 )
-        try:
-            meta = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{cfg_path}: not valid JSON ({err})") from err
+        meta = read_json_object(cfg_path, what="GenProp config")
         if meta.pop("format", None) != "genprop":
             raise ValueError(f"{cfg_path}: field 'format' must be 'genprop'")
         version = meta.pop("version", None)
         if version != FORMAT_VERSION:
             raise ValueError(f"{cfg_path}: field 'version' is {version}, expected {FORMAT_VERSION}")
-        model = cls(GenPropConfig.from_dict(meta), load_weights=False)
-        state = load_file(str(weights_path))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            config = GenPropConfig.from_dict(meta)
+        except ValueError as err:
+            raise ValueError(f"{cfg_path}: {err}") from None
+        confine_paths(config, folder, source=cfg_path, paths=paths, allowed_roots=allowed_roots)
+        model = cls(config, load_weights=False)
+        try:
+            state = load_file(str(weights_path))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (SafetensorError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"{weights_path}: unreadable or mismatched weights ({first})"
+            ) from None
         missing = [k for k in missing if not k.startswith(_NOT_SAVED)]
         if missing or unexpected:
             raise ValueError(

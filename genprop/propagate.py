@@ -20,7 +20,7 @@ from einops import rearrange
 
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
-from genprop.sampler import sample_latents
+from genprop.sampler import check_sampling_options, sample_latents
 from genprop.tasks import task_index
 
 
@@ -95,8 +95,12 @@ def propagate(
 
     Returns:
         :class:`PropagationResult` at the input size and length.
+
+    Raises:
+        ValueError: If an input or option is invalid (names the argument).
     """
     _check_inputs(video, edited_first_frame)
+    check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
     cfg = model.config
     num_frames, total = cfg.num_frames, video.shape[0]
     in_size, model_size = video.shape[1:3], (cfg.height, cfg.width)
@@ -123,6 +127,7 @@ def propagate(
         new = min(step_size, total - 1 - start)
         content = model.codec.encode(original[idx][None])
         first_latent = model.encode_first_frame(anchor[None], num_frames)
+        image_embeds = model.encode_image(anchor[None])
         latents, logits = sample_latents(
             model,
             first_latent,
@@ -134,6 +139,7 @@ def propagate(
             injection_weight=injection_weight,
             generator=torch.Generator().manual_seed(seed + k),
             progress=chunk_progress,
+            image_embeds=image_embeds,
         )
         with torch.no_grad():
             frames = model.codec.decode(latents)[0]  # (F, 3, h, w)

@@ -8,13 +8,35 @@ unconditional pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from numbers import Integral, Real
 
 import torch
 
 from genprop.flow import sampling_times
 from genprop.model import GenPropModel
 from genprop.tasks import NULL_TASK
+
+MAX_STEPS = 10_000
+MAX_GUIDANCE = 1_000.0
+
+
+def check_sampling_options(*, steps: int, guidance: float, injection_weight: float) -> None:
+    """Validate the sampling options (a NaN guidance would silently give a black video).
+
+    Raises:
+        ValueError: ``"<name>: expected ..., got ..."`` for the first bad option.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps: expected an integer in [1, {MAX_STEPS}], got {steps!r}")
+    for name, value, high in (
+        ("guidance", guidance, MAX_GUIDANCE),
+        ("injection_weight", injection_weight, 1.0),
+    ):
+        number = isinstance(value, Real) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and 0.0 <= value <= high):
+            raise ValueError(f"{name}: expected a finite number in [0, {high:g}], got {value!r}")
 
 
 @torch.no_grad()
@@ -30,6 +52,7 @@ def sample_latents(
     injection_weight: float = 1.0,
     generator: torch.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
+    image_embeds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Generate latents from noise.
 
@@ -44,10 +67,17 @@ def sample_latents(
         injection_weight: Scale of the SCE injections.
         generator: CPU generator for the initial noise (seeded sampling).
         progress: Called as ``progress(step, steps)`` after each step.
+        image_embeds: (B, N_img, image_dim) CLIP image tokens of the first frame for backbones
+            that take them (Wan2.1-I2V, see ``GenPropModel.encode_image``), else None.
 
     Returns:
         Latents (B, T', C, h, w) and the last step's MPD logits (B, T', h, w) (None w/o content).
+
+    Raises:
+        ValueError: If ``steps``, ``guidance`` or ``injection_weight`` is out of range (see
+            :func:`check_sampling_options`).
     """
+    check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
     b = first_latent.shape[0]
     device = first_latent.device
     context, context_mask = model.encode_prompts(prompts, b)
@@ -60,8 +90,9 @@ def sample_latents(
             task = torch.cat([task, torch.full_like(task, NULL_TASK)])
         first_in = torch.cat([first_latent, first_latent])
         content_in = None if content is None else torch.cat([content, content])
+        image_in = None if image_embeds is None else torch.cat([image_embeds, image_embeds])
     else:
-        first_in, content_in = first_latent, content
+        first_in, content_in, image_in = first_latent, content, image_embeds
     x = torch.randn(first_latent.shape, generator=generator).to(device, first_latent.dtype)
     times = sampling_times(steps, shift=model.config.timestep_shift).to(device)
     mask_logits = None
@@ -78,6 +109,7 @@ def sample_latents(
             context_mask=context_mask,
             injection_weight=injection_weight,
             predict_mask=i == steps - 1,  # only the last step's MPD masks are returned
+            image_embeds=image_in,
         )
         v = out.velocity
         if use_cfg:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from webdataset.shardlists import expand_urls
 
 from training.batch import to_model_batch
-from training.shard_stream import ShardStream
+from training.shard_stream import DataPipelineError, ShardStream
 
 log = logging.getLogger(__name__)
 _REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://", "ais://")
@@ -56,15 +56,51 @@ class StepSeededLoader(DataLoader):
 
     Workers are not persistent, so every ``iter()`` ships the dataset (with the new
     ``start_step``) to fresh workers; the stream is then seeded from ``(seed, start_step, ...)``.
+    A :class:`DataPipelineError` raised in a worker is re-raised with its own one-line message;
+    with ``require_batches`` an iteration that yields no batch at all is one too (a training
+    stream whose shards are all unreadable would otherwise start empty epochs forever).
     """
 
-    def __init__(self, dataset: ShardStream, *, step_fn: Callable[[], int], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: ShardStream,
+        *,
+        step_fn: Callable[[], int],
+        require_batches: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(dataset, batch_size=None, persistent_workers=False, **kwargs)
         self._step_fn = step_fn
+        self._require_batches = require_batches
 
     def __iter__(self) -> Iterator[Any]:
         self.dataset.start_step = int(self._step_fn())  # type: ignore[attr-defined]
-        return super().__iter__()
+        return self._batches(super().__iter__())
+
+    def _batches(self, inner: Iterator[Any]) -> Iterator[Any]:
+        produced = 0
+        try:
+            for batch in inner:
+                produced += 1
+                yield batch
+        except DataPipelineError as e:
+            raise DataPipelineError(_worker_message(e)) from None
+        if self._require_batches and not produced:
+            urls = self.dataset.urls  # type: ignore[attr-defined]
+            raise DataPipelineError(
+                f"data.shards: a pass over the {len(urls)} training shard(s) gave no batch (all "
+                f"unreadable, or fewer samples than data.batch_size); e.g. {urls[0]}"
+            )
+
+
+def _worker_message(err: DataPipelineError) -> str:
+    """The original message of an error re-raised from a loader worker (torch wraps it in the
+    worker's traceback: ``Caught ... Original Traceback ... DataPipelineError: <message>``)."""
+    text = str(err).strip()
+    marker = f"{DataPipelineError.__name__}: "
+    if "Original Traceback" in text and marker in text:
+        return text.rsplit(marker, 1)[1].strip()
+    return text
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -83,6 +119,8 @@ class ShardDataModule(pl.LightningDataModule):
         shuffle_buffer: training shuffle buffer, in samples.
         seed: stream seed.
         strict: corrupt samples are fatal instead of counted and skipped.
+        max_consecutive_failures: stop after this many unreadable shards / corrupt samples in a
+            row (see :class:`ShardStream`).
         num_frames: crop clips to their first ``num_frames`` frames.
         pin_memory: pin loader batches (faster host-to-GPU copies).
         prefetch_factor: batches each worker prepares ahead.
@@ -101,6 +139,7 @@ class ShardDataModule(pl.LightningDataModule):
         shuffle_buffer: int = 64,
         seed: int = 0,
         strict: bool = False,
+        max_consecutive_failures: int = 256,
         num_frames: int | None = None,
         pin_memory: bool = True,
         prefetch_factor: int = 4,
@@ -118,6 +157,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.strict = strict
+        self.max_consecutive_failures = max_consecutive_failures
         self.num_frames = num_frames
         self.pin_memory = pin_memory
         self.prefetch_factor = prefetch_factor
@@ -130,7 +170,7 @@ class ShardDataModule(pl.LightningDataModule):
     def _step(self) -> int:
         return 0 if self.trainer is None else self.trainer.global_step
 
-    def _loader(self, stream: ShardStream) -> StepSeededLoader:
+    def _loader(self, stream: ShardStream, *, require_batches: bool = False) -> StepSeededLoader:
         extra: dict[str, Any] = {}
         if self.num_workers > 0:
             extra["prefetch_factor"] = self.prefetch_factor
@@ -140,7 +180,12 @@ class ShardDataModule(pl.LightningDataModule):
             and self.trainer.strategy.root_device.type == "cuda"
         )
         return StepSeededLoader(
-            stream, step_fn=self._step, num_workers=self.num_workers, pin_memory=pin, **extra
+            stream,
+            step_fn=self._step,
+            require_batches=require_batches,
+            num_workers=self.num_workers,
+            pin_memory=pin,
+            **extra,
         )
 
     def train_dataloader(self) -> StepSeededLoader:
@@ -155,11 +200,12 @@ class ShardDataModule(pl.LightningDataModule):
             shuffle_buffer=self.shuffle_buffer,
             seed=self.seed,
             strict=self.strict,
+            max_consecutive_failures=self.max_consecutive_failures,
             num_frames=self.num_frames,
             rank=rank,
             world_size=world,
         )
-        return self._loader(stream)
+        return self._loader(stream, require_batches=True)
 
     def val_dataloader(self) -> StepSeededLoader | list[Any]:
         """Validation shards in order, the same on every rank (no task weighting, no shuffle)."""
@@ -172,6 +218,7 @@ class ShardDataModule(pl.LightningDataModule):
             epoch_batches=None,
             seed=self.seed,
             strict=self.strict,
+            max_consecutive_failures=self.max_consecutive_failures,
             num_frames=self.num_frames,
             drop_last=False,
         )

@@ -1,4 +1,9 @@
-"""Exponential moving average of the trainable weights (used for validation and export)."""
+"""Exponential moving average of the trainable weights (used for validation and export).
+
+Works on plain and on sharded (FSDP2 DTensor) parameters alike: the shadow of a sharded parameter
+is a DTensor with the same placements, so each rank averages only its own shard (no
+communication) and ``torch.distributed.checkpoint`` saves and reshards it like the weights.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a DTensor (shares its storage); plain tensors as they are."""
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
 class ParameterEMA:
@@ -14,7 +25,8 @@ class ParameterEMA:
 
     Only parameters with ``requires_grad`` are tracked: with a frozen backbone the EMA costs the
     size of the SCE + MPD, not of the whole model. The shadow lives on the parameters' device and
-    in fp32. ``state_dict``/``load_state_dict`` make it part of the Lightning checkpoint.
+    in fp32; a sharded parameter's shadow is sharded the same way (built after sharding).
+    ``state_dict``/``load_state_dict`` make it part of the Lightning checkpoint.
 
     Args:
         model: the module whose trainable parameters are averaged.
@@ -42,22 +54,26 @@ class ParameterEMA:
         """Move each shadow toward the current weight: ``s <- d * s + (1 - d) * w``."""
         d = self.current_decay()
         params = dict(model.named_parameters())
+        shadows, weights = [], []
         for name, s in self.shadow.items():
             p = params[name].detach()
             if s.device != p.device:
                 self.shadow[name] = s = s.to(p.device)
-            s.lerp_(p.float(), 1.0 - d)
+            shadows.append(_local(s))
+            weights.append(_local(p).float())
+        if shadows:
+            torch._foreach_lerp_(shadows, weights, 1.0 - d)
         self.num_updates += 1
 
     @contextmanager
     def swapped_in(self, model: nn.Module) -> Iterator[nn.Module]:
         """Temporarily load the EMA weights into ``model`` (restored on exit, even on error)."""
-        params = dict(model.named_parameters())
-        backup = {n: params[n].detach().clone() for n in self.shadow}
+        params = {n: _local(p.detach()) for n, p in model.named_parameters()}
+        backup = {n: params[n].clone() for n in self.shadow}
         try:
             with torch.no_grad():
                 for n, s in self.shadow.items():
-                    params[n].copy_(s.to(device=params[n].device, dtype=params[n].dtype))
+                    params[n].copy_(_local(s).to(device=params[n].device, dtype=params[n].dtype))
             yield model
         finally:
             with torch.no_grad():
@@ -81,6 +97,12 @@ class ParameterEMA:
             )
         self.decay = float(state["decay"])  # type: ignore[arg-type]
         self.num_updates = int(state["num_updates"])  # type: ignore[arg-type]
+        for n, t in shadow.items():
+            if isinstance(t, DTensor) != isinstance(self.shadow[n], DTensor):
+                raise ValueError(
+                    f"EMA state: {n} is {'' if isinstance(t, DTensor) else 'not '}sharded but the "
+                    "model's is the opposite; load a sharded checkpoint with trainer=fsdp"
+                )
         self.shadow = {
             n: t.detach().float().to(self.shadow[n].device).clone() for n, t in shadow.items()
         }

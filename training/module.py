@@ -14,6 +14,7 @@ used for validation and export, and saved in every checkpoint together with the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,18 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from genprop.losses import CFGDropout, training_losses
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
+from genprop.sampler import check_sampling_options
+from genprop.sharding import is_sharded
 from training.ema import ParameterEMA
+from training.fsdp import configure_sharded_model
 from training.preview import generate_preview, log_preview
 from training.resume import capture_rng_state, restore_rng_state, step_seed
+from training.safe_checkpoint import plain_data
 
 STAGES = ("i2v", "genprop")
 
@@ -85,6 +91,12 @@ class GenPropLitModule(pl.LightningModule):
         self._scheduler_fn = scheduler
         self.seed = seed
         self.preview = preview
+        try:
+            check_sampling_options(
+                steps=preview_steps, guidance=preview_guidance, injection_weight=1.0
+            )
+        except ValueError as err:
+            raise ValueError(f"model.preview_{err}") from None
         self.preview_steps = preview_steps
         self.preview_guidance = preview_guidance
         self._set_trainable(train_backbone)
@@ -97,10 +109,18 @@ class GenPropLitModule(pl.LightningModule):
         if self.stage == "genprop" and not self.weights.mpd:
             # No MPD loss -> no gradient into the MPD; freezing it keeps DDP from waiting on it.
             self.net.mask_decoder.requires_grad_(False)
+            if getattr(self.net, "expert_2", None) is not None:
+                self.net.expert_2.mask_decoder.requires_grad_(False)
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The parameters the optimizer and the EMA see."""
         return [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+
+    def configure_model(self) -> None:
+        """Shard the model (FSDP2 plan of ``genprop.sharding``) when the strategy provides a
+        device mesh (``trainer=fsdp``); a no-op under DDP and single-device training."""
+        if self.device_mesh is not None:
+            configure_sharded_model(self)
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
@@ -114,7 +134,7 @@ class GenPropLitModule(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
 
-    def _losses(self, batch: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
+    def _losses(self, batch: dict[str, Any], seed: int, step: int) -> dict[str, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
         return training_losses(
             self.net,
@@ -123,6 +143,8 @@ class GenPropLitModule(pl.LightningModule):
             weights=self.weights,
             cfg_dropout=self.cfg_dropout,
             generator=gen,
+            # Two-expert backbones: every rank trains the same expert at a step (rank-free seed).
+            expert_seed=step_seed(self.seed, step, 0),
         )
 
     def _check_geometry(self, batch: dict[str, Any]) -> None:
@@ -138,11 +160,34 @@ class GenPropLitModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One step; noise seeded by ``(seed, global_step, rank)`` so resumes replay exactly."""
         self._check_geometry(batch)
-        losses = self._losses(batch, step_seed(self.seed, self.global_step, self.global_rank))
+        seed = step_seed(self.seed, self.global_step, self.global_rank)
+        losses = self._losses(batch, seed, self.global_step)
         bs = batch["target"].shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log("optim/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        self._log_data_health(bs)
         return losses["total"]
+
+    def _log_data_health(self, batch_size: int) -> None:
+        """``data/corrupt_samples``: unreadable shards and samples skipped so far, all ranks.
+
+        The count comes from the data module (carried with each batch from the loader workers);
+        it is summed over ranks on logging steps only (one scalar all-reduce).
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        total = getattr(datamodule, "skipped_total", None)
+        if total is None or self.global_step % max(1, self.trainer.log_every_n_steps):
+            return
+        count = torch.tensor(float(total), device=self.device)
+        self.log(
+            "data/corrupt_samples",
+            count,
+            batch_size=batch_size,
+            on_step=True,
+            on_epoch=False,
+            sync_dist=True,
+            reduce_fx="sum",
+        )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Log the gradient norm before clipping (on logging steps only: it costs a reduction)."""
@@ -150,6 +195,8 @@ class GenPropLitModule(pl.LightningModule):
             grads = [p.grad for _, p in self.trainable_named_parameters() if p.grad is not None]
             if grads:
                 norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+                if isinstance(norm, DTensor):  # sharded gradients (trainer=fsdp)
+                    norm = norm.full_tensor()
                 self.log("optim/grad_norm", norm, on_step=True, on_epoch=False)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -162,15 +209,22 @@ class GenPropLitModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Losses with the EMA weights (fixed noise per batch index); a preview on batch 0."""
         with self.ema.swapped_in(self.net):
-            losses = self._losses(batch, step_seed(self.seed, 10**9 + batch_idx, 0))
-            if batch_idx == 0 and self.preview and self.trainer.is_global_zero:
+            losses = self._losses(
+                batch, step_seed(self.seed, 10**9 + batch_idx, 0), 10**9 + batch_idx
+            )
+            # A sharded model's forward is collective: every rank samples, rank 0 logs.
+            lead = self.trainer.is_global_zero or is_sharded(self.net)
+            if batch_idx == 0 and self.preview and lead:
                 self._log_preview(batch)
         bs = batch["target"].shape[0]
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
 
     def _log_preview(self, batch: dict[str, Any]) -> None:
         experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image"):
+        can_log = experiment is not None and hasattr(experiment, "add_image")
+        if is_sharded(self.net):  # all ranks follow rank 0's logger
+            can_log = self.trainer.strategy.broadcast(can_log)
+        if not can_log:
             return
         grid = generate_preview(
             self.net,
@@ -184,7 +238,13 @@ class GenPropLitModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- checkpoint state
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the EMA weights and the RNG states to the Lightning checkpoint."""
+        """Add the EMA weights, the RNG states and the model config (JSON) to the checkpoint;
+        hyper-parameters are stored as plain data, so it loads with ``weights_only=True``."""
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"] = plain_data(
+                checkpoint["hyper_parameters"], "hyper_parameters"
+            )
+        checkpoint["genprop_config"] = json.dumps(self.net.config.to_dict())
         checkpoint["ema"] = self.ema.state_dict()
         checkpoint["rng"] = capture_rng_state()
 

@@ -19,7 +19,10 @@ What a resumed run gets back (``resume=auto`` or ``resume=PATH``):
   come from the checkpoint: raising ``trainer.max_steps`` on resume extends training at the
   schedule's final learning rate rather than stretching the cosine.
 * Not restored: loader worker processes and their prefetched batches (rebuilt and re-seeded), the
-  TensorBoard event file (a new one is appended in the same folder).
+  TensorBoard event file (a new one is appended in the same folder). The CSV log's
+  ``metrics.csv`` is appended to (:class:`training.csv_logger.ResumableCSVLogger`).
+* Checkpoints hold tensors and plain data only and are loaded with ``weights_only=True``; a
+  checkpoint that needs anything else unpickled is refused (:mod:`training.safe_checkpoint`).
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ class CorruptSampleError(RuntimeError):
     """A shard or sample could not be read and ``strict=True``."""
 
 
+class DataPipelineError(RuntimeError):
+    """The stream cannot make progress: too many consecutive unreadable shards or samples."""
+
+
 class ShardStream(IterableDataset):
     """Batches of decoded training pairs from a list of shard URLs.
 
@@ -55,6 +59,9 @@ class ShardStream(IterableDataset):
             counting, logging and skipping it.
         num_frames: keep only the first ``num_frames`` frames of each clip (``None``: all).
         drop_last: drop a final incomplete batch.
+        max_consecutive_failures: stop with :class:`DataPipelineError` after this many unreadable
+            shards or corrupt samples in a row (no good sample in between), e.g. when no shard
+            is readable at all.
         rank: this process's global rank; world_size: number of ranks (for split by node).
     """
 
@@ -71,12 +78,17 @@ class ShardStream(IterableDataset):
         strict: bool = False,
         num_frames: int | None = None,
         drop_last: bool = True,
+        max_consecutive_failures: int = 256,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
         super().__init__()
         if not urls:
             raise ValueError("ShardStream: empty shard list")
+        if max_consecutive_failures < 1:
+            raise ValueError(
+                f"data.max_consecutive_failures: expected >= 1, got {max_consecutive_failures}"
+            )
         if resampled and epoch_batches is None:
             raise ValueError(
                 "ShardStream: resampled=True needs epoch_batches (the stream is endless)"
@@ -91,6 +103,8 @@ class ShardStream(IterableDataset):
         self.strict = strict
         self.num_frames = num_frames
         self.drop_last = drop_last
+        self.max_consecutive_failures = max_consecutive_failures
+        self.consecutive_failures = 0  # failures since the last good sample
         self.rank = rank
         self.world_size = world_size
         self.start_step = 0
@@ -119,12 +133,24 @@ class ShardStream(IterableDataset):
         for url in mine:
             yield {"url": url}
 
+    def _failure(self, what: str, exn: Exception) -> None:
+        """Count one skipped shard/sample; stop once too many fail in a row."""
+        self.skipped += 1
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            raise DataPipelineError(
+                f"data.shards: {self.consecutive_failures} unreadable shards or corrupt samples "
+                f"in a row, none readable in between (limit data.max_consecutive_failures="
+                f"{self.max_consecutive_failures}); last: {what}: {exn}. Check the "
+                f"{len(self.urls)} shard(s), e.g. {self.urls[0]}"
+            )
+        log.warning("skipping %s: %s", what, exn)
+
     def _on_read_error(self, exn: Exception) -> bool:
         """WebDataset handler for unreadable shards/tar members: count and continue (or raise)."""
         if self.strict:
             raise CorruptSampleError(f"unreadable shard data: {exn}") from exn
-        self.skipped += 1
-        log.warning("skipping unreadable shard data (%s)", exn)
+        self._failure("unreadable shard data", exn)
         return True
 
     def _decoded(self, raw: Iterator[dict[str, Any]]) -> Iterator[Sample]:
@@ -135,9 +161,9 @@ class ShardStream(IterableDataset):
                 where = f"{d.get('__url__', '?')} sample {d.get('__key__', '?')!r}"
                 if self.strict:
                     raise CorruptSampleError(f"{where}: {exn}") from exn
-                self.skipped += 1
-                log.warning("skipping corrupt sample %s: %s", where, exn)
+                self._failure(f"corrupt sample {where}", exn)
                 continue
+            self.consecutive_failures = 0
             yield sample
 
     def _weighted(self, samples: Iterator[Sample], rng: random.Random) -> Iterator[Sample]:
@@ -163,7 +189,7 @@ class ShardStream(IterableDataset):
         rng = random.Random(step_seed(self.seed, self.start_step, self.rank * 4096 + worker))
         raw = wds.tarfile_to_samples(handler=self._on_read_error)(self._shards(rng))
         samples = self._shuffled(self._weighted(self._decoded(raw), rng), rng)
-        produced = 0
+        produced, self.consecutive_failures = 0, 0
         batch: list[Sample] = []
         for s in samples:
             batch.append(s)

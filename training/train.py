@@ -6,11 +6,14 @@
 
 This file only composes (lightning-hydra-template style): the data module, the LightningModule
 (with its partial optimizer/scheduler), callbacks, loggers and the trainer all come from config.
+Every run also gets :class:`training.signals.RequeueOnSignal` (checkpoint + SLURM requeue on
+``SIGUSR2``/``SIGTERM``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +23,19 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from training import launch
 from training.resume import find_resume_checkpoint
+from training.safe_checkpoint import UnsafeCheckpointError, check_weights_only
+from training.shard_stream import DataPipelineError
+from training.signals import RequeueOnSignal
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger(__name__)
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by the configs (``${mul:a,b}``)."""
-    if not OmegaConf.has_resolver("mul"):
-        OmegaConf.register_new_resolver("mul", lambda a, b: a * b)
+    """OmegaConf resolvers used by the configs (see :mod:`training.launch`)."""
+    launch.register_resolvers()
 
 
 def resolve_precision(trainer_cfg: DictConfig) -> str:
@@ -59,9 +65,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.set_float32_matmul_precision("high")
     run_dir = Path(cfg.paths.run_dir)
     ckpt_path = find_resume_checkpoint(cfg.get("resume"), run_dir / "checkpoints")
+    if ckpt_path is not None:
+        check_weights_only(ckpt_path)
+    requeue = RequeueOnSignal(
+        checkpoint_dir=run_dir / "checkpoints",
+        max_requeues=int(OmegaConf.select(cfg, "cluster.max_requeues", default=20)),
+    )
+    requeue.install()  # a signal while building is handled after the first batch
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.model)
-    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), requeue]
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer_cfg = cfg.trainer.copy()
     with open_dict(trainer_cfg):
@@ -71,18 +84,38 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if ckpt_path is not None:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    try:
+        # Checkpoints hold tensors and plain data only (training/safe_checkpoint.py): never
+        # unpickle anything else from a run folder.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    finally:
+        requeue.uninstall()
+    requeue.exit_if_interrupted(trainer)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
+# Errors in what the user gave (data, checkpoint): one line and exit code 1, no traceback.
+USER_ERRORS = (DataPipelineError, UnsafeCheckpointError, FileExistsError)
+
+
 def _hydra_entry(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except USER_ERRORS as e:
+        print(f"genprop-train: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     return metrics.get("val/total")
 
 
 def main() -> None:
     """Console entry point ``genprop-train`` (Hydra CLI: overrides, ``-m`` sweeps, ``--cfg``)."""
     register_resolvers()
+    if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
+        excluded = launch.excluded_run_keys(CONF_DIR / "train.yaml")
+        try:
+            launch.check_sweep_overrides(sys.argv[1:], excluded)
+        except ValueError as err:
+            raise SystemExit(f"genprop-train: {err}") from None
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")(_hydra_entry)()
 
 

@@ -3,13 +3,22 @@
 ``open_reader(source, **options)`` is the one entry point (Hydra passes ``cfg.source`` minus its
 ``name``). Sources and options:
 
-- ``ytvis``: ``annotations=FILE frames=DIR [fps=6.0]`` (YouTube-VIS 2019/2021/2022, OVIS);
-- ``sav``: ``root=DIR [masklets=manual|auto|both] [annot_every=4]`` (SA-V train layout);
+- ``ytvis``: ``annotations=FILE frames=DIR [fps=6.0] [max_json_bytes=2**30]`` (YouTube-VIS
+  2019/2021/2022, OVIS);
+- ``sav``: ``root=DIR [masklets=manual|auto|both] [annot_every=4] [max_json_bytes=2**30]`` (SA-V
+  train layout);
 - ``vos``: ``root=DIR [resolution=480p] [fps=None]`` (YouTube-VOS / DAVIS folders);
 - ``mp4_masks``: ``root=DIR`` holding ``<name>.mp4`` + ``<name>_mask/`` (one PNG per frame;
   E2FGVI / ProPainter examples);
 - ``toyworld``: ``root=DIR [fps=...]``: the built-in toy world, written in YouTube-VIS layout as
   ``ROOT/annotations.json`` + ``ROOT/JPEGImages``.
+
+Every reader treats the dataset as untrusted: numeric fields are checked when a video is loaded
+(:mod:`datagen.readers.fields`; a bad value makes that video a
+:class:`~datagen.record.BadVideo` naming the file and field, which the dry run reports), files
+must be regular files inside the dataset folders once links are followed
+(:mod:`datagen.readers.paths`), and JSON files are size-bounded before parsing
+(:mod:`datagen.readers.jsonfile`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Every reader goes through these helpers so that the same rules hold everywhere:
 
-- paths taken from annotation files must stay inside the dataset root (:func:`safe_join`);
+- paths must stay inside the dataset root and name regular files (:mod:`datagen.readers.paths`);
 - declared sizes are checked before anything is allocated (:func:`check_geometry`);
 - images are size-checked from their header before their pixels are decoded;
+- every image mode decodes to correct 8-bit RGB: 16-bit greyscale is scaled (``v >> 8``), not
+  clipped to white (:func:`to_rgb8`);
 - videos are decoded frame by frame, never held whole in memory.
 
 Errors are raised as :class:`FrameError` with a message naming the file; readers turn them into
@@ -14,75 +16,80 @@ Errors are raised as :class:`FrameError` with a message naming the file; readers
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import struct
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image
 
+from datagen.readers.fields import FieldError, as_int
+
 # Upper bounds on what any reader agrees to decode (a 8K frame is 7680x4320).
 MAX_FRAME_PIXELS = 8192 * 8192
 MAX_VIDEO_FRAMES = 100_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# What PIL raises on corrupt or truncated files besides OSError (bad chunks, short reads).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
 
 
 class FrameError(ValueError):
     """A frame file is missing, escapes the root, is too large or cannot be decoded."""
 
 
-def check_geometry(width: object, height: object, length: object | None, *, where: str) -> None:
+def check_geometry(
+    width: object,
+    height: object,
+    length: object | None,
+    *,
+    where: str,
+    names: tuple[str, str, str] = ("width", "height", "length"),
+) -> None:
     """Refuse absurd declared sizes before anything is allocated.
 
     Args:
         width, height: declared frame size in pixels (ints or integer-valued floats).
         length: declared number of frames, or ``None`` when not known.
         where: file and field prefix for the message, e.g. ``"train.json: videos[3]"``.
+        names: the three fields' names in the file, for the message.
+
+    Raises:
+        FrameError: a size that is not a positive integer, or beyond the limits.
     """
-    for name, v in (("width", width), ("height", height), ("length", length)):
-        if v is None and name == "length":
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float) or not float(v).is_integer():
-            raise FrameError(f"{where}: '{name}' must be an integer, got {v!r}")
-        if v <= 0:
-            raise FrameError(f"{where}: '{name}' must be positive, got {v!r}")
-    if int(width) * int(height) > MAX_FRAME_PIXELS:  # type: ignore[arg-type]
+    try:
+        w = as_int(width, where=f"{where}: '{names[0]}'", minimum=1)
+        h = as_int(height, where=f"{where}: '{names[1]}'", minimum=1)
+        n = None if length is None else as_int(length, where=f"{where}: '{names[2]}'", minimum=1)
+    except FieldError as e:
+        raise FrameError(str(e)) from e
+    if w * h > MAX_FRAME_PIXELS:
         raise FrameError(
-            f"{where}: declared frame size {int(width)}x{int(height)} exceeds the limit of "  # type: ignore[arg-type]
+            f"{where}: declared frame size {w}x{h} exceeds the limit of "
             f"{MAX_FRAME_PIXELS} pixels (8192x8192)"
         )
-    if length is not None and int(length) > MAX_VIDEO_FRAMES:  # type: ignore[arg-type]
+    if n is not None and n > MAX_VIDEO_FRAMES:
         raise FrameError(
-            f"{where}: declared length {int(length)} exceeds the limit of {MAX_VIDEO_FRAMES} "  # type: ignore[arg-type]
-            "frames"
+            f"{where}: declared length {n} exceeds the limit of {MAX_VIDEO_FRAMES} frames"
         )
-
-
-def safe_join(root: Path, relative: str, *, where: str) -> Path:
-    """Join a path from an annotation file to ``root``, refusing anything that escapes it.
-
-    Rejects absolute paths (POSIX or Windows style) and any ``..`` component.
-    """
-    if not isinstance(relative, str) or not relative:
-        raise FrameError(f"{where}: expected a relative file path, got {relative!r}")
-    posix, win = PurePosixPath(relative), PureWindowsPath(relative)
-    if posix.is_absolute() or win.is_absolute() or win.drive or relative.startswith("\\"):
-        raise FrameError(f"{where}: path {relative!r} is absolute; expected one relative to {root}")
-    if ".." in posix.parts or ".." in win.parts:
-        raise FrameError(f"{where}: path {relative!r} escapes the dataset root {root} ('..')")
-    return root / posix
 
 
 def find_image(path: Path) -> Path | None:
-    """``path`` if it exists, else a file with the same stem and another image extension."""
-    if path.is_file():
+    """``path`` if it exists, else a file with the same stem and another image extension.
+
+    Existence is tested without following links or opening anything, so a FIFO or a link out
+    of the dataset is returned as found and refused by
+    :func:`~datagen.readers.paths.confined_file`, not mistaken for a missing file.
+    """
+    if os.path.lexists(path):
         return path
     for ext in IMAGE_EXTENSIONS:
         for candidate in (path.with_suffix(ext), path.with_suffix(ext.upper())):
-            if candidate.is_file():
+            if os.path.lexists(candidate):
                 return candidate
     return None
 
@@ -97,7 +104,7 @@ def open_image(path: Path) -> Image.Image:
         raise FrameError(f"{path}: image too large to decode ({e})") from e
     except FileNotFoundError as e:
         raise FrameError(f"{path}: file not found") from e
-    except OSError as e:
+    except DECODE_ERRORS as e:
         raise FrameError(f"{path}: not a readable image ({e})") from e
     if im.width * im.height > MAX_FRAME_PIXELS:
         im.close()
@@ -111,8 +118,39 @@ def image_size(path: Path) -> tuple[int, int]:
         return im.width, im.height
 
 
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """Pixels of any supported image mode as ``(H, W, 3)`` uint8 RGB.
+
+    16-bit greyscale (``I;16*``, or ``I`` holding values in ``0..65535``) keeps its 8 high bits
+    (``v >> 8``, i.e. ``v / 257`` rounded down): PIL's own conversion would clip every value
+    above 255 to white. 16-bit RGB(A) and LA PNGs already decode to 8 bits per channel. Alpha is
+    dropped (``LA``, ``RGBA``, ``PA``); palette images take their palette colours.
+
+    Raises:
+        FrameError: floating-point images or 32-bit values outside ``0..65535``.
+    """
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+            raise FrameError(
+                f"unsupported {im.mode!r} image with values outside 0..65535; expected 8- or "
+                "16-bit pixels"
+            )
+        grey = (arr.astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if im.mode == "F":
+        raise FrameError("unsupported floating-point ('F') image; expected 8- or 16-bit pixels")
+    rgb = np.asarray(im.convert("RGB"))
+    if rgb.dtype != np.uint8 or rgb.shape != (im.height, im.width, 3):
+        raise FrameError(f"image mode {im.mode!r} did not decode to 8-bit RGB")
+    return rgb
+
+
 def read_rgb(path: Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an image to ``(H, W, 3)`` uint8 RGB, checking ``size = (width, height)`` first."""
+    """Decode an image to ``(H, W, 3)`` uint8 RGB, checking ``size = (width, height)`` first.
+
+    See :func:`to_rgb8` for how each image mode is converted.
+    """
     with open_image(path) as im:
         if size is not None and im.size != size:
             raise FrameError(
@@ -120,8 +158,10 @@ def read_rgb(path: Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
                 "(the video's width x height)"
             )
         try:
-            return np.asarray(im.convert("RGB"))
-        except OSError as e:  # truncated or corrupt file
+            return to_rgb8(im)
+        except FrameError as e:
+            raise FrameError(f"{path}: {e}") from e
+        except DECODE_ERRORS as e:  # truncated or corrupt file
             raise FrameError(f"{path}: cannot decode image ({e})") from e
 
 
@@ -151,7 +191,7 @@ def probe_video(path: Path) -> tuple[int, int, int, float | None]:
             )
     except FileNotFoundError as e:
         raise FrameError(f"{path}: video file not found") from e
-    except av.FFmpegError as e:
+    except (av.FFmpegError, OSError) as e:
         raise FrameError(f"{path}: unreadable video ({e})") from e
 
 
@@ -188,6 +228,8 @@ def iter_video_frames(
     last = max(wanted)
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FrameError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for n, frame in enumerate(container.decode(stream)):
@@ -205,7 +247,7 @@ def iter_video_frames(
                     yield buffered[idx] if remaining[idx] else buffered.pop(idx)
                 if n >= last:
                     return
-    except av.FFmpegError as e:
+    except (av.FFmpegError, OSError) as e:
         raise FrameError(f"{path}: cannot decode video ({e})") from e
     raise FrameError(
         f"{path}: video ended before frame {last}: it is truncated or shorter than the "

@@ -3,7 +3,10 @@
 Layout: ``<root>/<name>.mp4`` with ``<root>/<name>_mask/`` (or ``<name>_masks/``) holding one
 PNG per video frame, in frame order when sorted by name (numbered names by number). Mask PNGs
 are palette ``P`` id maps (pixel = object id, 0 background, 255 void) or binary ``L`` 0/255
-(one object, id 1), as in FORMATS.md §3 (decoded by :func:`datagen.readers.vos.read_id_map`).
+(one object, id 1), as in FORMATS.md §3; other greyscale masks follow the rule of
+:func:`datagen.readers.vos.greyscale_ids` (decoded by :func:`datagen.readers.vos.read_id_map`).
+The mp4 and the mask files must be regular files inside ``root`` once links are followed,
+unless ``allow_links_outside`` is set.
 
 Frames are decoded lazily from the mp4 with PyAV; the frame rate comes from the mp4. Object ids
 are found by reading every mask PNG once per process (cached, see
@@ -14,6 +17,7 @@ frames, when a mask has another size or an unsupported mode, or when the mp4 is 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from datagen.readers.fields import FieldError, as_fps
 from datagen.readers.frames import (
     MAX_VIDEO_FRAMES,
     FrameError,
@@ -28,7 +33,8 @@ from datagen.readers.frames import (
     iter_video_frames,
     probe_video,
 )
-from datagen.readers.vos import png_mask_objects
+from datagen.readers.paths import PathError, confined_dir, confined_file, list_files, resolved_root
+from datagen.readers.vos import check_tolerance, png_mask_objects
 from datagen.record import BadVideo, DatasetError, Reader, VideoRecord
 
 MASK_DIR_SUFFIXES = ("_mask", "_masks")
@@ -49,7 +55,7 @@ def count_video_frames(path: Path) -> int:
                     if n > MAX_VIDEO_FRAMES:
                         raise FrameError(f"{path}: more than {MAX_VIDEO_FRAMES} frames")
             return n
-    except av.FFmpegError as e:
+    except (av.FFmpegError, OSError) as e:
         raise FrameError(f"{path}: unreadable video ({e})") from e
 
 
@@ -76,17 +82,23 @@ class Mp4MasksReader(Reader):
         mask_size_tolerance: masks at most this many pixels off the video size are padded or
             cropped (see :func:`datagen.readers.vos.read_id_map`); larger differences make the
             video unusable.
+        allow_links_outside: follow symbolic links that resolve outside the dataset
+            folder (refused by default, see :mod:`datagen.readers.paths`).
     """
 
     source = "mp4_masks"
 
-    def __init__(self, *, root: str | Path, mask_size_tolerance: int = 2) -> None:
+    def __init__(
+        self, *, root: str | Path, mask_size_tolerance: int = 2, allow_links_outside: bool = False
+    ) -> None:
         self.root = Path(root)
-        self.tolerance = int(mask_size_tolerance)
+        self.tolerance = check_tolerance(mask_size_tolerance)
         if not self.root.is_dir():
             raise DatasetError(f"mp4_masks folder not found: {self.root}")
+        self._root_real = resolved_root(self.root, allow_links_outside=allow_links_outside)
+        # Non-folders are listed even when they are not regular files: loading one says why.
         self._videos = sorted(
-            p.stem for p in self.root.iterdir() if p.suffix.lower() == ".mp4" and p.is_file()
+            p.stem for p in self.root.iterdir() if p.suffix.lower() == ".mp4" and not p.is_dir()
         )
         if not self._videos:
             raise DatasetError(
@@ -102,15 +114,22 @@ class Mp4MasksReader(Reader):
         if video_id not in self._videos or Path(video_id).name != video_id:
             raise BadVideo(video_id, f"no video {video_id!r} in {self.root}")
         for ext in (".mp4", ".MP4", ".Mp4", ".mP4"):
-            if (self.root / f"{video_id}{ext}").is_file():
-                return self.root / f"{video_id}{ext}"
+            path = self.root / f"{video_id}{ext}"
+            if os.path.lexists(path):
+                try:
+                    return confined_file(path, self._root_real, what="video")
+                except PathError as e:
+                    raise BadVideo(video_id, str(e)) from e
         raise BadVideo(video_id, f"{self.root / video_id}.mp4: file not found")
 
     def _mask_dir(self, video_id: str) -> Path:
         for suffix in MASK_DIR_SUFFIXES:
             d = self.root / f"{video_id}{suffix}"
             if d.is_dir():
-                return d
+                try:
+                    return confined_dir(d, self._root_real, what="mask folder")
+                except PathError as e:
+                    raise BadVideo(video_id, str(e)) from e
         raise BadVideo(
             video_id,
             f"no mask folder {self.root / (video_id + '_mask')} (or {video_id}_masks) for "
@@ -125,11 +144,13 @@ class Mp4MasksReader(Reader):
             if frames == 0:  # header without a frame count
                 frames = count_video_frames(path)
             check_geometry(width, height, frames, where=str(path))
-        except FrameError as e:
+            if fps is not None:
+                fps = as_fps(fps, where=f"{path}: frame rate in the video header")
+            masks = sorted(
+                list_files(mask_dir, self._root_real, (".png",), what="mask"), key=_frame_order
+            )
+        except (FieldError, FrameError, PathError) as e:
             raise BadVideo(video_id, str(e)) from e
-        masks = sorted(
-            (p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"), key=_frame_order
-        )
         if not masks:
             raise BadVideo(video_id, f"{mask_dir}: no mask PNGs")
         if len(masks) != frames:

@@ -3,9 +3,17 @@
 Layout: ``<root>/JPEGImages[/<resolution>]/<seq>/<frame>.jpg|png`` and
 ``<root>/Annotations[/<resolution>]/<seq>/<frame>.png``. Mask PNGs are either
 
-- mode ``P`` (or an ``L`` id map): pixel value = object id, 0 = background, 255 = void (DAVIS
-  2017: "don't care" pixels, neither an object nor counted in any object's mask);
-- binary mode ``L`` with values 0/255 (or mode ``1``): a single object with id 1.
+- mode ``P``: pixel value = object id, 0 = background, 255 = void (DAVIS 2017: "don't care"
+  pixels, neither an object nor counted in any object's mask);
+- binary mode ``L`` with values 0/255 (or mode ``1``): a single object with id 1;
+- other greyscale ``L`` masks, by their values (:func:`greyscale_ids`): values only in
+  ``1..63`` (plus 0 and 255 void) are an id map, as written by ``Image.fromarray(ids)``; any
+  value in ``64..254`` means a soft or anti-aliased single-object mask (a resized or feathered
+  0/255 mask), thresholded at 128 into object 1, never one object per grey level.
+
+Every frame and mask must be a regular file inside ``JPEGImages[/<resolution>]`` or
+``Annotations[/<resolution>]`` once links are followed (those folders themselves may be links,
+e.g. to another disk); FIFOs and links out of them are refused (:mod:`datagen.readers.paths`).
 
 Annotations may be sparse (YouTube-VOS valid, Cutie examples): only frames with a PNG are in
 ``VideoRecord.annotated``; ``mask_fn`` returns ``None`` elsewhere. Object ids are found by reading
@@ -25,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.readers.fields import FieldError, as_fps, as_int
 from datagen.readers.frames import (
     IMAGE_EXTENSIONS,
     MAX_VIDEO_FRAMES,
@@ -34,9 +43,13 @@ from datagen.readers.frames import (
     open_image,
     read_rgb,
 )
+from datagen.readers.paths import PathError, confined_dir, list_files, resolved_root
 from datagen.record import BadVideo, DatasetError, ObjectTrack, Reader, VideoRecord
 
 VOID_ID = 255
+# Greyscale masks with values only up to this are id maps; above it (below 255), soft masks.
+GREY_ID_MAX = 63
+MAX_MASK_SIZE_TOLERANCE = 64
 MASK_MODES = ("P", "L", "1")
 # Masks whose ids are remembered per process: ~200 bytes each, so at most ~20 MB.
 ID_CACHE_SIZE = 100_000
@@ -73,8 +86,8 @@ def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.nda
         mode = im.mode
     if mode == "1":
         ids = arr.astype(np.uint8)
-    elif mode == "L" and np.isin(arr, (0, 255)).all():
-        ids = (arr == 255).astype(np.uint8)  # binary mask: one object, id 1
+    elif mode == "L":
+        ids = greyscale_ids(arr)
     else:
         ids = arr.astype(np.uint8, copy=False)
     if ids.shape != (size[1], size[0]):
@@ -83,6 +96,21 @@ def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.nda
         fitted[:h, :w] = ids[:h, :w]
         ids = fitted
     return ids
+
+
+def greyscale_ids(grey: np.ndarray) -> np.ndarray:
+    """Object ids of a greyscale (``L``) mask, ``(H, W)`` uint8.
+
+    - only values in ``1..GREY_ID_MAX`` besides 0 and 255: an id map (255 = void), returned
+      as is;
+    - otherwise, including plain 0/255 binary masks: one object, id 1, where the value is at
+      least 128. Any value in ``GREY_ID_MAX+1 .. 254`` marks a soft or anti-aliased mask, whose
+      grey levels are coverage, not ids.
+    """
+    soft = (grey > GREY_ID_MAX) & (grey < VOID_ID)
+    if soft.any() or not ((grey > 0) & (grey < VOID_ID)).any():
+        return (grey >= 128).astype(np.uint8)
+    return grey.astype(np.uint8, copy=False)
 
 
 @functools.lru_cache(maxsize=ID_CACHE_SIZE)
@@ -156,6 +184,20 @@ def _frames_at(
             raise BadVideo(video_id, str(e)) from e
 
 
+def check_tolerance(value: object) -> int:
+    """The ``mask_size_tolerance`` option, an integer in ``0..MAX_MASK_SIZE_TOLERANCE``.
+
+    Raises:
+        DatasetError: any other value.
+    """
+    try:
+        return as_int(
+            value, where="source.mask_size_tolerance", minimum=0, maximum=MAX_MASK_SIZE_TOLERANCE
+        )
+    except FieldError as e:
+        raise DatasetError(str(e)) from e
+
+
 class VosReader(Reader):
     """Reads a YouTube-VOS / DAVIS folder; the constructor only lists the sequences.
 
@@ -166,6 +208,8 @@ class VosReader(Reader):
         fps: frame rate to record; ``None`` (unknown) by default, since VOS folders do not say.
         mask_size_tolerance: masks at most this many pixels off the frame size are padded or
             cropped (see :func:`read_id_map`); larger differences make the video unusable.
+        allow_links_outside: follow symbolic links that resolve outside the dataset
+            folder (refused by default, see :mod:`datagen.readers.paths`).
     """
 
     source = "vos"
@@ -177,10 +221,14 @@ class VosReader(Reader):
         resolution: str | None = None,
         fps: float | None = None,
         mask_size_tolerance: int = 2,
+        allow_links_outside: bool = False,
     ) -> None:
         self.root = Path(root)
-        self.tolerance = int(mask_size_tolerance)
-        self.fps = None if fps is None else float(fps)
+        self.tolerance = check_tolerance(mask_size_tolerance)
+        try:
+            self.fps = None if fps is None else as_fps(fps, where="source.fps")
+        except FieldError as e:
+            raise DatasetError(str(e)) from e
         if not self.root.is_dir():
             raise DatasetError(f"VOS folder not found: {self.root}")
         if resolution is None and (self.root / "JPEGImages" / "480p").is_dir():
@@ -193,6 +241,8 @@ class VosReader(Reader):
         for d in (self.images, self.masks):
             if not d.is_dir():
                 raise DatasetError(f"{self.root}: missing folder {d} (expected VOS/DAVIS layout)")
+        self._images_real = resolved_root(self.images, allow_links_outside=allow_links_outside)
+        self._masks_real = resolved_root(self.masks, allow_links_outside=allow_links_outside)
         self._seqs = sorted(d.name for d in self.images.iterdir() if d.is_dir())
         if not self._seqs:
             raise DatasetError(f"{self.images}: no sequence folders")
@@ -203,9 +253,16 @@ class VosReader(Reader):
     def load(self, video_id: str) -> VideoRecord:
         if video_id not in self._seqs:
             raise BadVideo(video_id, f"no folder {self.images / video_id}")
-        frames = sorted(
-            p for p in (self.images / video_id).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        ann_dir = self.masks / video_id
+        if not ann_dir.is_dir():
+            raise BadVideo(video_id, f"no annotation folder {ann_dir}")
+        try:
+            seq_dir = confined_dir(self.images / video_id, self._images_real, what="frames folder")
+            frames = list_files(seq_dir, self._images_real, IMAGE_EXTENSIONS, what="frame")
+            confined_dir(ann_dir, self._masks_real, what="annotation folder")
+            masks = list_files(ann_dir, self._masks_real, (".png",), what="mask")
+        except PathError as e:
+            raise BadVideo(video_id, str(e)) from e
         if not frames:
             raise BadVideo(video_id, f"{self.images / video_id}: no image frames")
         if len(frames) > MAX_VIDEO_FRAMES:
@@ -214,12 +271,9 @@ class VosReader(Reader):
             size = image_size(frames[0])
         except FrameError as e:
             raise BadVideo(video_id, str(e)) from e
-        ann_dir = self.masks / video_id
-        if not ann_dir.is_dir():
-            raise BadVideo(video_id, f"no annotation folder {ann_dir}")
         by_stem = {p.stem: i for i, p in enumerate(frames)}
         mask_paths: dict[int, Path] = {}
-        for m in sorted(ann_dir.glob("*.png")):
+        for m in masks:
             if m.stem not in by_stem:
                 raise BadVideo(
                     video_id,

@@ -12,9 +12,28 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# Skip kinds: the run summary counts skips per kind (see ``SKIP_KINDS`` for their wording).
+SKIP_KINDS = {
+    "clip_longer_than_video": "clip longer than the video",
+    "too_few_annotated_frames": "too few consecutive annotated frames for a clip",
+    "object_absent": "object absent from the first frame of every clip",
+    "no_objects": "video has no usable object",
+    "area_out_of_range": "object area outside filters.min_area..max_area",
+    "recipe": "recipe could not apply to the clip",
+}
+
 
 class SkipSample(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """This sample cannot be built from this clip (instance absent, area out of range, ...)."""
+    """This sample cannot be built from this clip (instance absent, area out of range, ...).
+
+    Args:
+        message: what went wrong, for ``errors.jsonl``.
+        kind: a key of :data:`SKIP_KINDS`, for the per-reason counts of the run summary.
+    """
+
+    def __init__(self, message: str, kind: str = "recipe") -> None:
+        super().__init__(message)
+        self.kind = kind if kind in SKIP_KINDS else "recipe"
 
 
 @dataclass
@@ -87,7 +106,9 @@ class Recipe(Protocol):
 def require_first_frame(clip: Clip, object_id: str) -> np.ndarray:
     """The object's ``(T, H, W)`` bool masks; :class:`SkipSample` when absent from frame 0."""
     if object_id not in clip.masks:
-        raise SkipSample(f"object {object_id!r} not in video {clip.video_id!r}")
+        raise SkipSample(f"object {object_id!r} not in video {clip.video_id!r}", "no_objects")
     if not clip.present_in_first(object_id):
-        raise SkipSample(f"object {object_id!r} absent from the first frame of the clip")
+        raise SkipSample(
+            f"object {object_id!r} absent from the first frame of the clip", "object_absent"
+        )
     return clip.masks[object_id]

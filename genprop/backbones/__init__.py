@@ -8,7 +8,12 @@ from genprop.configs import DiTConfig, GenPropConfig
 
 
 def build_backbone(
-    cfg: GenPropConfig, *, latent_channels: int, mask_channels: int, load_weights: bool = True
+    cfg: GenPropConfig,
+    *,
+    latent_channels: int,
+    mask_channels: int,
+    load_weights: bool = True,
+    expert: int = 0,
 ) -> Backbone:
     """Build the backbone of ``cfg`` for a codec with the given latent/mask channel counts.
 
@@ -17,6 +22,7 @@ def build_backbone(
         latent_channels: The codec's latent channels C.
         mask_channels: Channels of the given-frames mask (the codec's temporal factor).
         load_weights: Wan only: load the pretrained weights from ``cfg.backbone.path``.
+        expert: Wan only: 0 = ``transformer``, 1 = the low-noise expert ``transformer_2``.
     """
     if isinstance(cfg.backbone, DiTConfig):
         return TinyDiT(
@@ -32,6 +38,7 @@ def build_backbone(
         latent_channels=latent_channels,
         mask_channels=mask_channels,
         load_weights=load_weights,
+        expert=expert,
     )
 
 

@@ -3,8 +3,9 @@
 A backbone is an image-to-video latent diffusion transformer split into the pieces GenProp needs:
 
 * ``patch_embedder``: module, I2V input (B, T', C_in, h, w) -> tokens (B, N, D) (the SCE copies it);
-* ``condition(t, grid, context, context_mask, extra)``: timestep (+ ``extra``, e.g. the task
-  embedding, added to the timestep embedding) and text -> :class:`Conditioning`;
+* ``condition(t, grid, context, context_mask, extra, image)``: timestep (+ ``extra``, e.g. the
+  task embedding, added to the timestep embedding), text (and, for backbones with image tokens such
+  as Wan2.1-I2V, the first frame's CLIP tokens ``image``) -> :class:`Conditioning`;
 * ``blocks`` (``nn.ModuleList``) and ``run_block(block, x, cond)``, which also runs *copies* of a
   block (SCE, MPD) with the same conditioning;
 * ``final(x, cond)``: output head, tokens -> velocity latents (B, T', C, h, w).
@@ -65,6 +66,9 @@ class Backbone(nn.Module, ABC):
     mask_channels: int
     patch_size: tuple[int, int, int]
     text_dim: int
+    image_dim: int | None = None  # width of the image tokens ``condition`` needs (None: none)
+    # Wan2.2-TI2V: the first frame replaces latent frame 0 of x_t instead of channel concat.
+    first_frame_by_replacement: bool = False
     patch_embedder: nn.Module
     blocks: nn.ModuleList
     gradient_checkpointing: bool = False
@@ -92,8 +96,10 @@ class Backbone(nn.Module, ABC):
         context: torch.Tensor | None,
         context_mask: torch.Tensor | None,
         extra: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
     ) -> Conditioning:
-        """Timestep (B,) in [0, 1] (+ ``extra`` added to its embedding) and text -> conditioning."""
+        """Timestep (B,) in [0, 1] (+ ``extra`` added to its embedding), text and image tokens
+        (B, N_img, image_dim) (only when ``image_dim`` is set) -> conditioning."""
 
     @abstractmethod
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -131,14 +137,22 @@ class Backbone(nn.Module, ABC):
         first_latent: torch.Tensor,
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plain I2V prediction (no SCE): velocity (B, T', C, h, w)."""
         inp = self.i2v_input(x_t, first_latent)
         x = self.patch_embedder(inp)
-        cond = self.condition(t, self.token_grid(inp), context, context_mask)
+        cond = self.condition(t, self.token_grid(inp), context, context_mask, image=image)
         for block in self.blocks:
             x = self.apply_block(block, x, cond)
-        return self.to_velocity(self.final(x, cond), x_t, t)
+        velocity = self.to_velocity(self.final(x, cond), x_t, t)
+        return self.pin_first_frame(velocity, x_t, first_latent, t)
+
+    def pin_first_frame(
+        self, velocity: torch.Tensor, x_t: torch.Tensor, first_latent: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """Velocity of the given frame for backbones that replace it (identity here)."""
+        return velocity
 
     def to_velocity(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The head's output (B, T', C, h, w) as a flow velocity; identity for velocity heads."""

@@ -166,8 +166,11 @@ class TinyDiT(Backbone):
         context: torch.Tensor | None,
         context_mask: torch.Tensor | None,
         extra: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
     ) -> Conditioning:
         """Timestep in [0, 1] (B,), text (B, L, text_dim) -> :class:`Conditioning`."""
+        if image is not None:
+            raise ValueError("image tokens: the tiny DiT takes none (image_dim is None)")
         temb = self.time_mlp(timestep_features(t, 256).to(self.final_proj.weight.dtype))
         if extra is not None:
             temb = temb + extra

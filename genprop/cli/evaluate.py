@@ -24,18 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from genprop.cli.propagate import EXIT_USAGE, UsageError, load_model, run_propagation
+from genprop.cli.propagate import add_allow_path, load_model, run_propagation
+from genprop.cli.usage import EXIT_USAGE, OneLineArgumentParser, UsageError, check_sampling_flags
 from genprop.eval.baselines import BASELINES, NotApplicableError, run_baseline
 from genprop.eval.cases import CaseError, EvalCase, list_cases, load_case, load_method_output
 from genprop.eval.clip_score import ClipScorer, ClipUnavailableError
 from genprop.eval.report import write_report
 from genprop.eval.scoring import score_case
+from genprop.sampler import MAX_GUIDANCE
 from genprop.tasks import TASKS
 from genprop.video_io import write_frames_dir, write_mask_dir
 
@@ -95,8 +98,11 @@ def parse_guidance(spec: str | None) -> dict[str, float]:
             out[task] = float(value)
         except ValueError:
             raise UsageError(f"--guidance {spec!r}: {value!r} is not a number") from None
-        if not out[task] > 0:
-            raise UsageError(f"--guidance {spec!r}: expected a positive scale, got {value!r}")
+        if not (math.isfinite(out[task]) and 0 < out[task] <= MAX_GUIDANCE):
+            raise UsageError(
+                f"--guidance {spec!r}: expected a positive finite scale up to {MAX_GUIDANCE:g}, "
+                f"got {value!r}"
+            )
     return out
 
 
@@ -137,6 +143,14 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
     write_mask_dir(root / f"{case.id}_masks", result.masks)
 
 
+def _read_run_key(run_file: Path) -> Any:
+    """The recorded key of a previous run (None when the file is damaged: outputs are stale)."""
+    try:
+        return json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
 def prepare_genprop_dir(root: Path, model_dir: Path, options: dict[str, Any]) -> None:
     """Clear stale outputs in ``root`` when the model weights or options changed."""
     weights = (model_dir / "model.safetensors").stat()
@@ -147,7 +161,7 @@ def prepare_genprop_dir(root: Path, model_dir: Path, options: dict[str, Any]) ->
         "options": options,
     }
     run_file = root / "run.json"
-    if run_file.is_file() and json.loads(run_file.read_text()) != key:
+    if run_file.is_file() and _read_run_key(run_file) != key:
         for f in sorted(root.rglob("*.png"), reverse=True):
             f.unlink()
     root.mkdir(parents=True, exist_ok=True)
@@ -156,7 +170,7 @@ def prepare_genprop_dir(root: Path, model_dir: Path, options: dict[str, Any]) ->
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``genprop-eval`` argument parser."""
-    p = argparse.ArgumentParser(prog="genprop-eval", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="genprop-eval", description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=Path, required=True, help="case folder with index.json")
     p.add_argument("--method", action="append", default=[], help="NAME=OUTDIR (repeatable)")
     p.add_argument("--baselines", default="all", help=f"comma list of {', '.join(BASELINES)}")
@@ -168,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--injection-weight", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_allow_path(p)
     return p
 
 
@@ -186,11 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"{args.out}: --out must be a folder, but it is a file")
         refs = list_cases(args.cases)
         baselines = parse_baselines(args.baselines)
         methods = parse_methods(args.method, baselines)
         guidance = parse_guidance(args.guidance)
-        model = load_model(args.model, args.device) if args.model is not None else None
+        check_sampling_flags(
+            steps=args.steps, guidance=None, injection_weight=args.injection_weight
+        )
+        model = None
+        if args.model is not None:
+            model = load_model(args.model, args.device, args.allow_path)
     except (UsageError, CaseError) as e:
         print(f"genprop-eval: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,6 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from genprop.cli.usage import (
+    EXIT_USAGE,
+    OneLineArgumentParser,
+    UsageError,
+    check_sampling_flags,
+)
 from genprop.tasks import TASKS, TRACKING_PROMPT
 from genprop.video_io import (
     VideoReadError,
@@ -30,11 +36,6 @@ from genprop.video_io import (
 )
 
 MODEL_FILES = ("config.json", "model.safetensors")
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is one line naming the file and the fix."""
 
 
 def check_model_dir(folder: Path) -> None:
@@ -63,6 +64,11 @@ def check_output_path(path: Path) -> None:
     """``--out`` must be an ``.mp4`` or a suffix-less folder path."""
     if path.suffix.lower() != ".mp4" and path.suffix and not path.is_dir():
         raise UsageError(f"{path}: --out must end in .mp4 (H.264 video) or be a folder for PNGs")
+    mp4 = path.suffix.lower() == ".mp4" and not path.is_dir()
+    if path.exists() and not mp4 and not path.is_dir():
+        raise UsageError(f"{path}: --out is an existing file; give a folder for PNGs or an .mp4")
+    if mp4 and path.exists() and not path.is_file():
+        raise UsageError(f"{path}: --out exists and is not a file")
 
 
 def load_inputs(
@@ -90,8 +96,12 @@ def load_inputs(
     return video.frames, first, video.fps
 
 
-def load_model(folder: Path, device: str) -> Any:
-    """Load a GenProp model on ``device`` (``cpu`` or ``cuda``) after checking the folder."""
+def load_model(folder: Path, device: str, allowed_roots: list[Path] | None = None) -> Any:
+    """Load a GenProp model on ``device`` (``cpu`` or ``cuda``) after checking the folder.
+
+    ``allowed_roots`` (``--allow-path``) are folders outside the model folder that its config's
+    paths (``text.path``, ...) may point into.
+    """
     import torch
 
     from genprop.model import GenPropModel
@@ -100,9 +110,11 @@ def load_model(folder: Path, device: str) -> Any:
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
     try:
-        model = GenPropModel.from_pretrained(folder, device=device)
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(f"{e}; re-export the model with GenPropModel.save_pretrained") from e
+        model = GenPropModel.from_pretrained(
+            folder, device=device, allowed_roots=allowed_roots or ()
+        )
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{e}; --model must be a valid GenProp save_pretrained folder") from e
     return model.eval()
 
 
@@ -139,7 +151,7 @@ def run_propagation(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``genprop-propagate`` argument parser."""
-    p = argparse.ArgumentParser(prog="genprop-propagate", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="genprop-propagate", description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True, help="save_pretrained model folder")
     p.add_argument("--video", type=Path, required=True, help="input .mp4 or frames folder")
     p.add_argument("--first-frame", type=Path, required=True, help="edited first frame (PNG/JPG)")
@@ -153,7 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--max-frames", type=int, default=None, help="use the first N frames only")
+    add_allow_path(p)
     return p
+
+
+def add_allow_path(p: argparse.ArgumentParser) -> None:
+    """The ``--allow-path DIR`` option (repeatable) of the commands that load a model."""
+    p.add_argument(
+        "--allow-path",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder outside --model that its config.json paths may point into (repeatable; "
+        "e.g. the Wan pipeline folder of a Wan export)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,32 +188,52 @@ def main(argv: list[str] | None = None) -> int:
     try:
         task = check_task(args.task)
         check_output_path(args.out)
+        if args.masks_out is not None and args.masks_out.exists() and not args.masks_out.is_dir():
+            raise UsageError(f"{args.masks_out}: --masks-out must be a folder, but it is a file")
         if args.max_frames is not None and args.max_frames < 1:
             raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
+        check_sampling_flags(
+            steps=args.steps, guidance=args.guidance, injection_weight=args.injection_weight
+        )
         video, first, fps = load_inputs(args.video, args.first_frame, args.max_frames)
-        model = load_model(args.model, args.device)
-    except UsageError as e:
+        model = load_model(args.model, args.device, args.allow_path)
+        result = run_propagation(
+            model,
+            video,
+            first,
+            task,
+            prompt=args.prompt,
+            steps=args.steps,
+            guidance=args.guidance,
+            injection_weight=args.injection_weight,
+            seed=args.seed,
+        )
+        out = write_result(args.out, args.masks_out, result, fps)
+    except (UsageError, ValueError) as e:  # ValueError: input the model cannot take
         print(f"genprop-propagate: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    result = run_propagation(
-        model,
-        video,
-        first,
-        task,
-        prompt=args.prompt,
-        steps=args.steps,
-        guidance=args.guidance,
-        injection_weight=args.injection_weight,
-        seed=args.seed,
-    )
-    out = write_output(args.out, result.video, fps)
     print(
         f"wrote {out} ({len(result.video)} frames, {video.shape[2]}x{video.shape[1]}, {fps:g} fps)"
     )
     if args.masks_out is not None:
-        write_mask_dir(args.masks_out, result.masks)
         print(f"wrote masks to {args.masks_out}")
     return 0
+
+
+def write_result(out: Path, masks_out: Path | None, result: Any, fps: float) -> Path:
+    """Write the video (and masks); an unwritable path is a :class:`UsageError`."""
+    try:
+        written = write_output(out, result.video, fps)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot write the output ({e.strerror or e}); check --out") from e
+    if masks_out is not None:
+        try:
+            write_mask_dir(masks_out, result.masks)
+        except OSError as e:
+            raise UsageError(
+                f"{masks_out}: cannot write the masks ({e.strerror or e}); check --masks-out"
+            ) from e
+    return written
 
 
 if __name__ == "__main__":

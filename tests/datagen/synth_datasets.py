@@ -7,6 +7,8 @@ encodings (list-counts RLE, string RLE, polygons, palette PNGs, H.264 mp4) are t
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,34 @@ def string_rle(mask: np.ndarray) -> dict[str, Any]:
     """Compressed (string-counts) COCO RLE."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": list(mask.shape), "counts": rle["counts"].decode("ascii")}
+
+
+def write_png16(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit-per-channel PNG (PIL writes only 16-bit greyscale itself).
+
+    Args:
+        path: the file to write.
+        pixels: ``(H, W)`` grey, ``(H, W, 2)`` grey+alpha, ``(H, W, 3)`` RGB or
+            ``(H, W, 4)`` RGBA, values in ``0..65535``.
+    """
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, w * channels).astype(">u2")
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)  # filter type 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    return path
 
 
 def frame_colour(i: int) -> int:

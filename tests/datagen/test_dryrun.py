@@ -78,9 +78,11 @@ def test_cli_real_ytvis_with_placeholder_frames(shared_data: Path, tmp_path: Pat
 def test_cli_toyworld_layout_with_one_bad_video(tmp_path: Path) -> None:
     make_ytvis(tmp_path / "world")
     (tmp_path / "world" / "JPEGImages" / "vid_a" / "00010.png").unlink()
-    status, summary, stderr = _cli("source=toyworld", "source.root=world", cwd=tmp_path)
+    args = ("source=toyworld", "source.root=world", "clip.frames=3")
+    status, summary, stderr = _cli(*args, cwd=tmp_path)
     assert status == 0
     assert summary["source"] == "toyworld" and summary["videos"] == 1
+    assert (summary["clip_frames"], summary["videos_with_clip"]) == (3, 1)
     assert summary["skipped"][0]["video"] == "1"
     assert "file_names[2]" in summary["skipped"][0]["reason"]
     assert summary["dropped_objects"] == []  # vid_a's crowd track went with the skipped video
@@ -106,3 +108,30 @@ def test_cli_unusable_input_exits_non_zero(tmp_path: Path, case: str) -> None:
     else:
         status, summary, stderr = _cli("source=sav", cwd=tmp_path)
         assert status == 2 and "missing required option source.root" in stderr
+
+
+def test_cli_predicts_a_run_without_samples(tmp_path: Path) -> None:
+    make_ytvis(tmp_path / "world")  # 3-frame videos
+    status, summary, stderr = _cli("source=toyworld", "source.root=world", cwd=tmp_path)
+    assert status == 1 and summary["videos"] == 2 and summary["videos_with_clip"] == 0
+    assert "this run would produce no samples" in stderr and "clip.frames=16" in stderr
+    status, summary, _ = _cli(
+        "source=toyworld", "source.root=world", "clip.stride=[1,2]", cwd=tmp_path
+    )
+    assert status == 1
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("clip.frames=0", "clip.frames"),
+        ("clip.size=[0,8]", "clip.size"),
+        ("num_samples=-1", "num_samples"),
+    ],
+)
+def test_cli_dry_run_refuses_bad_options(tmp_path: Path, override: str, key: str) -> None:
+    make_ytvis(tmp_path / "world")
+    status, summary, stderr = _cli("source=toyworld", "source.root=world", override, cwd=tmp_path)
+    assert status == 2 and summary is None
+    assert stderr.strip().splitlines() == [stderr.strip()] and f"error: {key}:" in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import av
@@ -28,10 +29,11 @@ def sample_dir(shared_data: Path) -> Path:
 
 
 def linked(tmp_path: Path, sample_dir: Path, mask_dir_name: str = "schoolgirls_mask") -> Path:
-    """A root holding a link to schoolgirls.mp4 and an empty mask folder ``mask_dir_name``."""
+    """A root holding a copy of schoolgirls.mp4 (links out of the dataset folder are refused)
+    and an empty mask folder ``mask_dir_name``."""
     root = tmp_path / "root"
     root.mkdir()
-    (root / "schoolgirls.mp4").symlink_to((sample_dir / "schoolgirls.mp4").resolve())
+    shutil.copyfile(sample_dir / "schoolgirls.mp4", root / "schoolgirls.mp4")
     (root / mask_dir_name).mkdir()
     return root
 

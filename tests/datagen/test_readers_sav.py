@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,12 @@ from datagen.readers import open_reader
 
 @pytest.fixture(scope="module")
 def sav_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real JSONs (symlinked, not copied) + a 483-frame 480x848 (WxH) 24 fps H.264 mp4."""
+    """The real JSONs (copied: links out of the dataset folder are refused) + a 483-frame
+    480x848 (WxH) 24 fps H.264 mp4."""
     root = tmp_path_factory.mktemp("sav")
     for kind in ("manual", "auto"):
-        (root / f"sav_000001_{kind}.json").symlink_to(
-            shared_data / "sav" / f"sav_000001_{kind}.json"
+        shutil.copyfile(
+            shared_data / "sav" / f"sav_000001_{kind}.json", root / f"sav_000001_{kind}.json"
         )
     write_mp4(root / "sav_000001.mp4", 483, 480, 848)
     return root

@@ -121,12 +121,12 @@ def test_rle_forms_agree_and_decoder_refuses_overlong_runs() -> None:
         decode_rle(overlong)  # pycocotools would write past its 6x5 buffer
 
 
-def test_lazy_bad_rle_raises_badvideo_naming_field(tmp_path: Path) -> None:
+def test_bad_string_rle_is_refused_at_load_naming_field(tmp_path: Path) -> None:
     ann = make_ytvis(tmp_path)
     data = json.loads(ann.read_text())
     tiny = mask_utils.encode(np.ones((2, 2), np.uint8, "F"))["counts"].decode()
     data["annotations"][3]["segmentations"][1]["counts"] = tiny  # 4 pixels of a 32x24 frame
     ann.write_text(json.dumps(data))
-    rec = open_reader("ytvis", annotations=ann, frames=tmp_path / "JPEGImages").load("2")
-    with pytest.raises(BadVideo, match=r"annotations\[3\]\.segmentations, annotated frame 1"):
-        rec.objects[0].mask(1)
+    reader = open_reader("ytvis", annotations=ann, frames=tmp_path / "JPEGImages")
+    with pytest.raises(BadVideo, match=r"annotations\[3\]\.segmentations\[1\]: .* sum to 4"):
+        reader.load("2")

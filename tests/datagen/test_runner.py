@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from synth_records import tiny_dataset
 
 from datagen.record import DatasetError
-from datagen.runner import KILL_MARKER_ENV, run_job
+from datagen.runner import run_job
 from datagen.schema import TASKS, decode_sample
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -137,7 +137,8 @@ run_job(job_cfg(Path({data!r}), Path({out!r}), *{overrides!r}))
 
 
 def test_kill_9_then_rerun_gives_the_full_duplicate_free_set(data, tmp_path):
-    overrides = ["num_samples=30", "samples_per_shard=2", "clip.size=[96,128]", "clip.frames=8"]
+    overrides = ["num_samples=30", "samples_per_shard=2", "clip.size=[96,128]", "clip.frames=8",
+                 "encode.codec=h264"]  # fmt: skip
     reference = run_job(job_cfg(data, tmp_path / "ref", *overrides)).manifest
     out = tmp_path / "out"
     code = KILL_SCRIPT.format(
@@ -154,19 +155,6 @@ def test_kill_9_then_rerun_gives_the_full_duplicate_free_set(data, tmp_path):
     keys = [s.key for s in read_all(out)]
     assert len(keys) == len(set(keys)) == 30 == manifest["samples"]
     assert not list(out.glob("*.tmp-*"))
-    # Same config + seed -> same shards, byte for byte, however the run was interrupted.
+    # Same config + seed -> same shards, byte for byte (H.264 too), however the run was
+    # interrupted.
     assert manifest["shards"] == reference["shards"]
-
-
-@pytest.mark.ray
-def test_ray_two_cpus_matches_in_process_and_survives_a_killed_worker(data, tmp_path, monkeypatch):
-    reference = run_job(job_cfg(data, tmp_path / "ref")).manifest
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(KILL_MARKER_ENV, str(marker))
-    cfg = job_cfg(data, tmp_path / "ray", "ray.enabled=true", "ray.num_cpus=2")
-    manifest = run_job(cfg).manifest
-    assert marker.exists(), "no worker was killed: the test hook did not fire"
-    assert manifest["samples"] == 12 and not manifest["failed_shards"]
-    # Determinism regardless of workers: lossless shards identical to the in-process run.
-    assert manifest["shards"] == reference["shards"]
-    assert len({s.key for s in read_all(tmp_path / "ray")}) == 12

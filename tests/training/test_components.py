@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from training.ema import ParameterEMA
+from training.model_factory import build_model
+from training.module import GenPropLitModule
 from training.resume import (
     capture_rng_state,
     find_resume_checkpoint,
@@ -94,3 +96,13 @@ def test_find_resume_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"resume='nope\.ckpt'"):
         find_resume_checkpoint("nope.ckpt", ckpts)
     assert find_resume_checkpoint(str(ckpts / "last.ckpt"), ckpts) == ckpts / "last.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("preview_steps", 0), ("preview_guidance", float("nan"))]
+)
+def test_bad_preview_sampling_options_are_named(option: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"model\.{option}: expected"):
+        GenPropLitModule(
+            net=build_model(preset_name="cpu_test"), optimizer=torch.optim.AdamW, **{option: value}
+        )

@@ -86,8 +86,8 @@ def test_resume_matches_uninterrupted_run(runs: dict[str, Path]) -> None:
     got = torch.tensor([resumed[s] for s in range(N)])
     want = torch.tensor([full[s] for s in range(N)])
     torch.testing.assert_close(got, want, rtol=1e-5, atol=0.0)
-    ckpt_a = torch.load(runs["a"] / "checkpoints" / "last.ckpt", weights_only=False)
-    ckpt_b = torch.load(runs["b"] / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt_a = torch.load(runs["a"] / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt_b = torch.load(runs["b"] / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt_a["global_step"] == ckpt_b["global_step"] == N
     assert ckpt_b["ema"]["num_updates"] == N
     for name, value in ckpt_a["ema"]["shadow"].items():
@@ -98,7 +98,7 @@ def test_export_is_loadable_and_holds_ema_weights(runs: dict[str, Path]) -> None
     export = runs["a"] / "export" / "last"
     model = GenPropModel.from_pretrained(export)
     assert model.config.num_frames == 4 and model.config.height == 32
-    ema = torch.load(runs["a"] / "checkpoints" / "last.ckpt", weights_only=False)["ema"]["shadow"]
+    ema = torch.load(runs["a"] / "checkpoints" / "last.ckpt", weights_only=True)["ema"]["shadow"]
     saved = load_file(str(export / "model.safetensors"))
     name = next(n for n in ema if n.startswith("content_encoder."))
     torch.testing.assert_close(saved[name.removeprefix("net.")], ema[name])

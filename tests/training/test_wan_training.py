@@ -46,7 +46,7 @@ def _check_export(run_dir: Path, pipeline: Path) -> None:
     export = run_dir / "export" / "last"
     saved = load_file(str(export / "model.safetensors"))
     assert saved and not any(k.startswith("text_encoder.") for k in saved)
-    loaded = GenPropModel.from_pretrained(export)
+    loaded = GenPropModel.from_pretrained(export, allowed_roots=[pipeline])
     assert loaded.config.backbone.path == str(pipeline.resolve())
     assert loaded.config.backbone.transformer_config["num_layers"] == 3
 

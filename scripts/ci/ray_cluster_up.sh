@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Start a Ray cluster of two raylets on 127.0.0.1 (a head node and one worker node, 1 CPU each),
+# for CI and for trying `genprop-data ray.address=...` against a real multi-node cluster.
+# Idempotent; stopped by scripts/ci/ray_cluster_down.sh (by PID, never `ray stop`).
+#
+#   scripts/ci/ray_cluster_up.sh
+#   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/tmp/genprop-ray/auth_token
+#   genprop-data ... ray.address=$(cat /tmp/genprop-ray/address)
+#
+# Everything lives in GENPROP_RAY_STATE (default /tmp/genprop-ray): each node's --temp-dir,
+# pid files, logs, `address` (HOST:PORT, written last: the cluster is up when it exists) and
+# `auth_token` (this cluster's token; Ray's token authentication is on).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+VENV=${GENPROP_VENV:-$ROOT/.venv}
+STATE=${GENPROP_RAY_STATE:-/tmp/genprop-ray}
+CPUS_PER_NODE=${GENPROP_RAY_CPUS_PER_NODE:-1}
+export PATH="$VENV/bin:$PATH" RAY_USAGE_STATS_ENABLED=0 OMP_NUM_THREADS=1
+
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+agent_flags() { python "$ROOT/scripts/ray/free_ports.py" --agent-flags; }
+# Workers bind random ports (--min/max-worker-port=0), so another cluster on the host cannot
+# collide with them.
+COMMON=(--num-cpus="$CPUS_PER_NODE" --min-worker-port=0 --max-worker-port=0 --block
+        --disable-usage-stats)
+
+start_worker() {  # start_worker ADDRESS: the second raylet, joined to the head
+  # shellcheck disable=SC2046  # the flags are meant to split
+  setsid ray start --address="$1" --node-ip-address=127.0.0.1 $(agent_flags) \
+    --temp-dir="$STATE/worker" "${COMMON[@]}" >"$STATE/worker.log" 2>&1 </dev/null &
+  echo $! >"$STATE/worker.pid"
+  "$ROOT/scripts/ray/wait_for_nodes.sh" "$1" 2 180 "$!" || {
+    tail -20 "$STATE/worker.log" >&2; exit 1; }
+}
+
+if alive "$STATE/head.pid" && [ -s "$STATE/address" ]; then
+  ADDRESS=$(cat "$STATE/address")
+  if alive "$STATE/worker.pid"; then
+    echo "ray_cluster_up.sh: already up at $ADDRESS"
+  else  # the worker node died (or was killed by a test): start it again
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$STATE/auth_token
+    start_worker "$ADDRESS"
+    echo "ray_cluster_up.sh: worker node restarted at $ADDRESS"
+  fi
+  exit 0
+fi
+"$ROOT/scripts/ci/ray_cluster_down.sh" >/dev/null  # a half-started cluster: start over
+mkdir -p "$STATE"
+
+umask 077
+python -c 'import secrets; print(secrets.token_hex(32))' >"$STATE/auth_token"
+umask 022
+export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$STATE/auth_token
+
+read -r GCS CLIENT DASH <<<"$(python "$ROOT/scripts/ray/free_ports.py" 3)"
+ADDRESS=127.0.0.1:$GCS
+# shellcheck disable=SC2046
+setsid ray start --head --node-ip-address=127.0.0.1 --port="$GCS" \
+  --ray-client-server-port="$CLIENT" --include-dashboard=false --dashboard-port="$DASH" \
+  $(agent_flags) --temp-dir="$STATE/head" "${COMMON[@]}" >"$STATE/head.log" 2>&1 </dev/null &
+echo $! >"$STATE/head.pid"
+"$ROOT/scripts/ray/wait_for_nodes.sh" "$ADDRESS" 1 180 "$!" || {
+  tail -20 "$STATE/head.log" >&2; exit 1; }
+start_worker "$ADDRESS"
+
+echo "$ADDRESS" >"$STATE/address"  # written last: the cluster is up
+echo "ray_cluster_up.sh: 2 raylets at $ADDRESS (state in $STATE)"

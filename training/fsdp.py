@@ -1,0 +1,241 @@
+"""Sharded training (``trainer=fsdp``): FSDP2 through Lightning's ``ModelParallelStrategy``.
+
+Why this strategy: Lightning's ``FSDPStrategy`` wraps FSDP1 (flat parameters), under which
+gradient-norm clipping, a per-parameter EMA and frozen/trainable splits do not work. FSDP2
+(``torch.distributed.fsdp.fully_shard``) shards each parameter as a DTensor; Lightning's
+``ModelParallelStrategy`` runs it, leaving the sharding plan to ``LightningModule.configure_model``
+(here :func:`configure_sharded_model`, which applies ``genprop.sharding``). This subclass adds:
+
+* a 1-D data-parallel mesh over all ranks (CPU + gloo works too: the tests use it);
+* the plan's options (compute dtype, frozen storage dtype, resharding, activation checkpointing);
+* sharded checkpoints (a folder written with ``torch.distributed.checkpoint``) that hold only the
+  *trainable* weights, the optimizer and the EMA shards; frozen parts come back from where they
+  were loaded (the pretrained folder, ``init_from`` or the seeded initialisation). DCP reshards
+  on load, so a run resumes at another world size. Everything else Lightning stores (step,
+  loops, LR scheduler, callbacks, RNG, EMA counters) goes to ``meta.pt`` in the folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed.checkpoint as dcp
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.distributed.checkpoint import FileSystemWriter
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from genprop.model import GenPropModel
+from genprop.sharded_weights import (
+    build_meta_model,
+    load_genprop_shards,
+    materialize_,
+    save_pretrained_from_shards,
+    trainable_state_dict,
+)
+from genprop.sharding import checkpoint_blocks, is_sharded, mixed_precision, shard_model
+from training.ema import ParameterEMA
+from training.model_factory import build_config
+
+METADATA_NAME = "meta.pt"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _dtype(name: str | None, field: str) -> torch.dtype | None:
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise ValueError(f"trainer.strategy.{field}: expected one of {sorted(DTYPES)} or null")
+    return DTYPES[name]
+
+
+class GenPropFSDPStrategy(ModelParallelStrategy):
+    """FSDP2 data parallelism with trainable-only sharded checkpoints (see module docstring).
+
+    Args:
+        compute_dtype: dtype the units compute in (``"bf16"``; ``None``: the stored dtypes).
+        frozen_dtype: storage dtype of frozen parameters (``"bf16"``; ``None``: unchanged).
+        reshard_after_forward: free gathered parameters after each unit's forward (ZeRO-3).
+        activation_checkpointing: recompute blocks, SCE steps and the L_grad pass in backward.
+        init_weights: a ``save_pretrained`` folder that initialises a model built on the meta
+            device (``model.net._target_=training.fsdp.build_meta_net``), each rank reading only
+            its slices; unused for a model built with real weights.
+        process_group_backend: ``"nccl"``, ``"gloo"`` or ``None`` (from the device).
+        timeout: collective timeout.
+    """
+
+    def __init__(
+        self,
+        *,
+        compute_dtype: str | None = "bf16",
+        frozen_dtype: str | None = "bf16",
+        reshard_after_forward: bool = True,
+        activation_checkpointing: bool = True,
+        init_weights: str | None = None,
+        process_group_backend: str | None = None,
+        timeout: timedelta | None = timedelta(minutes=30),
+    ) -> None:
+        super().__init__(
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=True,
+            process_group_backend=process_group_backend,
+            timeout=timeout,
+        )
+        self.compute_dtype = _dtype(compute_dtype, "compute_dtype")
+        self.frozen_dtype = _dtype(frozen_dtype, "frozen_dtype")
+        self.reshard_after_forward = reshard_after_forward
+        self.activation_checkpointing = activation_checkpointing
+        self.init_weights = init_weights
+
+    def setup_environment(self) -> None:
+        """All ranks in one data-parallel dimension (no tensor parallelism)."""
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        super().setup_environment()
+
+    # ---------------------------------------------------------------- checkpoints
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        """This rank's shards of the trainable parameters only."""
+        assert self.model is not None
+        return trainable_state_dict(self.model)
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any | None = None
+    ) -> None:
+        """Write a sharded checkpoint folder: DCP (weights, optimizer, EMA) + ``meta.pt``."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint: storage_options unsupported")
+        path = Path(self.broadcast(str(filepath)))
+        partial = path.parent / f".{path.name}.partial"  # renamed into place once complete
+        if self.global_rank == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        self.barrier()
+        sharded = {"state_dict": checkpoint.pop("state_dict")}
+        for i, optim_state in enumerate(checkpoint.pop("optimizer_states", [])):
+            sharded[f"optimizer_{i}"] = optim_state
+        ema = checkpoint.get("ema")
+        if isinstance(ema, dict) and "shadow" in ema:
+            sharded["ema"] = ema["shadow"]
+            checkpoint["ema"] = {k: v for k, v in ema.items() if k != "shadow"}
+        dcp.save(sharded, storage_writer=FileSystemWriter(partial, overwrite=True))
+        if self.global_rank == 0:
+            torch.save(checkpoint, partial / METADATA_NAME)
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            partial.rename(path)
+        self.barrier()
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict:
+        """Load a folder from :meth:`save_checkpoint` into the sharded model, optimizer and EMA
+        (any world size); return the rest for Lightning to restore.
+
+        Raises:
+            ValueError: If the path is not a sharded checkpoint folder.
+        """
+        path = Path(self.broadcast(str(checkpoint_path)))
+        if not (path / METADATA_NAME).is_file():
+            raise ValueError(
+                f"{path}: not a sharded checkpoint folder (no {METADATA_NAME}); trainer=fsdp "
+                "resumes only from checkpoints written with trainer=fsdp"
+            )
+        module = self.lightning_module
+        assert self.model is not None and module is not None
+        state: dict[str, Any] = {"state_dict": trainable_state_dict(self.model)}
+        for i, optimizer in enumerate(self.optimizers):
+            state[f"optimizer_{i}"] = get_optimizer_state_dict(self.model, optimizer)
+        ema: ParameterEMA | None = getattr(module, "ema", None)
+        if ema is not None:
+            state["ema"] = ema.shadow
+        dcp.load(state, checkpoint_id=path)
+        set_model_state_dict(
+            self.model, state["state_dict"], options=StateDictOptions(strict=False)
+        )
+        for i, optimizer in enumerate(self.optimizers):
+            set_optimizer_state_dict(self.model, optimizer, state[f"optimizer_{i}"])
+        checkpoint = torch.load(path / METADATA_NAME, map_location="cpu", weights_only=weights_only)
+        if ema is not None and isinstance(checkpoint.get("ema"), dict):
+            checkpoint["ema"] = {**checkpoint["ema"], "shadow": state["ema"]}
+        return checkpoint
+
+
+def configure_sharded_model(module: pl.LightningModule) -> None:
+    """Apply ``genprop.sharding`` to ``module.net`` with the strategy's options (idempotent) and
+    rebuild the EMA over the shards.
+
+    Called from ``configure_model`` when the strategy provides a device mesh.
+    """
+    net = module.net  # type: ignore[attr-defined]
+    if is_sharded(net):
+        return
+    strategy = module.trainer.strategy
+    if not isinstance(strategy, GenPropFSDPStrategy):
+        raise TypeError(
+            f"trainer.strategy: sharded training needs {GenPropFSDPStrategy.__name__}, "
+            f"got {type(strategy).__name__}"
+        )
+    if strategy.activation_checkpointing:
+        checkpoint_blocks(net)
+    shard_model(
+        net,
+        strategy.device_mesh["data_parallel"],
+        mp_policy=mixed_precision(strategy.compute_dtype),
+        frozen_dtype=strategy.frozen_dtype,
+        reshard_after_forward=strategy.reshard_after_forward,
+    )
+    if any(p.is_meta for p in net.parameters()):
+        if strategy.init_weights is None:
+            raise ValueError(
+                "trainer.strategy.init_weights: the model was built on the meta device; name the "
+                "save_pretrained folder its weights are loaded from"
+            )
+        materialize_(net, strategy.root_device)
+        load_genprop_shards(net, strategy.init_weights)
+    net.to(strategy.root_device)
+    module.ema = ParameterEMA(net, decay=module.ema.decay)  # type: ignore[attr-defined]
+
+
+def build_meta_net(
+    *,
+    preset_name: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    gradient_checkpointing: bool = False,
+    pretrained: str | None = None,
+) -> GenPropModel:
+    """``model.net`` target for models too big for every rank's host memory: the model of
+    :func:`training.model_factory.build_model` (same arguments) on the meta device; its weights
+    come from ``trainer.strategy.init_weights`` after sharding."""
+    cfg = build_config(
+        preset_name=preset_name,
+        overrides=overrides,
+        gradient_checkpointing=gradient_checkpointing,
+        pretrained=pretrained,
+    )
+    return build_meta_model(cfg)
+
+
+def export_pretrained(module: pl.LightningModule, directory: str | Path) -> Path | None:
+    """``save_pretrained`` of the module's EMA weights, sharded or not.
+
+    Sharded: collective (call on every rank), written by rank 0. Plain: call on rank 0 only.
+
+    Returns:
+        The folder where it was written, ``None`` on ranks that did not write.
+    """
+    net = module.net  # type: ignore[attr-defined]
+    with module.ema.swapped_in(net):  # type: ignore[attr-defined]
+        if is_sharded(net):
+            return save_pretrained_from_shards(net, directory)
+        return net.save_pretrained(directory)
