@@ -58,12 +58,15 @@ DEMO_STAGE1_STEPS ?= 1200
 DEMO_STAGE2_STEPS ?= 1300
 DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 8
-DEMO_STEPS ?= 16
-# Classifier-free guidance (text + task) of the demo's evaluation, per task (genprop-eval
-# --guidance G,TASK=G...): the choice `make guidance-sweep` printed on validation cases of another
-# world seed (seed 20000; stage 2 of this config on an earlier stage 1), not on the benchmark.
-# The paper samples with guidance 20.
-DEMO_GUIDANCE ?= 3,removal=8,tracking=12
+# The demo's evaluation samples with the export's own defaults (conf/experiment/demo_genprop.yaml,
+# model.net.overrides.sampling: 16 steps, guidance 3, removal 8, tracking 12 — the choice `make
+# guidance-sweep` printed on validation cases of another world seed, not on the benchmark; the
+# paper samples with guidance 20). Set these to override them at evaluation time, e.g.
+# DEMO_GUIDANCE=5,tracking=8 DEMO_STEPS=32 (genprop-eval --guidance G,TASK=G... --steps N).
+DEMO_STEPS ?=
+DEMO_GUIDANCE ?=
+EVAL_STEPS = $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
+EVAL_GUIDANCE = $(if $(DEMO_GUIDANCE),--guidance $(DEMO_GUIDANCE))
 DEMO_GUIDANCES ?= 1 2 3 5 8 12
 DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
 	recipes.copy_paste.synthetic_effects=0.5 mix=demo
@@ -98,7 +101,7 @@ $(DEMO)/cases/index.json: | $(STAMP)
 
 $(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/cases/index.json
 	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
-		--steps $(DEMO_STEPS) --guidance $(DEMO_GUIDANCE) --out $(DEMO)/eval
+		$(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO)/eval
 
 $(DEMO)/report.md: $(DEMO)/eval/metrics.json training/demo_report.py
 	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
@@ -117,8 +120,7 @@ ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ##
 	    data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
 	  test -f $(DEMO)/ablate/$$a/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
-	    --model $(DEMO)/ablate/$$a/export/last --baselines none --steps $(DEMO_STEPS) \
-	    --guidance $(DEMO_GUIDANCE) \
+	    --model $(DEMO)/ablate/$$a/export/last --baselines none $(EVAL_STEPS) $(EVAL_GUIDANCE) \
 	    --out $(DEMO)/ablate/$$a/eval || exit 1; \
 	done
 	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
@@ -129,7 +131,7 @@ $(DEMO)/val_cases/index.json: | $(STAMP)
 guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## Pick DEMO_GUIDANCE per task on validation cases (world seed 20000, not the benchmark's)
 	for g in $(DEMO_GUIDANCES); do \
 	  $(BIN)/genprop-eval --cases $(DEMO)/val_cases --model $(DEMO)/train/stage2/export/last \
-	    --baselines none --steps $(DEMO_STEPS) --guidance $$g --out $(DEMO)/guidance/g$$g || exit 1; \
+	    --baselines none $(EVAL_STEPS) --guidance $$g --out $(DEMO)/guidance/g$$g || exit 1; \
 	done
 	$(BIN)/python -m genprop.eval.guidance $(addprefix $(DEMO)/guidance/g,$(DEMO_GUIDANCES)) \
 	    --out $(DEMO)/guidance/best.json

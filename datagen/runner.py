@@ -189,15 +189,20 @@ def _run_ray(
 ) -> list[dict[str, str]]:
     import ray
 
-    address = ray_cfg.get("address")
+    address, runtime_env = ray_cfg.get("address"), ray_cfg.get("runtime_env") or None
     started_here = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
         else:
             # "local" starts a new Ray even when one runs on this machine or RAY_ADDRESS is set.
             with _without_env("RAY_ADDRESS"):
-                ray.init(address="local", num_cpus=ray_cfg.get("num_cpus"), include_dashboard=False)
+                ray.init(
+                    address="local",
+                    num_cpus=ray_cfg.get("num_cpus"),
+                    include_dashboard=False,
+                    runtime_env=runtime_env,
+                )
         started_here = True
     try:
         options: dict[str, Any] = {
@@ -205,8 +210,8 @@ def _run_ray(
             "max_retries": int(ray_cfg.get("max_retries", 3)),
             "retry_exceptions": True,
         }
-        if ray_cfg.get("runtime_env"):
-            options["runtime_env"] = ray_cfg["runtime_env"]
+        if runtime_env and not started_here:  # a caller's Ray: per task (setup hooks ignored)
+            options["runtime_env"] = runtime_env
         task = ray.remote(_ray_build_shard).options(**options)
         spec_ref, ids_ref = ray.put(spec), ray.put(video_ids)
         driver = None if address else os.getpid()  # a cluster's workers run on other machines

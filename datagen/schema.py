@@ -53,6 +53,8 @@ META_KEYS = (
 # Bounds applied before decoding anything (a shard is untrusted input).
 MAX_FRAMES = 4096
 MAX_SIDE = 8192
+MAX_VOXELS = 1 << 29  # T * H * W of one video: 1.5 GiB as RGB (a 128-frame 1080p clip is 0.27 G)
+MAX_JSON_BYTES = 1 << 20
 MAX_FPS = 1000.0
 DEFAULT_FPS = 24.0
 # x264's macroblock-tree rate control reads uninitialised lookahead memory on small frames with
@@ -94,7 +96,7 @@ def validate_sample(sample: Sample) -> None:
     if sce.shape[-1] != 3:
         raise SchemaError(f"{where}: field 'sce' must be (T, H, W, 3), got {sce.shape}")
     T, H, W = sce.shape[:3]
-    if not 1 <= T <= MAX_FRAMES or not (1 <= H <= MAX_SIDE and 1 <= W <= MAX_SIDE):
+    if not _within_bounds(T, H, W):
         raise SchemaError(f"{where}: field 'sce' has out-of-bounds shape {sce.shape}")
     for name, arr, shape in (
         ("target", sample.target, (T, H, W, 3)),
@@ -160,12 +162,17 @@ def decode_sample(d: dict[str, Any]) -> Sample:
     enc = meta.pop("encoding", None)
     if not isinstance(enc, dict) or enc.get("codec") not in CODECS:
         raise SchemaError(f"{where}: key 'json' field 'encoding' must name a codec in {CODECS}")
-    try:
-        T, H, W = (int(enc["frames"]), int(enc["height"]), int(enc["width"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise SchemaError(f"{where}: key 'json' field 'encoding' lacks frames/height/width") from e
-    if not (1 <= T <= MAX_FRAMES and 1 <= H <= MAX_SIDE and 1 <= W <= MAX_SIDE):
-        raise SchemaError(f"{where}: key 'json' field 'encoding' size {T}x{H}x{W} out of bounds")
+    T, H, W = (enc.get(k) for k in ("frames", "height", "width"))
+    if not all(_is_int(v) for v in (T, H, W)):
+        raise SchemaError(
+            f"{where}: key 'json' field 'encoding' needs integer frames/height/width, "
+            f"got {T!r}/{H!r}/{W!r}"
+        )
+    if not _within_bounds(T, H, W):
+        raise SchemaError(
+            f"{where}: key 'json' field 'encoding' size {T}x{H}x{W} out of bounds "
+            f"(frames <= {MAX_FRAMES}, sides <= {MAX_SIDE}, frames*height*width <= {MAX_VOXELS})"
+        )
     videos = {}
     for name in ("sce", "target"):
         if enc["codec"] == "h264":
@@ -176,7 +183,7 @@ def decode_sample(d: dict[str, Any]) -> Sample:
             videos[name] = _load_npz(
                 raw, "video", f"{where}: key '{name}.npz'", max_bytes=T * H * W * 3 + 4096
             )
-    first = _load_png(_need(d, "first.png", where), f"{where}: key 'first.png'")
+    first = _load_png(_need(d, "first.png", where), f"{where}: key 'first.png'", (H, W))
     mask_raw = _need(d, "mask.npz", where)
     mask = _load_npz(mask_raw, "mask", f"{where}: key 'mask.npz'", max_bytes=T * H * W + 4096)
     sample = Sample(key, videos["sce"], first, videos["target"], mask, meta)
@@ -231,6 +238,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _within_bounds(T: int, H: int, W: int) -> bool:
+    sides = 1 <= H <= MAX_SIDE and 1 <= W <= MAX_SIDE
+    return 1 <= T <= MAX_FRAMES and sides and T * H * W <= MAX_VOXELS
+
+
 def _need(d: dict[str, Any], name: str, where: str) -> bytes:
     raw = d.get(name)
     if not isinstance(raw, bytes | bytearray):
@@ -240,10 +252,12 @@ def _need(d: dict[str, Any], name: str, where: str) -> bytes:
 
 def _load_json(d: dict[str, Any], where: str) -> dict[str, Any]:
     raw = _need(d, "json", where)
+    if len(raw) > MAX_JSON_BYTES:
+        raise SchemaError(f"{where}: key 'json' has {len(raw)} bytes, limit {MAX_JSON_BYTES}")
     try:
         meta = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SchemaError(f"{where}: key 'json' is not valid JSON ({e})") from e
+    except (ValueError, RecursionError) as e:  # bad syntax or encoding, huge ints, deep nesting
+        raise SchemaError(f"{where}: key 'json' is not valid JSON ({type(e).__name__})") from e
     if not isinstance(meta, dict):
         raise SchemaError(f"{where}: key 'json' must hold an object")
     return meta
@@ -280,11 +294,14 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _load_png(raw: bytes, where: str) -> np.ndarray:
+def _load_png(raw: bytes, where: str, size: tuple[int, int]) -> np.ndarray:
+    """PNG bytes -> ``(H, W, 3)`` uint8, refusing before decoding any other size than ``size``."""
     try:
         with Image.open(io.BytesIO(raw)) as im:
-            if im.width > MAX_SIDE or im.height > MAX_SIDE:
-                raise SchemaError(f"{where}: image {im.width}x{im.height} exceeds {MAX_SIDE}")
+            if (im.height, im.width) != size:
+                raise SchemaError(
+                    f"{where}: image is {im.width}x{im.height}, json says {size[1]}x{size[0]}"
+                )
             return np.asarray(im.convert("RGB"))
     except SchemaError:
         raise

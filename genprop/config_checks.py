@@ -241,6 +241,10 @@ def check_config(cfg: GenPropConfig) -> None:
     check_int(cfg.width, "width", 1, _BIG)
     check_float(cfg.timestep_shift, "timestep_shift", 0.0, 1e3, low_open=True)
     _check_bool(cfg.content_gate, "content_gate")
+    try:
+        cfg.sampling.check()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     latent_channels, spatial, _ = _latent_channels(cfg.codec)
     _, _, depth, _ = _backbone_parameters(cfg, latent_channels)
     check_int(cfg.sce_blocks, "sce_blocks", 1, max(1, depth) if depth else 1024)

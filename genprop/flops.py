@@ -141,24 +141,26 @@ class PhaseFlopCounter(TorchDispatchMode):
     """FLOPs of the ops run while active, per phase (torch's ``flop_registry`` formulas).
 
     Phases: ``encoders`` (forward ops with grad disabled: the frozen VAE / text / image encoders
-    run under ``no_grad``), ``forward`` (ops with grad enabled) and ``backward`` (set
-    :attr:`phase` to ``"backward"`` before calling ``backward()``; checkpoint recomputation is
-    counted there). ``model`` FLOPs, as MFU uses them, are ``forward + backward`` of a step run
-    without activation checkpointing.
+    run under ``no_grad``), ``forward`` (ops with grad enabled), and, once :attr:`phase` is set to
+    ``"backward"`` before calling ``backward()``: ``recompute`` (activation checkpointing re-runs
+    forward ops with grad enabled) and ``backward`` (the gradient ops, which autograd runs with
+    grad disabled). ``model`` FLOPs, as MFU counts them, are ``forward + backward``.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.phase = "forward"
-        self.flops = {"encoders": 0, "forward": 0, "backward": 0}
+        self.flops = {"encoders": 0, "forward": 0, "recompute": 0, "backward": 0}
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
-            phase = self.phase
-            if phase == "forward" and not torch.is_grad_enabled():
-                phase = "encoders"
+            grad = torch.is_grad_enabled()
+            if self.phase == "forward":
+                phase = "forward" if grad else "encoders"
+            else:
+                phase = "recompute" if grad else "backward"
             self.flops[phase] += int(formula(*args, **kwargs, out_val=out))
         return out

@@ -4,6 +4,12 @@ Classifier-free-guidance dropout (training side of :mod:`genprop.sampler`'s guid
 prompt is replaced by the empty prompt with probability ``cfg_dropout.text``, and (stage 2) the task
 label by the null task with probability ``cfg_dropout.task``. The first frame and the SCE content
 are never dropped: they define the problem, and guidance contrasts "with / without text and task".
+
+A step starts either from pixels (the frozen encoders run here:
+:func:`genprop.latents.encode_batch`) or from an :class:`~genprop.latents.EncodedBatch`
+(precomputed by ``genprop-cache``): both give the same loss for the same samples and generator,
+since the encoders draw no random numbers and dropped prompts get the empty prompt's embedding
+either way.
 """
 
 from __future__ import annotations
@@ -14,14 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from genprop.content_gate import gate_target
 from genprop.experts import choose_training_expert, expert_time_range
 from genprop.flow import add_noise, sample_training_time, velocity_target
+from genprop.latents import EncodedBatch, encode_batch, tensor_field
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import (
     LossWeights,
     feature_sensitivity,
-    latent_mask,
     mpd_loss,
     region_split_mse,
 )
@@ -42,7 +47,7 @@ def _bernoulli(p: float, n: int, generator: torch.Generator | None) -> torch.Ten
 
 def training_losses(
     model: GenPropModel,
-    batch: dict,
+    batch: dict | EncodedBatch,
     *,
     stage: str = "i2v",
     weights: LossWeights | None = None,
@@ -56,7 +61,8 @@ def training_losses(
         model: The GenProp model.
         batch: "target" (B, T, 3, H, W) and "first" (B, 3, H, W) in [-1, 1]; stage "genprop" also
             "sce" (B, T, 3, H, W), "mask" (B, T, H, W) in [0, 1], "task" (B,) long; optional
-            "prompt" list[str].
+            "prompt" list[str]. Or the same batch already encoded (:class:`EncodedBatch`; its
+            ``empty_context`` is needed when a prompt is dropped).
         stage: "i2v" (backbone only, plain flow matching) or "genprop" (region-aware loss).
         weights: Region-aware loss weights (stage "genprop"); default :class:`LossWeights`.
         cfg_dropout: :class:`CFGDropout`, or one probability for all conditions; default 0.1.
@@ -79,18 +85,17 @@ def training_losses(
         p = 0.1 if cfg_dropout is None else float(cfg_dropout)
         cfg_dropout = CFGDropout(text=p, task=p)
     device = model.device
-    target = _field(batch, "target", 5).to(device)
-    first = _field(batch, "first", 4).to(device)
-    b, num_frames = target.shape[:2]
-    codec = model.codec
-    with torch.no_grad():
-        x0 = codec.encode(target)
-        first_latent = model.encode_first_frame(first, num_frames)
-        image_embeds = model.encode_image(first)
-    prompts = list(batch.get("prompt") or [""] * b)
-    drop_text = _bernoulli(cfg_dropout.text, b, generator)
-    prompts = ["" if d else p for p, d in zip(prompts, drop_text.tolist(), strict=True)]
-    context, context_mask = model.encode_prompts(prompts, b)
+    if isinstance(batch, EncodedBatch):
+        b = batch.batch_size
+        drop_text = _bernoulli(cfg_dropout.text, b, generator)
+        enc = _latents_for(model, batch, stage).to(device).drop_prompts(drop_text)
+    else:
+        b = tensor_field(batch, "target", 5).shape[0]
+        drop_text = _bernoulli(cfg_dropout.text, b, generator)
+        enc = encode_batch(model, batch, stage=stage, drop_prompts=drop_text)
+    x0, first_latent = enc.target.float(), enc.first_latent.float()
+    image_embeds = None if enc.image_embeds is None else enc.image_embeds.float()
+    context, context_mask = enc.context.float(), enc.context_mask
 
     shift = model.config.timestep_shift
     t_range = None
@@ -106,9 +111,8 @@ def training_losses(
 
     content = task = None
     if stage == "genprop":
-        with torch.no_grad():
-            content = codec.encode(_field(batch, "sce", 5).to(device))
-        task = _field(batch, "task", 1).to(device=device, dtype=torch.long).clone()
+        content = enc.content.float()
+        task = enc.task.to(device=device, dtype=torch.long).clone()
         task[_bernoulli(cfg_dropout.task, b, generator).to(device)] = NULL_TASK
     out = model(
         x_t,
@@ -127,12 +131,7 @@ def training_losses(
         losses["total"] = losses["diffusion"]
         return losses
 
-    pixel_mask = _field(batch, "mask", 4).to(device)
-    m = latent_mask(
-        pixel_mask,
-        spatial_factor=codec.spatial_factor,
-        temporal_factor=codec.temporal_factor,
-    )
+    m = enc.mask.float()
     # The paper's terms are on the generator's own prediction: with a content gate, the blended
     # output alone would leave the generator untrained wherever the gate keeps the content.
     non_mask, in_mask = region_split_mse(out.generator_velocity, v_target, m)
@@ -166,20 +165,36 @@ def training_losses(
         losses["gated"] = losses["diffusion"]
         total = total + losses["gated"]
         if weights.gate:
-            keep = gate_target(pixel_mask, codec, m)
+            if enc.gate_keep is None:
+                raise ValueError("batch: the content gate's target (gate_keep) is missing")
             losses["gate"] = F.binary_cross_entropy_with_logits(
-                out.gate_logits[:, 1:].float(), keep[:, 1:]
+                out.gate_logits[:, 1:].float(), enc.gate_keep[:, 1:].float()
             )
             total = total + weights.gate * losses["gate"]
     losses["total"] = total
     return losses
 
 
-def _field(batch: dict, key: str, ndim: int) -> torch.Tensor:
-    if key not in batch:
-        raise ValueError(f"batch: missing field {key!r}")
-    value = batch[key]
-    if not isinstance(value, torch.Tensor) or value.dim() != ndim:
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"batch[{key!r}]: expected a {ndim}-D tensor, got {shape}")
-    return value
+def _latents_for(model: GenPropModel, batch: EncodedBatch, stage: str) -> EncodedBatch:
+    """``batch`` checked against the model's latent geometry (frames, channels, grid).
+
+    Raises:
+        ValueError: naming the field whose shape differs from what the model expects.
+    """
+    cfg, codec = model.config, model.codec
+    f = codec.spatial_factor
+    want = (model.latent_frames, codec.latent_channels, cfg.height // f, cfg.width // f)
+    fields = {"target": batch.target, "first_latent": batch.first_latent}
+    if stage == "genprop":
+        fields["content"] = batch.content
+    for name, value in fields.items():
+        if value is None:
+            raise ValueError(f"latent batch: field {name!r} is missing (stage {stage!r})")
+        if tuple(value.shape[1:]) != want:
+            raise ValueError(
+                f"latent batch: {name} has (frames, channels, h, w) = {tuple(value.shape[1:])}, "
+                f"the model expects {want}; the latents were made for another model or geometry"
+            )
+    if stage == "genprop" and batch.mask is None:
+        raise ValueError(f"latent batch: field 'mask' is missing (stage {stage!r})")
+    return batch

@@ -91,6 +91,8 @@ class StepSpec:
     weights: LossWeights = field(default_factory=LossWeights)
     checkpointing: bool = False
     accumulate_grad_batches: int = 1
+    # With checkpointing, also measure the step without it (one more meta run; for the table).
+    compare_without_checkpointing: bool = True
 
 
 @dataclass
@@ -124,12 +126,12 @@ class TrainingPlan:
             "frozen_params": self.frozen_params,
             "encoder_params": self.encoder_params,
             "tokens": self.tokens,
-            "gpu_memory_gb": round(self.gpu_memory_gb, 2),
+            "gpu_memory_gb": _sig(self.gpu_memory_gb),
             "gpu_capacity_gb": self.cluster.gpu_memory_gb,
             "fits": self.fits,
-            "pflop_per_step": round(self.pflop_per_step, 4),
-            "pflop_per_gpu_step": round(self.pflop_per_gpu_step, 4),
-            "memory_gb": {k: round(v, 3) for k, v in self.memory_gb.items()},
+            "pflop_per_step": _sig(self.pflop_per_step),
+            "pflop_per_gpu_step": _sig(self.pflop_per_gpu_step),
+            "memory_gb": {k: _sig(v) for k, v in self.memory_gb.items()},
             "flops": self.flops,
             "strategy": self.cluster.strategy,
             "world_size": self.cluster.world_size,
@@ -141,6 +143,11 @@ class TrainingPlan:
             "l_grad": bool(self.step.weights.grad),
             "stage": step["stage"],
         }
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    """``value`` rounded to ``digits`` significant digits (readable JSON, no false precision)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _count(params: list[nn.Parameter]) -> int:
@@ -167,7 +174,7 @@ def _encoder_modules(model: nn.Module) -> list[nn.Module]:
     return [m for n in names if (m := getattr(model, n, None)) is not None]
 
 
-def _static_memory(
+def static_memory(
     *, frozen: int, trainable: int, encoders: int, unit: int, cluster: ClusterSpec
 ) -> dict[str, float]:
     """Bytes of everything but activations (see the module docstring's table), in GB."""
@@ -201,8 +208,8 @@ def _ensure_compute_dtype(model: nn.Module, cluster: ClusterSpec) -> None:
 def plan_training(meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec) -> TrainingPlan:
     """Plan one training step of ``meta.model`` (``requires_grad`` marks what trains).
 
-    Runs the step on the meta device once without activation checkpointing (model FLOPs, the
-    un-checkpointed activations) and, when ``step.checkpointing``, once with it.
+    Runs the step on the meta device with ``step.checkpointing`` and, to compare, without it
+    (``step.compare_without_checkpointing``).
     """
     model = meta.model
     backbone = (
@@ -229,9 +236,9 @@ def plan_training(meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec) -> T
             checkpointing=checkpointing,
         )
 
-    plain = run(False)
     ckpt = run(True) if step.checkpointing else None
-    memory = _static_memory(
+    plain = run(False) if ckpt is None or step.compare_without_checkpointing else None
+    memory = static_memory(
         frozen=_count(frozen),
         trainable=_count(trainable),
         encoders=encoders,
@@ -239,22 +246,23 @@ def plan_training(meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec) -> T
         cluster=cluster,
     )
     memory["inputs"] = sum(t.numel() * t.element_size() for t in batch.values()) / GB
-    memory["activations_no_checkpointing"] = plain.peak_bytes / GB
-    memory["activations_saved_no_checkpointing"] = plain.saved_bytes / GB
+    if plain is not None:
+        memory["activations_no_checkpointing"] = plain.peak_bytes / GB
+        memory["activations_saved_no_checkpointing"] = plain.saved_bytes / GB
     if ckpt is not None:
         memory["activations_checkpointing"] = ckpt.peak_bytes / GB
         memory["activations_saved_checkpointing"] = ckpt.saved_bytes / GB
-    active = (ckpt or plain).peak_bytes / GB
+    used = ckpt or plain
+    assert used is not None
+    active = used.peak_bytes / GB
     static = sum(v for k, v in memory.items() if not k.startswith("activations"))
     # The optimizer step runs after the activations are freed: AdamW's foreach temporaries.
     shard = cluster.world_size if cluster.strategy == "fsdp" else 1
     optimizer_step = static + 4 * _count(trainable) / shard / GB
     peak = max(static + active, optimizer_step)
-    model_flops = plain.flops["forward"] + plain.flops["backward"]
+    model_flops = used.flops["forward"] + used.flops["backward"]
     per_gpu = model_flops * step.accumulate_grad_batches
-    flops = {"model": model_flops, **{f"{k}_no_checkpointing": v for k, v in plain.flops.items()}}
-    if ckpt is not None:
-        flops.update({f"{k}_checkpointing": v for k, v in ckpt.flops.items()})
+    flops = {"model": model_flops, **{f"{k}": v for k, v in used.flops.items()}}
     return TrainingPlan(
         backbone_params=_count(backbone),
         trainable_params=_count(trainable),

@@ -144,7 +144,7 @@ def _fill_from_folder(cfg: GenPropConfig) -> None:
 
 
 @contextmanager
-def _image_encoder_stand_in() -> Iterator[None]:
+def config_only_image_encoder() -> Iterator[None]:
     """Build image encoders as :class:`_ImageTokens` while the model is constructed."""
     import genprop.image_encoder as image_encoder
 
@@ -156,27 +156,43 @@ def _image_encoder_stand_in() -> Iterator[None]:
         image_encoder.CLIPImageEncoder = original  # type: ignore[misc]
 
 
+def config_only(config: GenPropConfig) -> GenPropConfig:
+    """A copy of ``config`` that builds without reading weights: the folder's transformer / VAE
+    configs stored in it, the text encoder replaced by a one-row hashing table of the same width
+    and length (a step needs only its (B, L, dim) output)."""
+    cfg = copy.deepcopy(config)
+    _fill_from_folder(cfg)
+    cfg.text = replace(cfg.text, kind="hashing", path=None, buckets=1)
+    return cfg
+
+
 def build_meta_model(config: GenPropConfig) -> MetaModel:
     """The model of ``config`` on the meta device, from configs only.
 
     Raises:
         FileNotFoundError / ValueError: A config file of the folder is missing or invalid (named).
     """
-    cfg = copy.deepcopy(config)
-    _fill_from_folder(cfg)
-    text_params = text_encoder_parameters(cfg.text)
-    # The step needs only (B, L, dim) text embeddings: a one-row hashing table gives them.
-    cfg.text = replace(cfg.text, kind="hashing", path=None, buckets=1)
-    with torch.device("meta"), _image_encoder_stand_in():
-        model = GenPropModel(cfg, load_weights=False)
+    text_params = text_encoder_parameters(config.text)
+    with torch.device("meta"), config_only_image_encoder():
+        model = GenPropModel(config_only(config), load_weights=False)
     image = getattr(model, "image_encoder", None)
     image_params = _parameters(image) if image is not None else 0
-    return MetaModel(model=model, text_encoder_params=text_params, image_encoder_params=image_params)
+    return MetaModel(
+        model=model, text_encoder_params=text_params, image_encoder_params=image_params
+    )
 
 
-def write_config_folder(
-    configs: Mapping[str, Mapping[str, object]], out: str | Path
-) -> Path:
+def build_random_model(config: GenPropConfig, device: torch.device | str) -> GenPropModel:
+    """The model :func:`build_meta_model` plans, with random weights on a real ``device``.
+
+    Same architecture and stand-ins (hashing text encoder, config-built image encoder), so a real
+    step of it checks the plan (tests, ``benchmarks.gpu``).
+    """
+    with torch.device(device), config_only_image_encoder():
+        return GenPropModel(config_only(config), load_weights=False)
+
+
+def write_config_folder(configs: Mapping[str, Mapping[str, object]], out: str | Path) -> Path:
     """Write a pipeline folder holding only configs (enough to plan, nothing to load).
 
     Args:

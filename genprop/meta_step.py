@@ -5,16 +5,21 @@ Nothing is allocated and no weight is read: every tensor is a shape. The step is
 blocks, the SCE, the MPD, L_grad's second SCE pass, activation checkpointing) is what gets counted.
 Three pieces make a meta step stand for a GPU step:
 
-* :class:`MetaComputeMode` (a ``TorchFunctionMode``) emulates bf16 autocast: the ops CUDA autocast
-  runs in bf16 (linear, conv, matmul, attention) get bf16 inputs, those it runs in fp32 (norms,
-  softmax, losses, pow/exp/sum) get fp32 inputs, exactly above autograd as autocast does, so the
-  saved tensors have the dtypes and the weight copies of a ``bf16-mixed`` run. It also routes
-  ``scaled_dot_product_attention`` to the memory-efficient kernel's op (on meta the default would
-  be the math path, which materialises the (N x N) attention matrix no GPU kernel stores).
+* :func:`emulated_autocast` emulates CUDA's bf16 autocast on any device: the
+  ``torch.nn.functional`` ops autocast runs in bf16 (linear, convolutions, attention) get bf16
+  inputs, those it runs in fp32 (norms, softmax, losses) fp32 inputs, above autograd as autocast
+  does, so saved tensors have the dtypes, and frozen fp32 weights the bf16 copies, of a
+  ``bf16-mixed`` run. It also routes ``scaled_dot_product_attention`` to the memory-efficient
+  kernel's op (on meta SDPA would take the math path, which materialises the (N x N) attention
+  matrix no GPU kernel stores). Explicit ``.float()`` / ``.to()`` in model code act as on a GPU.
 * :class:`LiveBytesMode` (a ``TorchDispatchMode``) adds up the bytes of every storage an op
   creates and subtracts them when the storage is freed (weak references): the live and peak bytes
   of activations, temporaries and gradients, as a caching allocator would see them requested.
 * :class:`genprop.flops.PhaseFlopCounter` counts FLOPs with torch's own formulas per phase.
+
+Not seen on meta: kernel workspaces (cuDNN, cuBLAS) and allocator fragmentation; the planner
+keeps a margin for them (``ClusterSpec.usable_fraction``). A two-expert backbone runs its first
+expert (routing needs timestep values; both experts have the same shapes).
 """
 
 from __future__ import annotations
@@ -170,7 +175,7 @@ class LiveBytesMode(TorchDispatchMode):
         self.live += nbytes
         self.peak = max(self.peak, self.live)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
@@ -266,19 +271,23 @@ def measure_step(
     flops = PhaseFlopCounter()
     mem = LiveBytesMode(existing)
     try:
-        with _checkpointing(model, checkpointing), _first_expert(model):
-            with emulated_autocast(low_precision) as casts:
-                with mem, flops:
-                    losses = training_losses(
-                        model, batch, stage=stage, weights=weights, generator=torch.Generator()
-                    )
-                    total = losses["total"]
-                    del losses
-                    casts.casts.clear()
-                    saved = mem.live
-                    flops.phase = "backward"
-                    total.backward()
-                    del total
+        with (
+            _checkpointing(model, checkpointing),
+            _first_expert(model),
+            emulated_autocast(low_precision) as casts,
+            mem,
+            flops,
+        ):
+            losses = training_losses(
+                model, batch, stage=stage, weights=weights, generator=torch.Generator()
+            )
+            total = losses["total"]
+            del losses
+            casts.casts.clear()  # autocast's region ends with the forward pass
+            saved = mem.live
+            flops.phase = "backward"
+            total.backward()
+            del total
     finally:
         for h in hooks:
             h.remove()

@@ -45,6 +45,7 @@ from genprop.mask_decoder import MaskPredictionDecoder
 from genprop.model_paths import confine_paths, relative_paths
 from genprop.tasks import TASKS
 from genprop.text import build_text_encoder
+from genprop.unbuilt_encoders import UnbuiltCodec, UnbuiltEncoder, unbuilt_codec
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -81,15 +82,29 @@ class GenPropOutput:
 
 
 class GenPropModel(nn.Module):
-    """The GenProp model (see module docstring). Build with :meth:`from_config`."""
+    """The GenProp model (see module docstring). Build with :meth:`from_config`.
 
-    def __init__(self, config: GenPropConfig, *, load_weights: bool = True) -> None:
+    With ``encoders=False`` the VAE, text encoder and image encoder are not built (stand-ins from
+    :mod:`genprop.unbuilt_encoders` keep their geometry and raise when called): for training from
+    precomputed latents (:class:`genprop.latents.EncodedBatch`). A parameter-free codec
+    (space-to-depth) is built either way.
+    """
+
+    def __init__(
+        self, config: GenPropConfig, *, load_weights: bool = True, encoders: bool = True
+    ) -> None:
         super().__init__()
         self.config = config
-        self.codec = build_codec(config.codec, load_weights=load_weights)
+        if encoders or config.codec.kind != "wan_vae":
+            self.codec = build_codec(config.codec, load_weights=load_weights)
+        else:
+            self.codec = unbuilt_codec(config.codec)
         self.codec.check_size(config.height, config.width)
         self.latent_frames = self.codec.latent_frames(config.num_frames)
-        self.text_encoder = build_text_encoder(config.text)
+        if encoders:
+            self.text_encoder = build_text_encoder(config.text)
+        else:
+            self.text_encoder = UnbuiltEncoder("text encoder", config.text.dim)
         self.backbone = build_backbone(
             config,
             latent_channels=self.codec.latent_channels,
@@ -116,7 +131,9 @@ class GenPropModel(nn.Module):
             )
             self.expert_2 = LowNoiseExpert(second, config.sce_blocks, reference=self.backbone)
         self.image_encoder = None
-        if self.backbone.image_dim is not None:
+        if self.backbone.image_dim is not None and not encoders:
+            self.image_encoder = UnbuiltEncoder("image encoder", self.backbone.image_dim)
+        elif self.backbone.image_dim is not None:
             from genprop.image_encoder import CLIPImageEncoder
 
             path = getattr(bcfg, "image_encoder_path", None)
@@ -138,9 +155,10 @@ class GenPropModel(nn.Module):
         nn.init.zeros_(self.task_embedding.weight)
 
     @classmethod
-    def from_config(cls, config: GenPropConfig) -> GenPropModel:
-        """Build a model (pretrained backbone/VAE weights loaded from local folders if set)."""
-        return cls(config)
+    def from_config(cls, config: GenPropConfig, *, encoders: bool = True) -> GenPropModel:
+        """Build a model (pretrained backbone/VAE weights loaded from local folders if set);
+        ``encoders=False`` leaves the VAE, text and image encoders unbuilt (see class doc)."""
+        return cls(config, encoders=encoders)
 
     @property
     def device(self) -> torch.device:
@@ -314,7 +332,8 @@ class GenPropModel(nn.Module):
         src = source if isinstance(source, GenPropModel) else GenPropModel.from_pretrained(source)
         try:
             self.backbone.load_state_dict(src.backbone.state_dict())
-            self.codec.load_state_dict(src.codec.state_dict())
+            if not isinstance(self.codec, UnbuiltCodec):
+                self.codec.load_state_dict(src.codec.state_dict())
             if (self.expert_2 is None) != (src.expert_2 is None):
                 raise RuntimeError("one model has two experts, the other has one")
             if self.expert_2 is not None:
@@ -395,6 +414,15 @@ class GenPropModel(nn.Module):
                 f"{weights_path}: unreadable or mismatched weights ({first})"
             ) from None
         missing = [k for k in missing if not k.startswith(_NOT_SAVED)]
+        if (
+            config.codec.path is not None
+            and missing
+            and all(k.startswith("codec.") for k in missing)
+        ):
+            # Saved by a model trained from precomputed latents (its VAE was never built): the
+            # frozen VAE is read from its folder again, like the text and image encoders.
+            model.codec = build_codec(config.codec)
+            missing = []
         if missing or unexpected:
             raise ValueError(
                 f"{weights_path}: weights do not match config (missing {missing[:5]}, "

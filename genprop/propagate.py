@@ -20,8 +20,9 @@ from einops import rearrange
 
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
+from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
 from genprop.sampler import check_sampling_options, sample_latents
-from genprop.tasks import task_index
+from genprop.tasks import TASKS, task_index
 
 
 @dataclass
@@ -67,17 +68,30 @@ def _check_inputs(video: np.ndarray, first: np.ndarray) -> None:
         )
 
 
+def _keep_input_pixels(
+    result: np.ndarray, video: np.ndarray, masks: torch.Tensor, preserve: PreserveConfig
+) -> np.ndarray:
+    """Composite (T, H, W, 3) uint8 frames: the input outside the dilated, blurred MPD mask."""
+    edit = soft_edit_mask(masks[None].cpu(), dilate=preserve.dilate, blur=preserve.blur)
+    frames = [
+        rearrange(torch.from_numpy(v).float(), "t h w c -> 1 t c h w") for v in (result, video)
+    ]
+    out = blend_known(frames[0], frames[1], edit)
+    return rearrange(out[0].round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()
+
+
 def propagate(
     model: GenPropModel,
     video: np.ndarray,
     edited_first_frame: np.ndarray,
     task: str | int,
     prompt: str | None = None,
-    steps: int = 20,
-    guidance: float = 1.0,
-    injection_weight: float = 1.0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    injection_weight: float | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    preserve: PreserveConfig | None = None,
 ) -> PropagationResult:
     """Generate the edited video.
 
@@ -87,11 +101,14 @@ def propagate(
         edited_first_frame: (H, W, 3) uint8 edited first frame (same size as the video).
         task: Task name or index (see :data:`genprop.tasks.TASKS`).
         prompt: Optional text prompt.
-        steps: Euler steps per chunk.
-        guidance: Classifier-free guidance scale (1 = off).
-        injection_weight: Scale of the SCE injections in [0, 1].
+        steps: Euler steps per chunk (None: the model's ``config.sampling.steps``).
+        guidance: Classifier-free guidance scale, 1 = off (None: the model's default for the
+            task, ``config.sampling.guidance_for(task)``).
+        injection_weight: Scale of the SCE injections in [0, 1] (None: the model's default).
         seed: Seed of the initial noise (chunk k uses ``seed + k``).
         progress: Called as ``progress(done_steps, total_steps)`` over all chunks.
+        preserve: How the unedited region is kept (:mod:`genprop.preserve`; None: the model's
+            ``config.sampling.preserve``).
 
     Returns:
         :class:`PropagationResult` at the input size and length.
@@ -100,8 +117,15 @@ def propagate(
         ValueError: If an input or option is invalid (names the argument).
     """
     _check_inputs(video, edited_first_frame)
-    check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
     cfg = model.config
+    defaults = cfg.sampling
+    task_name = TASKS[task_index(task)]
+    steps = defaults.steps if steps is None else steps
+    guidance = defaults.guidance_for(task_name) if guidance is None else guidance
+    injection_weight = defaults.injection_weight if injection_weight is None else injection_weight
+    preserve = defaults.preserve if preserve is None else preserve
+    check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
+    preserve.check()
     num_frames, total = cfg.num_frames, video.shape[0]
     in_size, model_size = video.shape[1:3], (cfg.height, cfg.width)
     device = model.device
@@ -140,6 +164,7 @@ def propagate(
             generator=torch.Generator().manual_seed(seed + k),
             progress=chunk_progress,
             image_embeds=image_embeds,
+            preserve=preserve,
         )
         with torch.no_grad():
             frames = model.codec.decode(latents)[0]  # (F, 3, h, w)
@@ -157,5 +182,8 @@ def propagate(
         anchor = frames[new].clamp(-1, 1)
     result = _to_pixels(torch.cat(out_frames), in_size)
     result[0] = edited_first_frame
-    masks_np = torch.cat(out_masks).clamp(0, 1).cpu().numpy().astype(np.float32)
+    masks = torch.cat(out_masks).clamp(0, 1)
+    if preserve.mode == "pixel":
+        result = _keep_input_pixels(result, video, masks, preserve)
+    masks_np = masks.cpu().numpy().astype(np.float32)
     return PropagationResult(video=result, masks=masks_np)

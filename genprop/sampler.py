@@ -14,8 +14,9 @@ from numbers import Integral, Real
 
 import torch
 
-from genprop.flow import sampling_times
+from genprop.flow import add_noise, sampling_times
 from genprop.model import GenPropModel
+from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
 from genprop.tasks import NULL_TASK
 
 MAX_STEPS = 10_000
@@ -53,6 +54,7 @@ def sample_latents(
     generator: torch.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
     image_embeds: torch.Tensor | None = None,
+    preserve: PreserveConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Generate latents from noise.
 
@@ -69,6 +71,9 @@ def sample_latents(
         progress: Called as ``progress(step, steps)`` after each step.
         image_embeds: (B, N_img, image_dim) CLIP image tokens of the first frame for backbones
             that take them (Wan2.1-I2V, see ``GenPropModel.encode_image``), else None.
+        preserve: With ``mode="latent"`` (and ``content``), the latents outside the MPD's
+            dilated edit mask are replaced at every step by the content noised to the next time
+            (:mod:`genprop.preserve`); other modes sample unchanged.
 
     Returns:
         Latents (B, T', C, h, w) and the last step's MPD logits (B, T', h, w) (None w/o content).
@@ -78,6 +83,9 @@ def sample_latents(
             :func:`check_sampling_options`).
     """
     check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
+    keep = preserve is not None and preserve.mode == "latent" and content is not None
+    if keep:
+        preserve.check()
     b = first_latent.shape[0]
     device = first_latent.device
     context, context_mask = model.encode_prompts(prompts, b)
@@ -93,7 +101,8 @@ def sample_latents(
         image_in = None if image_embeds is None else torch.cat([image_embeds, image_embeds])
     else:
         first_in, content_in, image_in = first_latent, content, image_embeds
-    x = torch.randn(first_latent.shape, generator=generator).to(device, first_latent.dtype)
+    noise = torch.randn(first_latent.shape, generator=generator).to(device, first_latent.dtype)
+    x = noise
     times = sampling_times(steps, shift=model.config.timestep_shift).to(device)
     mask_logits = None
     for i in range(steps):
@@ -108,7 +117,8 @@ def sample_latents(
             context=context,
             context_mask=context_mask,
             injection_weight=injection_weight,
-            predict_mask=i == steps - 1,  # only the last step's MPD masks are returned
+            # The last step's MPD masks are returned; latent preservation reads them every step.
+            predict_mask=keep or i == steps - 1,
             image_embeds=image_in,
         )
         v = out.velocity
@@ -118,6 +128,11 @@ def sample_latents(
         x = x + (t_next - t_now) * v
         if out.mask_logits is not None:
             mask_logits = out.mask_logits[:b]
+        if keep:
+            edit = soft_edit_mask(
+                torch.sigmoid(mask_logits.float()), dilate=preserve.dilate, blur=preserve.blur
+            )
+            x = blend_known(x, add_noise(content, noise, t_next.expand(b)), edit)
         if progress is not None:
             progress(i + 1, steps)
     return x, mask_logits

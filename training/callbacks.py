@@ -10,7 +10,20 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from genprop.latents import batch_size
+from genprop.sharding import is_sharded
+from training.fsdp import export_pretrained
+
 log = logging.getLogger(__name__)
+
+
+def _exports(trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+    """Whether this rank takes part in an export: rank 0, or every rank of a sharded model."""
+    return trainer.is_global_zero or is_sharded(pl_module.net)  # type: ignore[arg-type]
+
+
+def _writes(pl_module: pl.LightningModule) -> bool:
+    return pl_module.trainer.is_global_zero
 
 
 class ExportCallback(Callback):
@@ -30,16 +43,17 @@ class ExportCallback(Callback):
         self.best_path = ""  # best_model_path seen at the last export (checkpointed)
 
     def export(self, pl_module: pl.LightningModule, name: str) -> Path:
-        """Save the module's model with its EMA weights swapped in."""
+        """Save the module's model with its EMA weights swapped in (collective when sharded:
+        every rank gathers its shards, rank 0 writes)."""
         out = self.dirpath / name
-        with pl_module.ema.swapped_in(pl_module.net):  # type: ignore[attr-defined]
-            pl_module.net.save_pretrained(out)  # type: ignore[attr-defined]
-        log.info("exported %s model to %s", name, out)
+        export_pretrained(pl_module, out)
+        if _writes(pl_module):
+            log.info("exported %s model to %s", name, out)
         return out
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Export when a monitoring checkpoint callback has a new best path."""
-        if not self.export_best or trainer.sanity_checking or not trainer.is_global_zero:
+        if not self.export_best or trainer.sanity_checking or not _exports(trainer, pl_module):
             return
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
@@ -50,7 +64,7 @@ class ExportCallback(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Export the final EMA model."""
-        if trainer.is_global_zero:
+        if _exports(trainer, pl_module):
             self.export(pl_module, "last")
 
     def state_dict(self) -> dict[str, Any]:
@@ -101,7 +115,7 @@ class TrainingSpeedMonitor(Callback):
     ) -> None:
         """Count samples; log and reset the window on logging steps."""
         now = time.perf_counter()
-        self._samples += int(batch["target"].shape[0]) * trainer.world_size
+        self._samples += batch_size(batch) * trainer.world_size
         self._last_end = now
         every = max(1, trainer.log_every_n_steps)
         if self._window_start is not None and trainer.global_step % every == 0:

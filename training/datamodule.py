@@ -13,6 +13,7 @@ from webdataset.shardlists import expand_urls
 
 from training.batch import to_model_batch
 from training.shard_stream import DataPipelineError, ShardStream
+from training.signals import ignore_requeue_signals
 
 log = logging.getLogger(__name__)
 _REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://", "ais://")
@@ -185,6 +186,8 @@ class ShardDataModule(pl.LightningDataModule):
             require_batches=require_batches,
             num_workers=self.num_workers,
             pin_memory=pin,
+            # SLURM signals every process of a step: workers leave requeue to the main process.
+            worker_init_fn=ignore_requeue_signals,
             **extra,
         )
 

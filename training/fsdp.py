@@ -46,8 +46,9 @@ from genprop.sharded_weights import (
 from genprop.sharding import checkpoint_blocks, is_sharded, mixed_precision, shard_model
 from training.ema import ParameterEMA
 from training.model_factory import build_config
+from training.resume import SHARDED_METADATA
 
-METADATA_NAME = "meta.pt"
+METADATA_NAME = SHARDED_METADATA
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from genprop.configs import GenPropConfig, preset
 from genprop.model import GenPropModel
 from genprop.pretrained import wan_config
+from training.cache.key import check_latent_cache
 
 # ``model.net.overrides`` a pretrained (Wan) model accepts: the arguments of ``wan_config``.
 PRETRAINED_FIELDS = ("sce_blocks", "num_frames", "height", "width", "timestep_shift")
@@ -19,8 +20,10 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any], where: str) -> di
     for key, value in overrides.items():
         if key not in out:
             raise ValueError(f"{where}: unknown field {key!r} (known: {sorted(out)})")
-        if isinstance(value, Mapping) and isinstance(out[key], dict):
+        if isinstance(value, Mapping) and isinstance(out[key], dict) and out[key]:
             out[key] = _merge(out[key], value, f"{where}.{key}")
+        elif isinstance(value, Mapping):  # an open mapping (e.g. sampling.task_guidance)
+            out[key] = dict(value)
         else:
             out[key] = value
     return out
@@ -33,8 +36,11 @@ def _pretrained_config(pretrained: str, overrides: Mapping[str, Any]) -> GenProp
     and ``text: {max_tokens: N}``.
     """
     kwargs: dict[str, Any] = {}
+    sampling: Mapping[str, Any] | None = None
     for key, value in overrides.items():
-        if key == "text" and isinstance(value, Mapping) and set(value) <= {"max_tokens"}:
+        if key == "sampling" and isinstance(value, Mapping):
+            sampling = value
+        elif key == "text" and isinstance(value, Mapping) and set(value) <= {"max_tokens"}:
             if value.get("max_tokens") is not None:
                 kwargs["text_max_tokens"] = int(value["max_tokens"])
         elif key in PRETRAINED_FIELDS:
@@ -43,9 +49,14 @@ def _pretrained_config(pretrained: str, overrides: Mapping[str, Any]) -> GenProp
         else:
             raise ValueError(
                 f"model.net.overrides: field {key!r} cannot be set with model.net.pretrained "
-                f"(known: {[*PRETRAINED_FIELDS, 'text.max_tokens']})"
+                f"(known: {[*PRETRAINED_FIELDS, 'text.max_tokens', 'sampling']})"
             )
-    return wan_config(pretrained, **kwargs)
+    cfg = wan_config(pretrained, **kwargs)
+    if sampling:
+        data = cfg.to_dict()
+        data["sampling"] = _merge(data["sampling"], sampling, "model.net.overrides.sampling")
+        cfg = GenPropConfig.from_dict(data)
+    return cfg
 
 
 def build_config(
@@ -91,13 +102,26 @@ def build_model(
     overrides: Mapping[str, Any] | None = None,
     gradient_checkpointing: bool = False,
     pretrained: str | None = None,
+    latents: str | None = None,
 ) -> GenPropModel:
     """Instantiate a fresh model (Hydra target of ``model.net``); pretrained weights are loaded
-    from the local ``pretrained`` folder."""
+    from the local ``pretrained`` folder.
+
+    With ``latents`` (a ``genprop-cache`` folder, ``data.latents``) the cache's encoder key is
+    checked against this config and the VAE, text and image encoders are not built: training
+    reads their outputs from the cache.
+
+    Raises:
+        training.cache.key.LatentCacheError: naming both keys when the cache was made for other
+            encoders or another clip geometry.
+    """
     cfg = build_config(
         preset_name=preset_name,
         overrides=overrides,
         gradient_checkpointing=gradient_checkpointing,
         pretrained=pretrained,
     )
-    return GenPropModel.from_config(cfg)
+    if latents is None:
+        return GenPropModel.from_config(cfg)
+    check_latent_cache(latents, cfg)
+    return GenPropModel.from_config(cfg, encoders=False)

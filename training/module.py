@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
+from genprop.latents import EncodedBatch, batch_size
 from genprop.losses import CFGDropout, training_losses
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
@@ -147,7 +148,9 @@ class GenPropLitModule(pl.LightningModule):
             expert_seed=step_seed(self.seed, step, 0),
         )
 
-    def _check_geometry(self, batch: dict[str, Any]) -> None:
+    def _check_geometry(self, batch: dict[str, Any] | EncodedBatch) -> None:
+        if isinstance(batch, EncodedBatch):  # training_losses checks latents against the model
+            return
         cfg = self.net.config
         got = tuple(batch["target"].shape[1:2]) + tuple(batch["target"].shape[-2:])
         want = (cfg.num_frames, cfg.height, cfg.width)
@@ -162,7 +165,7 @@ class GenPropLitModule(pl.LightningModule):
         self._check_geometry(batch)
         seed = step_seed(self.seed, self.global_step, self.global_rank)
         losses = self._losses(batch, seed, self.global_step)
-        bs = batch["target"].shape[0]
+        bs = batch_size(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log("optim/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         self._log_data_health(bs)
@@ -214,9 +217,10 @@ class GenPropLitModule(pl.LightningModule):
             )
             # A sharded model's forward is collective: every rank samples, rank 0 logs.
             lead = self.trainer.is_global_zero or is_sharded(self.net)
-            if batch_idx == 0 and self.preview and lead:
+            pixels = not isinstance(batch, EncodedBatch)  # a preview needs the pixel clip
+            if batch_idx == 0 and self.preview and lead and pixels:
                 self._log_preview(batch)
-        bs = batch["target"].shape[0]
+        bs = batch_size(batch)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
 
     def _log_preview(self, batch: dict[str, Any]) -> None:

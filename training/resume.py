@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+# The Lightning state file inside a sharded (trainer=fsdp) checkpoint folder.
+SHARDED_METADATA = "meta.pt"
+
 LAST_CHECKPOINT = "last.ckpt"
 
 
@@ -63,8 +66,11 @@ def find_resume_checkpoint(resume: str | None, checkpoint_dir: Path) -> Path | N
     if resume == "auto":
         return last if last.exists() else None
     path = Path(resume).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"resume={resume!r}: no checkpoint file at {path}")
+    # A file (DDP / single device) or a sharded checkpoint folder (trainer=fsdp).
+    if not (path.is_file() or (path / SHARDED_METADATA).is_file()):
+        raise FileNotFoundError(
+            f"resume={resume!r}: no checkpoint file (or sharded checkpoint folder) at {path}"
+        )
     return path
 
 

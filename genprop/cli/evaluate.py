@@ -3,7 +3,7 @@
 ```
 genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,paste_first_frame,...]
              [--model DIR [--steps N] [--guidance G[,TASK=G...]] [--injection-weight W]
-              [--seed S] [--device cpu|cuda]] [--out DIR] [--clip DIR]
+              [--preserve off|latent|pixel] [--seed S] [--device cpu|cuda]] [--out DIR] [--clip DIR]
 ```
 - ``--method NAME=OUTDIR`` scores existing outputs ``OUTDIR/<id>/%05d.png`` (or ``<id>.mp4``) and
   optional MPD masks ``OUTDIR/<id>_masks/``.
@@ -13,7 +13,9 @@ genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,past
   from ``meta.json``), writing ``OUT/genprop/<id>/`` and ``OUT/genprop/<id>_masks/``, and scores it
   as method ``genprop``. ``--guidance 5,tracking=8`` samples tracking cases at guidance 8 and
   every other task at 5 (per-task values picked on validation cases, see ``make guidance-sweep``);
-  a plain number applies to every task. Outputs are reused when ``OUT/genprop/run.json`` shows
+  a plain number applies to every task. Options not given take the export's own sampling defaults
+  (``config.json``'s ``sampling``: steps, per-task guidance, preservation), as ``genprop-propagate``
+  does. Outputs are reused when ``OUT/genprop/run.json`` shows
   the same model weights and sampling options.
 
 Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
@@ -23,6 +25,7 @@ Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -32,12 +35,20 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from genprop.cli.propagate import add_allow_path, load_model, run_propagation
-from genprop.cli.usage import EXIT_USAGE, OneLineArgumentParser, UsageError, check_sampling_flags
+from genprop.cli.usage import (
+    EXIT_USAGE,
+    OneLineArgumentParser,
+    UsageError,
+    add_preserve_flags,
+    check_sampling_flags,
+    preserve_from_args,
+)
 from genprop.eval.baselines import BASELINES, NotApplicableError, run_baseline
 from genprop.eval.cases import CaseError, EvalCase, list_cases, load_case, load_method_output
 from genprop.eval.clip_score import ClipScorer, ClipUnavailableError
 from genprop.eval.report import write_report
 from genprop.eval.scoring import score_case
+from genprop.preserve import PreserveConfig
 from genprop.sampler import MAX_GUIDANCE
 from genprop.tasks import TASKS
 from genprop.video_io import write_frames_dir, write_mask_dir
@@ -128,6 +139,7 @@ def ensure_baseline(name: str, case: EvalCase, root: Path) -> None:
 def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, Any]) -> None:
     """Run GenProp on ``case`` into ``root/<id>/`` and ``root/<id>_masks/`` unless done."""
     T = len(case.input)
+    preserve = options["preserve"]
     if _has_frames(root / case.id, T) and _has_frames(root / f"{case.id}_masks", T):
         return
     result = run_propagation(
@@ -137,7 +149,11 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
         case.task,
         prompt=case.prompt or None,
         desc=case.id,
-        **{**options, "guidance": guidance_for(options["guidance"], case.task)},
+        **{
+            **options,
+            "guidance": guidance_for(options["guidance"], case.task),
+            "preserve": None if preserve is None else PreserveConfig(**preserve),
+        },
     )
     write_frames_dir(root / case.id, result.video)
     write_mask_dir(root / f"{case.id}_masks", result.masks)
@@ -158,6 +174,8 @@ def prepare_genprop_dir(root: Path, model_dir: Path, options: dict[str, Any]) ->
         "model": str(model_dir.resolve()),
         "size": weights.st_size,
         "mtime_ns": weights.st_mtime_ns,
+        # The export's sampling defaults live in config.json: a change of them is a new run.
+        "config_mtime_ns": (model_dir / "config.json").stat().st_mtime_ns,
         "options": options,
     }
     run_file = root / "run.json"
@@ -180,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", default=None, help="CFG scale G, or per task: G,tracking=G2,...")
     p.add_argument("--injection-weight", type=float, default=None)
+    add_preserve_flags(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     add_allow_path(p)
@@ -210,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         check_sampling_flags(
             steps=args.steps, guidance=None, injection_weight=args.injection_weight
         )
-        model = None
+        model, preserve = None, None
         if args.model is not None:
             model = load_model(args.model, args.device, args.allow_path)
+            preserve = preserve_from_args(args, model.config.sampling.preserve)
     except (UsageError, CaseError) as e:
         print(f"genprop-eval: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -229,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "guidance": guidance,
         "injection_weight": args.injection_weight,
         "seed": args.seed,
+        "preserve": None if preserve is None else dataclasses.asdict(preserve),
     }
     folders = {n: args.out / "baselines" / n for n in baselines} | methods
     if model is not None:

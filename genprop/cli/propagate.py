@@ -24,7 +24,9 @@ from genprop.cli.usage import (
     EXIT_USAGE,
     OneLineArgumentParser,
     UsageError,
+    add_preserve_flags,
     check_sampling_flags,
+    preserve_from_args,
 )
 from genprop.tasks import TASKS, TRACKING_PROMPT
 from genprop.video_io import (
@@ -162,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--injection-weight", type=float, default=None, help="SCE injection scale 0..1")
     p.add_argument("--masks-out", type=Path, default=None, help="folder for predicted masks")
+    add_preserve_flags(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--max-frames", type=int, default=None, help="use the first N frames only")
@@ -197,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         video, first, fps = load_inputs(args.video, args.first_frame, args.max_frames)
         model = load_model(args.model, args.device, args.allow_path)
+        preserve = preserve_from_args(args, model.config.sampling.preserve)
         result = run_propagation(
             model,
             video,
@@ -207,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             guidance=args.guidance,
             injection_weight=args.injection_weight,
             seed=args.seed,
+            preserve=preserve,
         )
         out = write_result(args.out, args.masks_out, result, fps)
     except (UsageError, ValueError) as e:  # ValueError: input the model cannot take

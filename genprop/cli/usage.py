@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import NoReturn
 
+from genprop.preserve import PRESERVE_MODES, PreserveConfig
 from genprop.sampler import check_sampling_options
 
 EXIT_USAGE = 2
@@ -50,3 +51,37 @@ def check_sampling_flags(
     except ValueError as e:
         name, _, rest = str(e).partition(":")
         raise UsageError(f"{SAMPLING_FLAGS.get(name, name)}:{rest}") from None
+
+
+def add_preserve_flags(p: argparse.ArgumentParser) -> None:
+    """``--preserve MODE`` (+ ``--preserve-dilate``, ``--preserve-blur``): see genprop.preserve."""
+    p.add_argument(
+        "--preserve",
+        choices=PRESERVE_MODES,
+        default=None,
+        help="keep the input outside the predicted edit mask (default: the model's own setting)",
+    )
+    p.add_argument("--preserve-dilate", type=int, default=None, help="mask dilation, cells")
+    p.add_argument("--preserve-blur", type=float, default=None, help="mask blur sigma, cells")
+
+
+def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> PreserveConfig | None:
+    """The :class:`PreserveConfig` the flags ask for (None when no flag is given).
+
+    Flags not given keep the value of ``default`` (the model's ``config.sampling.preserve``).
+
+    Raises:
+        UsageError: A value is out of range (names the flag).
+    """
+    if args.preserve is None and args.preserve_dilate is None and args.preserve_blur is None:
+        return None
+    cfg = PreserveConfig(
+        mode=default.mode if args.preserve is None else args.preserve,
+        dilate=default.dilate if args.preserve_dilate is None else args.preserve_dilate,
+        blur=default.blur if args.preserve_blur is None else args.preserve_blur,
+    )
+    try:
+        cfg.check("--preserve")
+    except ValueError as err:
+        raise UsageError(str(err).replace("--preserve.", "--preserve-")) from None
+    return cfg

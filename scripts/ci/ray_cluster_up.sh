@@ -18,7 +18,11 @@ STATE=${GENPROP_RAY_STATE:-/tmp/genprop-ray}
 CPUS_PER_NODE=${GENPROP_RAY_CPUS_PER_NODE:-1}
 export PATH="$VENV/bin:$PATH" RAY_USAGE_STATS_ENABLED=0 OMP_NUM_THREADS=1
 
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() {  # alive PIDFILE: the process runs (a zombie does not count)
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status"
+}
 agent_flags() { python "$ROOT/scripts/ray/free_ports.py" --agent-flags; }
 # Workers bind random ports (--min/max-worker-port=0), so another cluster on the host cannot
 # collide with them.

@@ -24,14 +24,6 @@ from cluster_helpers import BIN, RAY_STATE
 from shard_factory import write_shards
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """The markers (also listed in pyproject.toml)."""
-    config.addinivalue_line("markers", "slurm: needs a running SLURM (scripts/ci/slurm_up.sh)")
-    config.addinivalue_line(
-        "markers", "ray_cluster: needs the 2-raylet Ray cluster (scripts/ci/ray_cluster_up.sh)"
-    )
-
-
 def slurm_node_state() -> str | None:
     """The state of the first SLURM node (``idle``, ``mixed``, ...) or ``None`` if unreachable."""
     if shutil.which("sinfo") is None:

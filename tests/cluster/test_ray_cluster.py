@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cluster_helpers import BIN, RAY_STATE, REPO, cli_env
+from cluster_helpers import BIN, RAY_STATE, REPO, cli_env, wait_for
 
 pytestmark = pytest.mark.ray_cluster
 NUM_SAMPLES, PER_SHARD = 16, 2
@@ -40,6 +40,13 @@ def _shard_task_raylets(raylets: dict[int, str]) -> set[str]:
             except psutil.Error:
                 continue
     return busy
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_job_uses_both_nodes_and_survives_a_killed_raylet(
@@ -70,7 +77,11 @@ def test_job_uses_both_nodes_and_survives_a_killed_raylet(
     finally:
         if driver.poll() is None:
             driver.kill()
-        # Bring the worker node back for the next run (the head and its address are kept).
+        # Bring the worker node back for the next run (the head and its address are kept),
+        # once its `ray start --block` process has noticed the dead raylet and exited.
+        starter = int((RAY_STATE / "worker.pid").read_text())
+        if killed:
+            wait_for(lambda: _gone(starter), 60, "the worker node to stop")
         subprocess.run([str(REPO / "scripts" / "ci" / "ray_cluster_up.sh")], env=cli_env(),
                        capture_output=True, timeout=240)  # fmt: skip
     assert driver.returncode == 0, output[-4000:]

@@ -72,6 +72,9 @@ def test_signal_checkpoints_requeues_once_and_resumes(
     assert len(re.findall(r"requeued SLURM job", log)) == 1, log[-3000:]
     assert "resuming from" in log and "temporary saved file already exists" not in log
     assert "killed by signal" not in log
+    # The driver returns once the result is written, while the job step is still exiting.
+    wait_for(lambda: scontrol_job(job_id).get("JobState") not in ("RUNNING", "COMPLETING"), 60,
+             "the job to end")  # fmt: skip
     info = scontrol_job(job_id)
     assert info.get("JobState") == "COMPLETED" and info.get("Restarts") == "1", info
 

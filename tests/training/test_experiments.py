@@ -88,15 +88,20 @@ def test_slurm_cluster_configs(cluster: str) -> None:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=[f"cluster={cluster}", "cluster.gpus_per_node=4", "data.shards=x"],
+            overrides=[
+                f"cluster={cluster}",
+                "trainer.accelerator=gpu",
+                "trainer.devices=4",
+                "data.shards=x",
+            ],
             return_hydra_config=True,
         )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.tasks_per_node == launcher.gpus_per_node == 4  # one task per GPU
     assert launcher.nodes == cfg.trainer.num_nodes == (2 if cluster == "slurm_multinode" else 1)
-    assert launcher.mem_gb == 4 * cfg.cluster.mem_gb_per_gpu
-    assert launcher.max_num_timeout == cfg.cluster.max_num_timeout
+    assert launcher.mem_gb == 4 * cfg.cluster.mem_gb_per_task
+    assert launcher.max_num_timeout == cfg.cluster.max_requeues
     assert launcher.additional_parameters.requeue is True
     assert cfg.trainer.devices == 4 and cfg.resume == "auto"
 

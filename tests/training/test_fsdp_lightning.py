@@ -71,20 +71,21 @@ def test_genprop_train_fsdp_two_processes_then_resume_on_one(
     """Meta-device model loaded slice by slice from a folder; 2 ranks, then resumed on 1."""
     torch.manual_seed(0)
     folder = GenPropModel.from_config(preset("cpu_test")).save_pretrained(tmp_path / "init")
-    meta = [
+    meta_init = [
         "model.net._target_=training.fsdp.build_meta_net",
         f"trainer.strategy.init_weights={folder}",
     ]
-    _train(shard_dir, tmp_path, *meta, "trainer.devices=2", "trainer.max_steps=2")
+    _train(shard_dir, tmp_path, *meta_init, "trainer.devices=2", "trainer.max_steps=2")
     last = tmp_path / "tiny_cpu" / "checkpoints" / "last.ckpt"
     assert (last / METADATA_NAME).is_file()
     keys = set(FileSystemReader(last).read_metadata().state_dict_metadata)
     assert any(k.startswith("state_dict.net.content_encoder.") for k in keys)
     assert any(k.startswith("ema.content_encoder.") for k in keys)
     assert not any(".backbone." in k for k in keys)  # frozen backbone not in the checkpoint
-    meta = torch.load(last / METADATA_NAME, weights_only=True)
-    assert meta["global_step"] == 2
+    saved = torch.load(last / METADATA_NAME, weights_only=True)
+    assert saved["global_step"] == 2
 
-    _train(shard_dir, tmp_path, *meta, "trainer.devices=1", "trainer.max_steps=4", "resume=auto")
-    meta = torch.load(last / METADATA_NAME, weights_only=True)
-    assert meta["global_step"] == 4
+    resume = ["trainer.devices=1", "trainer.max_steps=4", "resume=auto"]
+    _train(shard_dir, tmp_path, *meta_init, *resume)
+    saved = torch.load(last / METADATA_NAME, weights_only=True)
+    assert saved["global_step"] == 4

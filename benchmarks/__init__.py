@@ -1,0 +1,1 @@
+"""Benchmarks that live outside the libraries (``make bench-gpu``)."""

@@ -1,0 +1,163 @@
+"""Keeping the unedited region (genprop.preserve) and the sampling defaults an export carries."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from genprop_helpers import tiny_genprop_model
+
+import genprop.sampler as sampler_module
+from genprop import GenPropModel
+from genprop.configs import GenPropConfig, SamplingConfig
+from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
+from genprop.propagate import propagate
+from genprop.sampler import sample_latents
+
+# ``genprop.propagate`` the attribute is the function; the module is needed for monkeypatch.
+propagate_module = importlib.import_module("genprop.propagate")
+
+
+def test_soft_edit_mask_dilates_blurs_and_stays_in_range() -> None:
+    prob = torch.zeros(1, 2, 9, 9)
+    prob[:, :, 4, 4] = 1.0
+    plain = soft_edit_mask(prob, dilate=0, blur=0.0)
+    assert torch.equal(plain, prob)
+    dilated = soft_edit_mask(prob, dilate=1, blur=0.0)
+    assert dilated[0, 0, 3:6, 3:6].eq(1).all() and dilated.sum() == 2 * 9
+    soft = soft_edit_mask(prob, dilate=1, blur=1.0)
+    assert soft.min() >= 0 and soft.max() <= 1
+    assert 0 < soft[0, 0, 4, 1] < soft[0, 0, 4, 3]  # a falling seam, not a step
+    assert soft[0, 0, 0, 8] < 0.05  # far from the edit the input is kept
+
+
+def test_blend_known_keeps_frame_zero_and_mixes_the_rest() -> None:
+    x, known = torch.ones(1, 3, 2, 4, 4), torch.zeros(1, 3, 2, 4, 4)
+    edit = torch.zeros(1, 3, 4, 4)
+    edit[:, :, :2] = 1.0
+    out = blend_known(x, known, edit)
+    assert out[:, 0].eq(1).all()  # the (edited) first frame is never replaced
+    assert out[:, 1:, :, :2].eq(1).all() and out[:, 1:, :, 2:].eq(0).all()
+
+
+def _force_mpd(model: GenPropModel, monkeypatch: pytest.MonkeyPatch, logit: float) -> None:
+    """Make the model's MPD predict a constant edit logit (a mock of the mask head only)."""
+    forward = model.forward
+
+    def fixed(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if out.mask_logits is not None:
+            out.mask_logits = torch.full_like(out.mask_logits, logit)
+        return out
+
+    monkeypatch.setattr(model, "forward", fixed)
+
+
+def _sample(model: GenPropModel, preserve: PreserveConfig | None) -> tuple[torch.Tensor, ...]:
+    cfg = model.config
+    gen = torch.Generator().manual_seed(3)
+    video = torch.rand(1, cfg.num_frames, 3, cfg.height, cfg.width, generator=gen) * 2 - 1
+    content = model.codec.encode(video)
+    first = model.encode_first_frame(video[:, 0], cfg.num_frames)
+    x, _ = sample_latents(
+        model,
+        first,
+        content=content,
+        task=torch.tensor([0]),
+        steps=3,
+        generator=torch.Generator().manual_seed(0),
+        preserve=preserve,
+    )
+    return x, content
+
+
+def test_latent_preservation_returns_the_content_where_nothing_is_edited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny_genprop_model().eval()
+    _force_mpd(model, monkeypatch, logit=-40.0)  # "nothing edited"
+    x, content = _sample(model, PreserveConfig(mode="latent", dilate=0, blur=0.0))
+    assert torch.allclose(x[:, 1:], content[:, 1:], atol=1e-6)
+    plain, _ = _sample(model, None)
+    assert not torch.allclose(plain[:, 1:], content[:, 1:], atol=1e-2)
+
+
+def test_latent_preservation_is_the_plain_model_where_everything_is_edited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny_genprop_model().eval()
+    _force_mpd(model, monkeypatch, logit=40.0)
+    kept, _ = _sample(model, PreserveConfig(mode="latent", dilate=0, blur=0.0))
+    plain, _ = _sample(model, PreserveConfig(mode="off"))
+    assert torch.allclose(kept, plain, atol=1e-5)
+
+
+def _video(cfg: GenPropConfig, frames: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (frames, cfg.height, cfg.width, 3), dtype=np.uint8)
+
+
+def test_pixel_preservation_keeps_the_input_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_genprop_model().eval()
+    _force_mpd(model, monkeypatch, logit=-40.0)
+    video = _video(model.config)
+    edited = 255 - video[0]
+    out = propagate(model, video, edited, "removal", steps=2, preserve=PreserveConfig(mode="pixel"))
+    assert np.array_equal(out.video[0], edited)
+    assert np.array_equal(out.video[1:], video[1:])
+
+
+def test_propagate_uses_the_exports_sampling_defaults(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tiny_genprop_model().eval()
+    model.config.sampling = SamplingConfig(
+        steps=2,
+        guidance=3.0,
+        task_guidance={"tracking": 12.0},
+        preserve=PreserveConfig(mode="latent", dilate=2, blur=0.5),
+    )
+    model.save_pretrained(tmp_path / "export")
+    loaded = GenPropModel.from_pretrained(tmp_path / "export").eval()
+    assert loaded.config.sampling == model.config.sampling
+    seen: list[dict] = []
+    real = sampler_module.sample_latents
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs[k] for k in ("steps", "guidance", "preserve")})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(propagate_module, "sample_latents", spy)
+    video = _video(loaded.config, frames=loaded.config.num_frames)  # one chunk per call
+    propagate(loaded, video, video[0], "tracking")
+    propagate(loaded, video, video[0], "removal")
+    propagate(loaded, video, video[0], "removal", guidance=1.0, steps=1)
+    assert [s["guidance"] for s in seen] == [12.0, 3.0, 1.0]
+    assert [s["steps"] for s in seen] == [2, 2, 1]
+    assert seen[0]["preserve"] == PreserveConfig(mode="latent", dilate=2, blur=0.5)
+
+
+@pytest.mark.parametrize(
+    ("sampling", "field"),
+    [
+        ({"preserve": {"mode": "everywhere"}}, "sampling.preserve.mode"),
+        ({"preserve": {"dilate": -1}}, "sampling.preserve.dilate"),
+        ({"preserve": {"blur": float("nan")}}, "sampling.preserve.blur"),
+        ({"task_guidance": {"painting": 2.0}}, "sampling.task_guidance"),
+        ({"task_guidance": {"edit": float("inf")}}, "sampling.task_guidance.edit"),
+        ({"steps": 0}, "sampling.steps"),
+    ],
+)
+def test_bad_sampling_defaults_are_refused_naming_the_field(sampling: dict, field: str) -> None:
+    data = tiny_genprop_model().config.to_dict()
+    data["sampling"] = sampling
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        GenPropConfig.from_dict(data)
+
+
+def test_configs_without_sampling_defaults_still_load() -> None:
+    data = tiny_genprop_model().config.to_dict()
+    del data["sampling"]  # exports written before sampling defaults existed
+    assert GenPropConfig.from_dict(data).sampling == SamplingConfig()

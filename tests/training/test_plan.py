@@ -1,0 +1,56 @@
+"""``genprop-plan`` (training.plan): the config of genprop-train, planned on the meta device."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.plan import main
+
+KEYS = {"backbone_params", "trainable_params", "gpu_memory_gb", "fits", "pflop_per_step", "tokens"}
+
+
+def _plan(capsys: pytest.CaptureFixture[str], *overrides: str) -> dict:
+    assert main(list(overrides)) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "genprop-plan" in out[0]  # the table's title comes first
+    return json.loads(out[-1])
+
+
+def test_last_line_is_the_plan_of_the_composed_training_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    record = _plan(capsys, "experiment=tiny_cpu")
+    assert set(record) >= KEYS
+    assert record["fits"] is True and record["gpu_capacity_gb"] == 80.0  # the default
+    assert record["tokens"] == 64 and record["batch_size_per_gpu"] == 2  # tiny_cpu's batch
+    assert record["strategy"] == "single" and record["precision"] == "32-true"
+    assert record["trainable_params"] < record["backbone_params"]
+    assert record["l_grad"] is True and record["memory_gb"]["activations_no_checkpointing"] > 0
+
+
+def test_sharded_multi_gpu_config_without_l_grad(capsys: pytest.CaptureFixture[str]) -> None:
+    record = _plan(
+        capsys,
+        "model=cpu_test",
+        "trainer=fsdp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "model.loss_weights.grad=0",
+        "model.net.gradient_checkpointing=true",
+        "cluster.gpu_memory_gb=0.000001",
+    )
+    assert record["strategy"] == "fsdp" and record["world_size"] == 8
+    assert record["precision"] == "bf16-mixed"  # the sharded strategy's compute dtype
+    assert record["l_grad"] is False and record["checkpointing"] is True
+    assert record["fits"] is False and record["gpu_capacity_gb"] == 1e-6
+    memory = record["memory_gb"]
+    assert memory["activations_checkpointing"] < memory["activations_no_checkpointing"]
+    assert record["pflop_per_step"] == pytest.approx(8 * record["pflop_per_gpu_step"], rel=1e-3)
+
+
+def test_bad_override_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model.net.preset_name=nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genprop-plan:") and "nope" in err[0]

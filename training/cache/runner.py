@@ -1,0 +1,265 @@
+"""``run_cache(cfg)``: pixel shards -> latent shards for one model, with Ray (or in-process).
+
+1. The driver builds the model config (``model.net``, as ``genprop-train`` does), its encoder key
+   (:mod:`training.cache.key`) and the job key (+ storage dtype); finished output shards of this
+   job whose source is unchanged are skipped (resume after any kill).
+2. One task per remaining input shard (:func:`training.cache.shard_job.cache_shard`), plus one
+   for the empty prompt's embedding. Ray retries a task whose worker died or raised; a shard
+   that still fails is recorded and the others go on.
+3. ``manifest.json`` is written last (samples, errors, the keys, every shard with the sha256 of
+   its source and of its output) with ``errors.jsonl`` (bad samples with reasons).
+
+Without ``ray.address`` the job starts its own local Ray; ``ray.enabled=false`` runs in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from datagen.schema import SCHEMA_VERSION
+from training.cache.key import (
+    CACHE_FORMAT,
+    MANIFEST,
+    LatentCacheError,
+    cache_key,
+    digest,
+    encoder_identity,
+)
+from training.cache.latent_sample import DTYPES, EMPTY_PROMPT, read_storage_metadata
+from training.cache.shard_job import (
+    CacheSpec,
+    cache_shard,
+    finished_stats,
+    write_empty_prompt,
+    write_json_atomic,
+)
+from training.model_factory import build_config
+
+
+class CacheJobFailed(RuntimeError):  # noqa: N818 - reads as what happened to the job
+    """Shards failed, or the job produced no sample; the manifest is written first."""
+
+
+def _model_config(cfg: dict[str, Any]) -> Any:
+    net = (cfg.get("model") or {}).get("net") or {}
+    return build_config(
+        preset_name=net.get("preset_name"),
+        overrides=net.get("overrides") or {},
+        pretrained=net.get("pretrained"),
+    )
+
+
+def local_shards(spec: str | list[str], *, field: str) -> list[Path]:
+    """Local shard files from a folder (its ``*.tar``), a file, a brace pattern, a list of them or
+    several joined by ``::``.
+
+    Raises:
+        LatentCacheError: naming ``field`` for a remote URL, a missing path or no shard at all.
+    """
+    from webdataset.shardlists import expand_urls
+
+    paths: list[Path] = []
+    for item in [spec] if isinstance(spec, str | Path) else list(spec):
+        for url in expand_urls(str(item)):
+            if "://" in url or url.startswith("pipe:"):
+                raise LatentCacheError(f"{field}: {url}: only local shards can be read here")
+            path = Path(url).expanduser()
+            if path.is_dir():
+                paths += sorted(path.glob("*.tar"))
+            elif path.is_file():
+                paths.append(path)
+            else:
+                raise LatentCacheError(f"{field}: no shard at {path} (from {item!r})")
+    if not paths:
+        raise LatentCacheError(f"{field}: {spec!r} holds no .tar shard")
+    return paths
+
+
+def _sources(spec: Any) -> list[Path]:
+    paths = local_shards(spec, field="data.shards")
+    names = [p.stem for p in paths]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise LatentCacheError(f"data.shards: two input shards are named {dup[0]!r}")
+    return paths
+
+
+def _check_output(out: Path, job_key: str, overwrite: bool) -> None:
+    """Refuse a folder holding another job's shards (or clear them with ``overwrite``)."""
+    for path in sorted(out.glob("*.json")):
+        if path.name == MANIFEST:
+            continue
+        try:
+            other = json.loads(path.read_text()).get("job_key")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            other = None
+        if other == job_key:
+            continue
+        if not overwrite:
+            raise LatentCacheError(
+                f"output_dir: {out} holds a cache of another model or dtype ({path.name}: job key "
+                f"{other!r}, this job: {job_key!r}); use a new output_dir or overwrite=true"
+            )
+        path.unlink()
+        (out / f"{path.stem}.tar").unlink(missing_ok=True)
+
+
+def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Build (or finish) the latent cache described by the ``genprop_cache`` config.
+
+    Returns:
+        The manifest (also written to ``output_dir/manifest.json``).
+
+    Raises:
+        LatentCacheError: bad options or inputs (one line).
+        CacheJobFailed: after writing the manifest, when shards failed or no sample was written.
+    """
+    dtype = str(cfg.get("dtype", "bf16"))
+    if dtype not in DTYPES:
+        raise LatentCacheError(f"dtype: {dtype!r}, expected one of {', '.join(DTYPES)}")
+    batch_size = int(cfg.get("batch_size", 4))
+    if batch_size < 1:
+        raise LatentCacheError(f"batch_size: {batch_size}, expected >= 1")
+    sources = _sources(cfg["data"]["shards"])
+    config = _model_config(cfg)
+    identity = encoder_identity(config)
+    enc_key = digest(identity)
+    job_key = digest({"encoder_key": enc_key, "dtype": dtype, "format": CACHE_FORMAT})
+    out = Path(str(cfg["output_dir"])).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.tmp-*"):
+        stale.unlink(missing_ok=True)
+    _check_output(out, job_key, bool(cfg.get("overwrite", False)))
+    spec = CacheSpec(
+        config_json=json.dumps(config.to_dict(), sort_keys=True),
+        output_dir=str(out),
+        job_key=job_key,
+        dtype=dtype,
+        batch_size=batch_size,
+        device=str(cfg.get("device", "auto")),
+    )
+    todo = [s for s in sources if finished_stats(out, s, job_key) is None]
+    need_empty = _empty_prompt_job(out) != job_key
+    ray_cfg = cfg.get("ray") or {}
+    bar = Progress(len(sources), len(sources) - len(todo), bool(cfg.get("progress", True)))
+    if ray_cfg.get("enabled", True) and (todo or need_empty):
+        from training.cache.ray_jobs import run_on_ray
+
+        failed = run_on_ray(todo, spec, ray_cfg, need_empty, bar)
+    else:
+        failed = []
+        if need_empty:
+            write_empty_prompt(spec)
+        for source in todo:
+            try:
+                bar.update(cache_shard(str(source), spec))
+            except Exception as e:  # one broken shard must not stop the others
+                failed.append({"shard": source.name, "reason": f"{type(e).__name__}: {e}"[:2000]})
+    bar.close()
+    manifest = _write_manifest(out, sources, spec, identity, enc_key, failed)
+    if failed:
+        first = failed[0]
+        raise CacheJobFailed(
+            f"{len(failed)} shard(s) failed, first {first['shard']}: "
+            f"{first['reason'].splitlines()[0]} (rerun to resume; see {out / MANIFEST})"
+        )
+    if not manifest["samples"]:
+        raise CacheJobFailed(
+            f"no sample cached from {len(sources)} shard(s): {manifest['errors']} bad sample(s), "
+            f"see {out / 'errors.jsonl'}"
+        )
+    return manifest
+
+
+def _empty_prompt_job(out: Path) -> str | None:
+    """Job key recorded in ``empty_prompt.safetensors`` (None when absent or unreadable)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = out / EMPTY_PROMPT
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return read_storage_metadata(f.metadata()).get("job_key")
+    except (SafetensorError, OSError):
+        return None
+
+
+def _write_manifest(
+    out: Path,
+    sources: list[Path],
+    spec: CacheSpec,
+    identity: dict[str, Any],
+    enc_key: str,
+    failed: list[dict[str, str]],
+) -> dict[str, Any]:
+    shards, errors, tasks, samples = [], [], {}, 0
+    for source in sources:
+        st = finished_stats(out, source, spec.job_key)
+        if st is None:
+            continue
+        keep = ("name", "tar", "samples", "sha256", "bytes", "source", "source_sha256")
+        shards.append({k: st[k] for k in keep} | {"errors": len(st["errors"])})
+        samples += st["samples"]
+        errors += st["errors"]
+        for t, n in st["tasks"].items():
+            tasks[t] = tasks.get(t, 0) + n
+    sources_sha = {s["name"]: s["source_sha256"] for s in shards}
+    (out / "errors.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
+    config = json.loads(spec.config_json)
+    manifest = {
+        "format": CACHE_FORMAT,
+        "pixel_schema": SCHEMA_VERSION,
+        "key": cache_key(enc_key, spec.dtype, sources_sha),
+        "encoder_key": enc_key,
+        "job_key": spec.job_key,
+        "identity": identity,
+        "dtype": spec.dtype,
+        "geometry": identity["geometry"],
+        "samples": samples,
+        "tasks": dict(sorted(tasks.items())),
+        "errors": len(errors),
+        "shards": shards,
+        "failed_shards": failed,
+        "empty_prompt": EMPTY_PROMPT,
+        # Where the model was read from when the cache was made (informative; not in the key).
+        "model_path": config["backbone"].get("path"),
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+class Progress:
+    """tqdm bar over shards, with samples and samples/s in the postfix."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.samples, self.t0 = 0, time.perf_counter()
+        self.bar = tqdm(total=total, initial=done, unit="shard", desc="cache", disable=not enabled)
+
+    def update(self, stats: dict[str, Any]) -> None:
+        self.samples += int(stats["samples"])
+        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix(samples=self.samples, samples_per_s=f"{rate:.2f}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def without_env(name: str) -> Iterator[None]:
+    """Remove environment variable ``name`` inside the block, restore it after."""
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved

@@ -1,0 +1,188 @@
+"""``genprop-plan``: memory and FLOPs of a training config on its cluster, before submitting it.
+
+    genprop-plan experiment=wan_paper model.net.pretrained=FOLDER trainer=fsdp trainer.devices=8 \\
+        cluster.gpu_memory_gb=80
+
+Takes the overrides of ``genprop-train`` and composes the same config (``conf/train.yaml``, through
+:data:`training.train.CONF_DIR` and its resolvers). ``model.net`` is turned into its
+``GenPropConfig`` (``training.model_factory.build_config``, as training builds it), the model is
+built on the meta device (:func:`genprop.meta_model.build_meta_model`: no memory, no weight file
+read, so a folder with only the pipeline's ``*.json`` files is enough) and wrapped in the
+LightningModule of ``model`` (which decides what trains), then one training step runs on the meta
+device (:func:`genprop.memory_plan.plan_training`). Prints a table, then one JSON object as the last
+line of stdout.
+
+Read from the config: ``trainer.strategy`` (DDP or a sharded strategy), ``trainer.devices`` x
+``trainer.num_nodes`` (world size), ``trainer.precision`` (or the sharded strategy's
+``compute_dtype``), ``trainer.accumulate_grad_batches``, ``data.batch_size`` (per GPU),
+``model.loss_weights`` (β > 0: L_grad), ``model.net.gradient_checkpointing`` (or the strategy's
+``activation_checkpointing``), and ``cluster.gpu_memory_gb`` — the memory of one GPU in GB,
+default 80 (settable with any cluster profile: ``cluster.gpu_memory_gb=40``). With activation
+checkpointing the step is also measured without it, for comparison; ``+plan.compare_without_
+checkpointing=false`` skips that second meta run (half the time on a full-size model).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from genprop.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
+from genprop.meta_model import build_meta_model
+from genprop.region_aware_loss import LossWeights
+from training.train import CONF_DIR, register_resolvers, resolve_precision
+
+DEFAULT_GPU_MEMORY_GB = 80.0
+_SHARDED = ("fsdp", "modelparallel", "shard")
+
+
+def _world_size(cfg: DictConfig) -> int:
+    """``trainer.devices`` (an int, a list of ids, or ``auto``) x ``trainer.num_nodes``."""
+    devices = cfg.trainer.get("devices", 1)
+    if isinstance(devices, str) and devices.lower() == "auto":
+        on_cpu = str(cfg.trainer.get("accelerator", "auto")) == "cpu"
+        devices = 1 if on_cpu else max(1, torch.cuda.device_count())
+    elif not isinstance(devices, int):
+        devices = len(devices) if hasattr(devices, "__len__") else int(devices)
+    return int(devices) * int(cfg.trainer.get("num_nodes", 1) or 1)
+
+
+def _strategy(cfg: DictConfig, world_size: int) -> tuple[str, DictConfig | None]:
+    """(``single`` | ``ddp`` | ``fsdp``, the strategy node when it is a config)."""
+    node = cfg.trainer.get("strategy", "auto")
+    name = str(node.get("_target_", "")) if isinstance(node, DictConfig) else str(node)
+    if any(s in name.lower() for s in _SHARDED):
+        return "fsdp", node if isinstance(node, DictConfig) else None
+    if world_size > 1:
+        return "ddp", None
+    return "single", None
+
+
+def _precision(cfg: DictConfig, strategy_node: DictConfig | None) -> str:
+    """The compute precision: a sharded strategy's ``compute_dtype``, else ``trainer.precision``
+    (unset: bf16-mixed for a GPU accelerator, as training resolves it on a GPU machine)."""
+    if strategy_node is not None and strategy_node.get("compute_dtype"):
+        return f"{strategy_node.compute_dtype}-mixed"
+    if cfg.trainer.get("precision") is not None:
+        return str(cfg.trainer.precision)
+    if str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda"):
+        return "bf16-mixed"
+    return resolve_precision(cfg.trainer)
+
+
+def plan_from_config(cfg: DictConfig) -> TrainingPlan:
+    """Plan the training step of a composed ``genprop-train`` config.
+
+    Raises:
+        FileNotFoundError / ValueError: a bad model folder or config field (the message names it).
+    """
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    assert isinstance(net, dict)
+    net["_target_"] = "training.model_factory.build_config"
+    meta = build_meta_model(instantiate(net))
+    instantiate(cfg.model, net=meta.model, init_from=None)  # marks what trains, as in training
+    world = _world_size(cfg)
+    strategy, node = _strategy(cfg, world)
+    checkpointing = bool(cfg.model.net.get("gradient_checkpointing", False))
+    if node is not None:
+        checkpointing = checkpointing or bool(node.get("activation_checkpointing", False))
+    gpu_gb = OmegaConf.select(cfg, "cluster.gpu_memory_gb", default=DEFAULT_GPU_MEMORY_GB)
+    cluster = ClusterSpec(
+        strategy=strategy,  # type: ignore[arg-type]
+        world_size=world,
+        gpu_memory_gb=float(gpu_gb),
+        precision=_precision(cfg, node),
+    )
+    weights = OmegaConf.to_container(cfg.model.get("loss_weights") or {}, resolve=True)
+    step = StepSpec(
+        stage=str(cfg.model.get("stage", "genprop")),
+        batch_size=int(cfg.data.batch_size),
+        weights=LossWeights(**weights),  # type: ignore[arg-type]
+        checkpointing=checkpointing,
+        accumulate_grad_batches=int(cfg.trainer.get("accumulate_grad_batches", 1) or 1),
+        compare_without_checkpointing=bool(
+            OmegaConf.select(cfg, "plan.compare_without_checkpointing", default=True)
+        ),
+    )
+    return plan_training(meta, cluster=cluster, step=step)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.3g} M"
+
+
+def _on_off(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def plan_table(plan: TrainingPlan) -> list[tuple[str, str]]:
+    """Rows (what, value) of the printed table."""
+    c, s = plan.cluster, plan.step
+    step = (
+        f"batch {s.batch_size}/GPU x {s.accumulate_grad_batches} accumulated, stage {s.stage}, "
+        f"L_grad {_on_off(bool(s.weights.grad))}, checkpointing {_on_off(s.checkpointing)}"
+    )
+    rows = [
+        ("cluster", f"{c.world_size} GPU x {c.gpu_memory_gb:g} GB, {c.strategy}, {c.precision}"),
+        ("step", step),
+        ("tokens per clip", f"{plan.tokens:,}"),
+        (
+            "backbone / trainable / encoder params",
+            " / ".join(
+                _count(n)
+                for n in (plan.backbone_params, plan.trainable_params, plan.encoder_params)
+            ),
+        ),
+    ]
+    rows += [(f"  {k.replace('_', ' ')}", f"{v:.3g} GB") for k, v in plan.memory_gb.items()]
+    fits = "fits" if plan.fits else "does NOT fit"
+    usable = c.gpu_memory_gb * c.usable_fraction
+    rows += [
+        ("peak per GPU", f"{plan.gpu_memory_gb:.3g} GB: {fits} in {usable:.3g} GB usable"),
+        ("PFLOP per step, all GPUs", f"{plan.pflop_per_step:.4g}"),
+    ]
+    return rows
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="genprop-plan", show_header=False)
+    for what, value in rows:
+        table.add_row(what, value)
+    Console(file=sys.stdout).print(table)
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    """Add ``cluster.gpu_memory_gb`` when no cluster profile has it (``++`` = add or override)."""
+    return [f"++{a}" if a.startswith("cluster.gpu_memory_gb=") else a for a in argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point ``genprop-plan`` (the overrides of ``genprop-train``)."""
+    args = sys.argv[1:] if argv is None else argv
+    register_resolvers()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=_overrides(args))
+        plan = plan_from_config(cfg)
+    except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as err:
+        cause = err.__cause__ if isinstance(err.__cause__, Exception) else err  # hydra wraps
+        lines = str(cause).strip().splitlines() or [type(cause).__name__]
+        print(f"genprop-plan: {lines[0]}", file=sys.stderr)
+        return 2
+    _print_table(plan_table(plan))
+    print(json.dumps(plan.to_json(), sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
