@@ -155,6 +155,9 @@ BENCH_MODEL_ARGS ?= --preset demo --batch 4 --threads 2 --iters 5
 bench-model: | $(STAMP) ## GenProp vs bare I2V step time, sampling time, memory per model preset
 	$(BIN)/python -m genprop.benchmark $(BENCH_MODEL_ARGS) --out outputs/bench/model.json
 
-bench: bench-data bench-train bench-model ## All benchmarks
+bench-gpu: | $(STAMP) ## GPU: bf16 GenProp step time, peak memory, MFU (Wan-14B width cut in depth + presets; needs CUDA)
+	$(BIN)/python -m benchmarks.gpu --out outputs/bench/gpu
 
-.PHONY: bench bench-data bench-train bench-model
+bench: bench-data bench-train bench-model ## All CPU benchmarks (bench-gpu on a GPU machine)
+
+.PHONY: bench bench-data bench-train bench-model bench-gpu

@@ -13,7 +13,11 @@
    when fewer than ``min_yield`` × ``num_samples`` samples were built; the message counts the
    reasons.
 
-``ray.enabled=false`` runs the same shard function in this process (tiny jobs, debugging). Without
+Each task uses as many threads as it holds CPUs (``ray.cpus_per_task``, at least one): its worker
+starts with ``OMP_NUM_THREADS`` & co. set, and OpenCV and torch are limited when the task starts
+(:func:`datagen.shard_task.limit_threads`), so tasks running side by side do not oversubscribe the
+cores. ``ray.enabled=false`` runs the same shard function in this process (tiny jobs, debugging;
+OpenCV and torch limited the same way while it runs). Without
 ``ray.address`` the job starts its own local Ray (never one already running on the machine), and
 every shard worker exits as soon as the driver process dies.
 """
@@ -40,7 +44,14 @@ from datagen.job_config import ConfigError, check_job_config, check_output_dir
 from datagen.plan import ShardPlan, make_plan
 from datagen.recipes.base import SKIP_KINDS
 from datagen.record import DatasetError
-from datagen.shard_task import JobSpec, build_shard
+from datagen.shard_task import (
+    JobSpec,
+    build_shard,
+    limit_threads,
+    limited_threads,
+    shard_task_options,
+    task_threads,
+)
 from datagen.shards import read_stats, remove_stale_temporaries, shard_paths
 
 # Keys that change how a job runs, not what it produces: excluded from the config hash.
@@ -136,11 +147,13 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
     if todo and ray_cfg.get("enabled", True):
         failed = _run_ray(todo, spec, sorted(set(video_ids)), ray_cfg, progress)
     else:
-        for p in todo:
-            try:
-                progress.update(build_shard(p, spec, sorted(set(video_ids))))
-            except Exception as e:  # one broken shard must not stop the others
-                failed.append({"shard": p.name, "reason": f"{type(e).__name__}: {e}"[:2000]})
+        with limited_threads(task_threads(float(ray_cfg.get("cpus_per_task", 1)))):
+            for p in todo:
+                try:
+                    progress.update(build_shard(p, spec, sorted(set(video_ids))))
+                except Exception as e:  # one broken shard must not stop the others
+                    reason = f"{type(e).__name__}: {e}"[:2000]
+                    failed.append({"shard": p.name, "reason": reason})
     progress.close()
     manifest = _write_manifest(out, plans, chash, plain, failed)
     problem = job_problem(manifest, min_yield=float(plain.get("min_yield", 0.5)))
@@ -205,17 +218,12 @@ def _run_ray(
                 )
         started_here = True
     try:
-        options: dict[str, Any] = {
-            "num_cpus": float(ray_cfg.get("cpus_per_task", 1)),
-            "max_retries": int(ray_cfg.get("max_retries", 3)),
-            "retry_exceptions": True,
-        }
-        if runtime_env and not started_here:  # a caller's Ray: per task (setup hooks ignored)
-            options["runtime_env"] = runtime_env
+        options = shard_task_options(ray_cfg, runtime_env, job_level=started_here)
         task = ray.remote(_ray_build_shard).options(**options)
         spec_ref, ids_ref = ray.put(spec), ray.put(video_ids)
         driver = None if address else os.getpid()  # a cluster's workers run on other machines
-        pending = {task.remote(p, spec_ref, ids_ref, driver): p for p in todo}
+        threads = task_threads(options["num_cpus"])
+        pending = {task.remote(p, spec_ref, ids_ref, driver, threads): p for p in todo}
         failed = []
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -232,11 +240,17 @@ def _run_ray(
 
 
 def _ray_build_shard(
-    plan: ShardPlan, spec: JobSpec, video_ids: list[str], driver_pid: int | None
+    plan: ShardPlan, spec: JobSpec, video_ids: list[str], driver_pid: int | None, threads: int
 ) -> dict[str, Any]:
+    """The Ray task: limit this worker to ``threads`` threads, build the shard.
+
+    The returned stats also carry the worker's ``threads`` settings (not written to the shard's
+    stats file).
+    """
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
-    return build_shard(plan, spec, video_ids)
+    settings = limit_threads(threads)
+    return {**build_shard(plan, spec, video_ids), "threads": settings}
 
 
 def _ray_reason(e: Exception) -> str:

@@ -4,12 +4,20 @@ Everything a worker needs travels in a :class:`JobSpec` of plain JSON values; th
 the recipes are built once per worker process and cached. Each sample is built *and encoded*
 inside its own error handling: whatever goes wrong with one sample is recorded in the shard's
 stats (``errors``, ``skips``, ``failed_samples``) and the shard goes on.
+
+A task uses as many threads as it holds CPUs (:func:`task_threads`): OpenMP / BLAS through the
+worker's environment (:func:`thread_env_vars`, read when those libraries load), OpenCV and torch
+through :func:`limit_threads` when the task starts. Several tasks on one machine then share its
+cores instead of each spawning a thread per core.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +33,100 @@ from datagen.record import Reader
 from datagen.sample_builder import BuildConfig, BuildResult, SampleBuilder
 from datagen.schema import encode_sample
 from datagen.shards import write_shard
+
+# Thread-count variables of the OpenMP and BLAS runtimes numpy, OpenCV and torch may load.
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def task_threads(num_cpus: float) -> int:
+    """Threads for a task holding ``num_cpus`` CPUs: ``max(1, int(num_cpus))``."""
+    return max(1, int(num_cpus))
+
+
+def thread_env_vars(threads: int) -> dict[str, str]:
+    """Environment of a worker process whose native libraries use ``threads`` threads each."""
+    return dict.fromkeys(THREAD_ENV_VARS, str(threads))
+
+
+def task_runtime_env(runtime_env: dict[str, Any] | None, threads: int) -> dict[str, Any]:
+    """``runtime_env`` with the thread variables added to its ``env_vars``.
+
+    Variables that ``runtime_env`` sets itself are kept as they are.
+    """
+    env = dict(runtime_env or {})
+    env["env_vars"] = {**thread_env_vars(threads), **(env.get("env_vars") or {})}
+    return env
+
+
+def limit_threads(threads: int) -> dict[str, Any]:
+    """Make OpenCV and torch (when imported) in this process use ``threads`` threads.
+
+    Returns:
+        The settings now in effect (see :func:`thread_settings`).
+    """
+    cv2.setNumThreads(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return thread_settings()
+
+
+def shard_task_options(
+    ray_cfg: dict[str, Any], runtime_env: dict[str, Any] | None, *, job_level: bool
+) -> dict[str, Any]:
+    """Ray options of a shard task: its CPUs, retries and runtime_env.
+
+    Args:
+        ray_cfg: the job's ``ray`` config (``cpus_per_task``, ``max_retries``).
+        runtime_env: the job's ``ray.runtime_env`` (or ``None``).
+        job_level: whether ``runtime_env`` was given to ``ray.init`` (a Ray this job started):
+            then the task's runtime_env only adds ``env_vars``, which Ray merges with the job's;
+            otherwise the whole ``runtime_env`` goes to each task (setup hooks are then ignored).
+
+    Returns:
+        ``ray.remote(...).options`` keyword arguments, whose runtime_env sets the thread
+        variables of :func:`datagen.shard_task.task_runtime_env` (unless ``runtime_env`` sets
+        them itself).
+    """
+    cpus = float(ray_cfg.get("cpus_per_task", 1))
+    env = runtime_env or {}
+    if job_level:
+        env = {"env_vars": env["env_vars"]} if env.get("env_vars") else {}
+    return {
+        "num_cpus": cpus,
+        "max_retries": int(ray_cfg.get("max_retries", 3)),
+        "retry_exceptions": True,
+        "runtime_env": task_runtime_env(env, task_threads(cpus)),
+    }
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int) -> Iterator[dict[str, Any]]:
+    """:func:`limit_threads` inside the block; OpenCV's and torch's counts restored after."""
+    before = thread_settings()
+    try:
+        yield limit_threads(threads)
+    finally:
+        cv2.setNumThreads(before["cv2"])
+        torch = sys.modules.get("torch")
+        if torch is not None and before["torch"] is not None:
+            torch.set_num_threads(before["torch"])
+
+
+def thread_settings() -> dict[str, Any]:
+    """This process's thread counts: ``cv2``, ``torch`` (``None`` when not imported), ``env``."""
+    torch = sys.modules.get("torch")
+    return {
+        "cv2": cv2.getNumThreads(),
+        "torch": torch.get_num_threads() if torch is not None else None,
+        "env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
+    }
 
 
 @dataclass(frozen=True)
@@ -98,8 +200,10 @@ def _builder(cfg_json: str, video_ids: tuple[str, ...]) -> SampleBuilder:
 
 
 def build_shard(plan: ShardPlan, spec: JobSpec, video_ids: list[str]) -> dict[str, Any]:
-    """Build and write one shard; returns its stats (see :func:`datagen.shards.write_shard`)."""
-    cv2.setNumThreads(1)  # one task per core: no nested threading
+    """Build and write one shard; returns its stats (see :func:`datagen.shards.write_shard`).
+
+    Thread counts are the caller's to set (:func:`limit_threads`).
+    """
     builder = _builder(spec.cfg_json, tuple(video_ids))
     enc = spec.cfg.get("encode") or {}
     codec, crf = str(enc.get("codec", "h264")), int(enc.get("crf", 18))

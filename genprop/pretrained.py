@@ -3,7 +3,8 @@
 :func:`wan_config` turns a Wan2.x I2V diffusers pipeline folder into a :class:`GenPropConfig`
 (``GenPropModel.from_config`` then loads the weights, locally, nothing is downloaded); see
 :mod:`genprop.wan_folder` for the layout and what is checked. Supported: Wan2.1-I2V-14B-480P/720P
-(CLIP image tokens) and Wan2.2-I2V-A14B (two experts routed by timestep); other checkpoints are
+(CLIP image tokens), Wan2.2-I2V-A14B (two experts routed by timestep) and Wan2.2-TI2V-5B
+(48-channel VAE, first frame by latent replacement with per-token timesteps); other checkpoints are
 refused with a one-line error naming the class or field found.
 
 :func:`write_tiny_wan_pipeline` writes a tiny random folder of each variant's real layout

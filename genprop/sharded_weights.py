@@ -3,12 +3,15 @@
 No rank ever holds the whole model in host memory while training starts:
 
 1. :func:`build_meta_model` builds the model's structure on the meta device (no storage); only
-   the codec and the text encoder, which are not sharded, are built for real.
+   the codec and the text and image encoders, which are not sharded, are built for real.
 2. ``genprop.sharding.shard_model`` turns every parameter into a DTensor shard, still on meta.
 3. :func:`materialize_` allocates each rank's shards on its device.
 4. :func:`load_safetensors_shards` reads, for every parameter, only this rank's slice of it from
-   safetensors files (``safe_open(...).get_slice``); GenProp's own modules (SCE, MPD) are then
-   initialised from the loaded backbone with ``GenPropModel.reset_genprop_modules``.
+   safetensors files (``safe_open(...).get_slice``), from a GenProp ``save_pretrained`` folder
+   (:func:`load_genprop_shards`) or straight from a Wan diffusers pipeline folder
+   (:func:`load_wan_shards`, key map in :mod:`genprop.wan_weights`). SCE and MPD copies missing
+   from the files read the backbone weights they copy; GenProp's own layers get their
+   construction-time initialisation (zero injections).
 
 :func:`save_pretrained_from_shards` is the way back: it gathers the full state on rank 0 (CPU)
 and writes the ``save_pretrained`` folder that ``GenPropModel.from_pretrained`` reads.
@@ -29,28 +32,68 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-from genprop.codec import build_codec
-from genprop.configs import GenPropConfig
+from genprop.codec import _plain_config, build_codec
+from genprop.configs import GenPropConfig, WanConfig
+from genprop.jsonfile import read_json_object
 from genprop.model import _NOT_SAVED, CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, GenPropModel
 from genprop.text import build_text_encoder
+from genprop.wan_weights import EXPERT_2, ZERO_INIT, backbone_copy_sources, wan_weight_sources
 
 INDEX_SUFFIX = ".safetensors.index.json"
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file stem
 
 
-def build_meta_model(config: GenPropConfig) -> GenPropModel:
+def build_meta_model(config: GenPropConfig, *, encoders: bool = True) -> GenPropModel:
     """The model with its sharded parts on the meta device (no storage allocated).
 
-    The codec and the text and image encoders are rebuilt on the CPU (their weights loaded from
-    their own folders if the config names one): they are not sharded, and their non-persistent
-    buffers (latent statistics, hashing tables) cannot be restored from the meta device.
+    A Wan backbone is built from its folder's ``config.json`` alone (no weight is read; the
+    model's ``config`` gets the transformer configs filled in, as ``from_config`` fills them).
+    With ``encoders`` the codec and the text and image encoders are then built on the CPU, their
+    weights loaded from their own folders: they are not sharded (each rank holds a frozen copy),
+    and their non-persistent buffers (latent statistics, hashing tables) cannot be restored from
+    the meta device. Without, they are the stand-ins of ``GenPropModel(encoders=False)`` (training
+    from a latent cache).
     """
+    config = _with_transformer_configs(config)
     with torch.device("meta"):
-        model = GenPropModel(config, load_weights=False)
-    model.codec = build_codec(config.codec, load_weights=True)
+        model = GenPropModel(config, load_weights=False, encoders=False)
+    if encoders or config.codec.kind != "wan_vae":  # the parameter-free codec is always built
+        model.codec = build_codec(config.codec, load_weights=True)
+    if not encoders:
+        return model
     model.text_encoder = build_text_encoder(config.text)
-    if getattr(model, "image_encoder", None) is not None:
-        model.image_encoder = type(model.image_encoder)(config.backbone.image_encoder_path)
+    if model.image_encoder is not None:
+        from genprop.image_encoder import CLIPImageEncoder
+
+        path = str(config.backbone.image_encoder_path)
+        model.image_encoder = CLIPImageEncoder(path)
+        if model.image_encoder.dim != model.backbone.image_dim:
+            raise ValueError(
+                f"{path}/image_encoder/config.json: hidden_size {model.image_encoder.dim}, "
+                f"but the transformer's image_dim is {model.backbone.image_dim}"
+            )
     return model
+
+
+def _with_transformer_configs(config: GenPropConfig) -> GenPropConfig:
+    """A copy of ``config`` whose Wan ``transformer_config`` / ``transformer_2_config`` are read
+    from the folder's ``config.json`` files (so the build needs no weights); else ``config``."""
+    bcfg = config.backbone
+    if not isinstance(bcfg, WanConfig) or bcfg.path is None:
+        return config
+    from diffusers import WanTransformer3DModel
+
+    config = GenPropConfig.from_dict(config.to_dict())
+    fields = (("transformer_config", bcfg.subfolder), ("transformer_2_config", bcfg.subfolder_2))
+    for field, subfolder in fields:
+        if subfolder is None or getattr(config.backbone, field) is not None:
+            continue
+        path = Path(bcfg.path) / subfolder / "config.json"
+        stored = read_json_object(path, what="JSON config")
+        with torch.device("meta"):  # the config with diffusers' defaults, as from_pretrained's
+            transformer = WanTransformer3DModel.from_config(stored)
+        setattr(config.backbone, field, _plain_config(transformer.config))
+    return config
 
 
 def _rebuild_buffers(module: nn.Module) -> bool:
@@ -222,23 +265,101 @@ def load_genprop_shards(model: GenPropModel, folder: str | Path) -> list[str]:
     """Initialise a materialised (sharded) model from a ``save_pretrained`` folder, slice by slice.
 
     A folder without GenProp modules (a stage-1 export: backbone only) initialises the SCE and
-    the MPD from the loaded backbone (``reset_genprop_modules``, as ``load_backbone_from``).
-    Parameters still missing after that (e.g. the MPD head of a stage-1 export) get their
-    modules' default initialisation.
+    MPD copies from the stored backbone weights they copy (as ``load_backbone_from``); GenProp's
+    own layers missing from it get their construction-time initialisation.
 
     Returns:
-        The names that were initialised by default rather than loaded.
+        The names that were initialised by default (random) rather than loaded, copied or zeroed.
     """
-    missing = load_safetensors_shards(model, safetensors_index(Path(folder) / WEIGHTS_NAME))
-    if any(name.startswith("content_encoder.") for name in missing):
-        model.reset_genprop_modules()
-        copied = ("content_encoder.", "mask_decoder.block.", "task_embedding.")
-        missing = [n for n in missing if not n.startswith(copied)]
-        missing = [n for n in missing if not n.endswith(("fusion.weight", "fusion.bias"))]
+    index = safetensors_index(Path(folder) / WEIGHTS_NAME)
+    copies = backbone_copy_sources(model)
+
+    def rename(name: str) -> str:
+        return name if name in index else copies.get(name, name)
+
+    return _init_genprop_layers_(model, load_safetensors_shards(model, index, rename=rename))
+
+
+def _diffusers_weights(folder: Path) -> dict[str, Path]:
+    """:func:`safetensors_index` of a diffusers model folder, preferring diffusers' own
+    (non-variant) file names as ``from_pretrained`` does."""
+    for name in (f"{DIFFUSERS_WEIGHTS}{INDEX_SUFFIX}", f"{DIFFUSERS_WEIGHTS}.safetensors"):
+        if (folder / name).is_file():
+            return safetensors_index(folder / name if name.endswith(".safetensors") else folder)
+    return safetensors_index(folder)
+
+
+@torch.no_grad()
+def load_wan_shards(model: GenPropModel, folder: str | Path | None = None) -> list[str]:
+    """Initialise a materialised (sharded) model on a Wan backbone from its diffusers pipeline
+    folder, each rank reading only its slices of ``transformer/`` (and ``transformer_2/``).
+
+    Key map: :func:`genprop.wan_weights.wan_weight_sources` (the SCE's and MPD's block copies read
+    the backbone blocks they copy). GenProp's own layers get their construction-time
+    initialisation, so the result equals ``GenPropModel.from_config`` up to its random layers.
+    The codec and the encoders are not touched (built from their folders).
+
+    Args:
+        model: A materialised GenPropModel with a Wan backbone.
+        folder: The pipeline folder; ``None``: the model's ``config.backbone.path``.
+
+    Returns:
+        The names that were initialised by default (random) rather than loaded or zeroed.
+
+    Raises:
+        ValueError: If the folder lacks a transformer weight, or a backbone parameter has no
+            diffusers counterpart.
+    """
+    sources = wan_weight_sources(model)
+    root = Path(folder if folder is not None else str(model.config.backbone.path))
+    unmapped = [
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith(("backbone.", f"{EXPERT_2}backbone.")) and n not in sources
+    ]
+    if unmapped:
+        raise ValueError(f"{root}: no diffusers key for the parameters {unmapped[:5]}")
+    indexes = {
+        sub: _diffusers_weights(root / sub) for sub in sorted({s for s, _ in sources.values()})
+    }
+    absent = sorted(f"{sub}/{key}" for sub, key in set(sources.values()) if key not in indexes[sub])
+    if absent:
+        raise ValueError(
+            f"{root}: {len(absent)} transformer weights missing from its safetensors files, "
+            f"e.g. {absent[:3]}"
+        )
+    for sub, index in indexes.items():
+        keys = {name: key for name, (s, key) in sources.items() if s == sub}
+        load_safetensors_shards(model, index, rename=keys.get)
+    missing = [name for name in model.state_dict() if name not in sources]
+    return _init_genprop_layers_(model, missing)
+
+
+def load_pretrained_shards(model: GenPropModel, folder: str | Path | None = None) -> list[str]:
+    """:func:`load_genprop_shards` for a ``save_pretrained`` folder (``model.safetensors``),
+    else :func:`load_wan_shards` (a Wan pipeline folder; ``None``: the model's own)."""
+    if folder is not None and (Path(folder) / WEIGHTS_NAME).is_file():
+        return load_genprop_shards(model, folder)
+    return load_wan_shards(model, folder)
+
+
+@torch.no_grad()
+def _init_genprop_layers_(model: nn.Module, missing: list[str]) -> list[str]:
+    """Construction-time initialisation of the parameters in ``missing`` (not found in the
+    files): default ``reset_parameters`` of their modules, then GenProp's zero-inits
+    (:data:`genprop.wan_weights.ZERO_INIT`). The codec and the encoders, built from their own
+    folders, are left alone.
+
+    Returns:
+        The names initialised by default (random), i.e. not zeroed.
+    """
     params = dict(model.named_parameters())
-    missing = [n for n in missing if n in params and not n.startswith(_NOT_SAVED)]
-    owners = {n.rsplit(".", 1)[0] for n in missing}
+    names = [n for n in missing if n in params and not n.startswith((*_NOT_SAVED, "codec."))]
+    owners = {n.rsplit(".", 1)[0] for n in names}
     for name, sub in model.named_modules():
         if name in owners and hasattr(sub, "reset_parameters"):
             sub.reset_parameters()
-    return missing
+    for name in names:
+        if ZERO_INIT.match(name):
+            params[name].zero_()
+    return [n for n in names if not ZERO_INIT.match(n)]

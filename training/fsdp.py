@@ -13,6 +13,11 @@ gradient-norm clipping, a per-parameter EMA and frozen/trainable splits do not w
   were loaded (the pretrained folder, ``init_from`` or the seeded initialisation). DCP reshards
   on load, so a run resumes at another world size. Everything else Lightning stores (step,
   loops, LR scheduler, callbacks, RNG, EMA counters) goes to ``meta.pt`` in the folder.
+
+A model too big for every rank's host memory is built on the meta device
+(:func:`build_meta_net`) and each rank reads only its slices of the weights after sharding: from a
+Wan diffusers pipeline folder (``model.net.pretrained``, the default with ``trainer=fsdp``, see
+:func:`use_meta_build`) or from a ``save_pretrained`` folder (``trainer.strategy.init_weights``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed.checkpoint as dcp
 from lightning.pytorch.strategies import ModelParallelStrategy
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.distributed.checkpoint import FileSystemWriter
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -35,15 +41,17 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from genprop.configs import WanConfig
 from genprop.model import GenPropModel
 from genprop.sharded_weights import (
     build_meta_model,
-    load_genprop_shards,
+    load_pretrained_shards,
     materialize_,
     save_pretrained_from_shards,
     trainable_state_dict,
 )
 from genprop.sharding import checkpoint_blocks, is_sharded, mixed_precision, shard_model
+from training.cache.key import check_latent_cache
 from training.ema import ParameterEMA
 from training.model_factory import build_config
 from training.resume import SHARDED_METADATA
@@ -68,9 +76,11 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
         frozen_dtype: storage dtype of frozen parameters (``"bf16"``; ``None``: unchanged).
         reshard_after_forward: free gathered parameters after each unit's forward (ZeRO-3).
         activation_checkpointing: recompute blocks, SCE steps and the L_grad pass in backward.
-        init_weights: a ``save_pretrained`` folder that initialises a model built on the meta
-            device (``model.net._target_=training.fsdp.build_meta_net``), each rank reading only
-            its slices; unused for a model built with real weights.
+        init_weights: the folder that initialises a model built on the meta device
+            (``model.net._target_=training.fsdp.build_meta_net``), each rank reading only its
+            slices: a ``save_pretrained`` folder or a Wan pipeline folder; ``None``: the model's
+            own Wan folder (``model.net.pretrained``). Unused for a model built with real
+            weights.
         process_group_backend: ``"nccl"``, ``"gloo"`` or ``None`` (from the device).
         timeout: collective timeout.
     """
@@ -197,13 +207,17 @@ def configure_sharded_model(module: pl.LightningModule) -> None:
         reshard_after_forward=strategy.reshard_after_forward,
     )
     if any(p.is_meta for p in net.parameters()):
-        if strategy.init_weights is None:
+        backbone = net.config.backbone
+        if strategy.init_weights is None and not (
+            isinstance(backbone, WanConfig) and backbone.path
+        ):
             raise ValueError(
-                "trainer.strategy.init_weights: the model was built on the meta device; name the "
-                "save_pretrained folder its weights are loaded from"
+                "trainer.strategy.init_weights: the model was built on the meta device without a "
+                "Wan folder (model.net.pretrained); name the save_pretrained folder its weights "
+                "are loaded from"
             )
         materialize_(net, strategy.root_device)
-        load_genprop_shards(net, strategy.init_weights)
+        load_pretrained_shards(net, strategy.init_weights)
     net.to(strategy.root_device)
     module.ema = ParameterEMA(net, decay=module.ema.decay)  # type: ignore[attr-defined]
 
@@ -214,17 +228,50 @@ def build_meta_net(
     overrides: Mapping[str, Any] | None = None,
     gradient_checkpointing: bool = False,
     pretrained: str | None = None,
+    latents: str | None = None,
 ) -> GenPropModel:
     """``model.net`` target for models too big for every rank's host memory: the model of
     :func:`training.model_factory.build_model` (same arguments) on the meta device; its weights
-    come from ``trainer.strategy.init_weights`` after sharding."""
+    come, after sharding, from ``trainer.strategy.init_weights`` or else the ``pretrained`` Wan
+    folder. The VAE, text and image encoders are built for real (frozen, replicated), or not at
+    all with ``latents`` (a ``genprop-cache`` folder, whose key is checked)."""
     cfg = build_config(
         preset_name=preset_name,
         overrides=overrides,
         gradient_checkpointing=gradient_checkpointing,
         pretrained=pretrained,
     )
-    return build_meta_model(cfg)
+    if latents is not None:
+        check_latent_cache(latents, cfg)
+    return build_meta_model(cfg, encoders=latents is None)
+
+
+FULL_BUILD = "training.model_factory.build_model"
+META_BUILD = f"{__name__}.{build_meta_net.__name__}"
+
+
+def use_meta_build(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with ``model.net`` built on the meta device (:func:`build_meta_net`) when sharded
+    training (``trainer=fsdp``) starts from a pretrained Wan folder (``model.net.pretrained``):
+    each rank then reads only its slices of the transformer weights instead of loading them all.
+
+    Unchanged otherwise, and when ``model.init_from`` is set (a stage-1 export re-copied into the
+    SCE, which needs the full model) or ``model.net._target_`` is not the default builder.
+    """
+    strategy = OmegaConf.select(cfg, "trainer.strategy._target_", default=None)
+    net = OmegaConf.select(cfg, "model.net", default=None)
+    if (
+        strategy != f"{__name__}.{GenPropFSDPStrategy.__name__}"
+        or net is None
+        or net.get("_target_") != FULL_BUILD
+        or not net.get("pretrained")
+        or OmegaConf.select(cfg, "model.init_from", default=None)
+    ):
+        return cfg
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.model.net._target_ = META_BUILD
+    return cfg
 
 
 def export_pretrained(module: pl.LightningModule, directory: str | Path) -> Path | None:
