@@ -17,7 +17,12 @@ synthetic mask folder) at 32 frames of 640x360; ``--quick`` uses tiny clips and 
 4. **memory and size** — peak RSS of the in-process job (each in a fresh process) at N and 3N
    samples, and on the same dataset linked under more names (more videos): flat = streaming;
    target 1.5 GB per worker at 32x640x360; shard bytes per sample;
-5. **projection** — core-hours for all of SA-V train (:mod:`datagen.bench_projection`).
+5. **projection** — core-hours for all of SA-V train (:mod:`datagen.bench_projection`);
+6. with ``--ray-cluster ADDRESS``, the Ray job on all nodes of that running cluster vs on one
+   (:func:`datagen.bench_ray.bench_ray_cluster`), read against the same machine ceiling.
+
+``--datasets NAME ...`` measures only those datasets (e.g. ``--datasets davis`` for the Ray part
+on its dataset, in a few minutes).
 
 Throughputs are medians over ``--reps`` repetitions (the 640x360 set: one). Ratios compare
 numbers from this run only. Writes the JSON, ``data.md`` next to it and prints the table.
@@ -46,6 +51,8 @@ from datagen.bench_table import markdown_table
 # The dataset whose Ray speedup is measured (full run; --quick: the toy world), and its job:
 # enough shards (8 of 2 samples) that both workers stay busy and start-up does not dominate.
 RAY_DATASET, RAY_SAMPLES, RAY_SAMPLES_PER_SHARD = "davis", 16, 2
+# Every dataset the benchmark knows (see datagen.bench_datasets); --datasets picks among them.
+DATASET_NAMES = ("toyworld", "davis", "schoolgirls", "bedroom_640x360")
 
 
 def machine() -> dict[str, Any]:
@@ -243,8 +250,22 @@ def bench_dataset(name: str, ds: BenchDataset, tmp: Path, *, reps: int) -> dict[
     return result
 
 
-def run(out: Path, *, quick: bool, reps: int, use_ray: bool, command: str = "") -> dict[str, Any]:
-    """Run the benchmark, write ``out`` (JSON) and ``data.md`` beside it; returns the results."""
+def run(
+    out: Path,
+    *,
+    quick: bool,
+    reps: int,
+    use_ray: bool,
+    command: str = "",
+    datasets: list[str] | None = None,
+    ray_cluster: str | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark, write ``out`` (JSON) and ``data.md`` beside it; returns the results.
+
+    Args:
+        datasets: measure only these (names as in the report); ``None``: all found.
+        ray_cluster: address of a running multi-node Ray cluster to measure too (or ``None``).
+    """
     t_start = time.perf_counter()
     report: dict[str, Any] = {
         "benchmark": "datagen",
@@ -259,15 +280,22 @@ def run(out: Path, *, quick: bool, reps: int, use_ray: bool, command: str = "") 
     with tempfile.TemporaryDirectory(prefix="genprop-bench-") as tmp_name:
         tmp = Path(tmp_name)
         found, report["skipped"] = bench_datasets(tmp, quick)
+        if datasets is not None:
+            for name in [n for n in found if n not in datasets]:
+                report["skipped"][name] = "not in --datasets"
+                del found[name]
         for name, ds in found.items():
             report["datasets"][name] = bench_dataset(name, ds, tmp, reps=reps)
-        if use_ray:  # after everything else, so that idle Ray processes disturb nothing
+        if use_ray and not found:
+            report["skipped"]["ray"] = "no dataset measured"
+        elif use_ray:  # after everything else, so that idle Ray processes disturb nothing
             import ray
 
             from datagen.bench_ray import bench_ray, start_ray  # imports this module
 
             report["ray"] = {"num_cpus": 2, "startup_s": round(start_ray(), 3)}
-            name = "toyworld" if quick or RAY_DATASET not in found else RAY_DATASET
+            name = RAY_DATASET if not quick and RAY_DATASET in found else "toyworld"
+            name = name if name in found else next(iter(found))
             base = dataset_config(found[name])
             if not quick:
                 base.update(num_samples=RAY_SAMPLES, samples_per_shard=RAY_SAMPLES_PER_SHARD)
@@ -279,6 +307,14 @@ def run(out: Path, *, quick: bool, reps: int, use_ray: bool, command: str = "") 
                 bench_ray(name, report["datasets"][name], base, tmp, reps)
             finally:
                 ray.shutdown()
+            if ray_cluster:
+                from datagen.bench_ray import bench_ray_cluster
+
+                print(f"[bench] {time.strftime('%H:%M:%S')} {name}: Ray cluster", file=sys.stderr)
+                report["ray_cluster"] = {
+                    "dataset": name,
+                    **bench_ray_cluster(ray_cluster, base, tmp, reps),
+                }
         else:
             report["skipped"]["ray"] = "--no-ray given"
     report["projection_sav"] = project_sav(report["datasets"])
@@ -301,13 +337,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 2)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray measurements")
+    p.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets")
+    p.add_argument(
+        "--ray-cluster",
+        metavar="ADDRESS",
+        help="also measure all nodes vs one node of this running Ray cluster (HOST:PORT)",
+    )
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     reps = args.reps if args.reps is not None else 2
     if reps < 1:
         p.error(f"--reps must be >= 1, got {reps}")
+    if args.ray_cluster and args.no_ray:
+        p.error("--ray-cluster needs the Ray measurements (drop --no-ray)")
+    unknown = sorted(set(args.datasets or ()) - set(DATASET_NAMES))
+    if unknown:
+        p.error(f"--datasets: unknown {unknown}; known: {', '.join(DATASET_NAMES)}")
     command = " ".join(["python -m datagen.bench", *argv])
-    run(args.out, quick=args.quick, reps=reps, use_ray=not args.no_ray, command=command)
+    run(
+        args.out,
+        quick=args.quick,
+        reps=reps,
+        use_ray=not args.no_ray,
+        command=command,
+        datasets=args.datasets,
+        ray_cluster=args.ray_cluster,
+    )
     return 0
 
 

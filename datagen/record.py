@@ -30,7 +30,7 @@ class DatasetError(Exception):
     """The whole input is unusable (missing annotation file, bad JSON, ...). Fatal for a job."""
 
 
-class BadVideo(Exception):  # noqa: N818 - contract name (notes/CONTRACTS.md)
+class BadVideo(Exception):  # noqa: N818 - the established name readers and the dry run use
     """One video is unusable; a batch job skips it, logs it and counts it."""
 
     def __init__(self, video_id: str, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""Training-pair recipes (DESIGN.md §1): one module per recipe, one call per sample.
+"""Training-pair recipes (docs/ARCHITECTURE.md §1): one module per recipe, one call per sample.
 
 ``build_recipes(cfg)`` maps each task to its configured recipe:
 removal → copy_paste, edit → mask_fill (mean), insertion → mask_fill (Telea),

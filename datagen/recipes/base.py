@@ -1,7 +1,7 @@
 """What every recipe receives and returns, and the one-method recipe interface.
 
 A recipe turns a source clip (and, for copy-and-paste, a partner clip) into one training pair
-following DESIGN.md §1: which video the SCE reads, which first frame G sees, the target and the
+following docs/ARCHITECTURE.md §1: which video the SCE reads, which first frame G sees, the target and the
 mask of the edited region.
 """
 

@@ -1,4 +1,4 @@
-"""Load evaluation cases (the folder format in notes/CONTRACTS.md) and a method's outputs.
+"""Load evaluation cases (the folder format in docs/ARCHITECTURE.md §4) and a method's outputs.
 
 ```
 CASES/index.json                 {"version": 1, "cases": [{"id", "task", "dir"}, ...]}

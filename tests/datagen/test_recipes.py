@@ -1,4 +1,4 @@
-"""Each recipe follows its row of DESIGN.md §1 (SCE input, first frame, target, mask)."""
+"""Each recipe follows its row of docs/ARCHITECTURE.md §1 (SCE input, first frame, target, mask)."""
 
 from __future__ import annotations
 

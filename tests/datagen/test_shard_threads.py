@@ -6,9 +6,6 @@ once slower than one; these tests pin each task's thread settings to its ``cpus_
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
 import pytest
 from synth_records import tiny_dataset
@@ -36,9 +33,8 @@ def test_runtime_env_sets_every_thread_variable_and_keeps_the_callers() -> None:
     assert env["working_dir"] == "."
     assert env["env_vars"]["OMP_NUM_THREADS"] == "4"  # the caller's own choice wins
     assert env["env_vars"]["OTHER"] == "x"
-    assert {k: env["env_vars"][k] for k in THREAD_ENV_VARS if k != "OMP_NUM_THREADS"} == dict.fromkeys(
-        set(THREAD_ENV_VARS) - {"OMP_NUM_THREADS"}, "2"
-    )
+    others = set(THREAD_ENV_VARS) - {"OMP_NUM_THREADS"}
+    assert {k: env["env_vars"][k] for k in others} == dict.fromkeys(others, "2")
     # On the job's own Ray only env_vars go per task (Ray merges them with the job's).
     opts = shard_task_options(
         {"cpus_per_task": 0.5}, {"env_vars": {"A": "1"}, "working_dir": "."}, job_level=True
@@ -88,9 +84,7 @@ def test_ray_shard_tasks_run_with_their_cpus_worth_of_threads(tmp_path, monkeypa
             assert run_job(cfg).manifest["samples"] == 4
             assert len(seen) == 2
             env = dict.fromkeys(THREAD_ENV_VARS, str(threads))
-            for got in seen:
+            for got in seen:  # torch is loaded in workers (by albumentations): limited too
                 assert got == {"cv2": threads, "torch": threads, "env": env}, cpus
     finally:
         ray.shutdown()
-    assert "torch" in sys.modules  # the worker imports it (albumentations): it must be limited
-    assert Path(cfg.output_dir).is_dir()

@@ -55,7 +55,12 @@ def test_stage1_folder_initialises_sce_and_mpd_from_the_backbone(tmp_path: Path)
     model = build_meta_model(source.config)
     materialize_(model, "cpu")
     defaults = load_genprop_shards(model, folder)
-    assert defaults and all(n.startswith("mask_decoder.") for n in defaults)  # norm + head
+    # MPD norm + head and the injections' first layers: default init, never left unallocated
+    defaults_of = ("mask_decoder.", "content_encoder.injections.")
+    assert defaults and all(n.startswith(defaults_of) for n in defaults)
+    assert any(".net.0." in n for n in defaults)
+    params = dict(model.named_parameters())
+    assert all(torch.isfinite(params[n]).all() for n in defaults)
     sce, bb = model.content_encoder, model.backbone
     assert torch.equal(sce.blocks[0].qkv.weight, bb.blocks[0].qkv.weight)
     assert torch.equal(model.mask_decoder.block.qkv.weight, bb.blocks[-1].qkv.weight)

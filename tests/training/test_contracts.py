@@ -1,0 +1,15 @@
+"""The contracts written on both sides of the package walls agree (docs/ARCHITECTURE.md §4).
+
+The layering forbids ``genprop`` and ``datagen`` from importing each other, so the task vocabulary
+exists once in each; ``training`` may read both, and pins them equal here.
+"""
+
+from __future__ import annotations
+
+from datagen import schema
+from genprop import tasks
+
+
+def test_task_vocabulary_is_the_same_on_both_sides() -> None:
+    assert tasks.TASKS == schema.TASKS
+    assert tasks.NULL_TASK == len(schema.TASKS)  # the dropped task of classifier-free guidance
