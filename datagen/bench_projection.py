@@ -25,7 +25,8 @@ PREFERRED = ("bedroom_640x360", "schoolgirls", "davis")
 
 
 def project_sav(datasets: dict[str, Any]) -> dict[str, Any] | None:
-    """Core-hours for SA-V train from the first measured dataset of :data:`PREFERRED`.
+    """Core-hours for SA-V train from the first measured dataset of :data:`PREFERRED` (with a
+    known source size).
 
     Args:
         datasets: the report's ``datasets`` (needs ``decode_floor``, ``end_to_end.in_process``
@@ -35,7 +36,8 @@ def project_sav(datasets: dict[str, Any]) -> dict[str, Any] | None:
         Assumptions, the per-sample estimate and core-hours per samples-per-video choice, or
         ``None`` when no suitable dataset was measured.
     """
-    name = next((n for n in PREFERRED if n in datasets), None)
+    usable = [n for n in PREFERRED if n in datasets and datasets[n]["config"].get("source_size")]
+    name = usable[0] if usable else None
     if name is None:
         return None
     ds = datasets[name]

@@ -134,13 +134,16 @@ def materialize_(model: nn.Module, device: torch.device | str) -> None:
 
 
 def safetensors_index(path: str | Path) -> dict[str, Path]:
-    """Which file holds each tensor: ``path`` is a ``.safetensors`` file, a folder of them, or a
-    folder with a ``*.safetensors.index.json`` (sharded diffusers/transformers weights).
+    """Which file holds each tensor: ``path`` is a ``.safetensors`` file, a folder of them, a
+    ``*.safetensors.index.json`` or a folder with one (sharded diffusers/transformers weights).
 
     Raises:
         FileNotFoundError: If no safetensors file is found.
     """
     root = Path(path)
+    if root.is_file() and root.name.endswith(INDEX_SUFFIX):
+        weight_map = json.loads(root.read_text())["weight_map"]
+        return {key: root.parent / name for key, name in weight_map.items()}
     if root.is_file():
         files = [root]
     else:
@@ -285,7 +288,7 @@ def _diffusers_weights(folder: Path) -> dict[str, Path]:
     (non-variant) file names as ``from_pretrained`` does."""
     for name in (f"{DIFFUSERS_WEIGHTS}{INDEX_SUFFIX}", f"{DIFFUSERS_WEIGHTS}.safetensors"):
         if (folder / name).is_file():
-            return safetensors_index(folder / name if name.endswith(".safetensors") else folder)
+            return safetensors_index(folder / name)
     return safetensors_index(folder)
 
 
@@ -358,8 +361,31 @@ def _init_genprop_layers_(model: nn.Module, missing: list[str]) -> list[str]:
     owners = {n.rsplit(".", 1)[0] for n in names}
     for name, sub in model.named_modules():
         if name in owners and hasattr(sub, "reset_parameters"):
-            sub.reset_parameters()
+            _reset_parameters_sharded(sub)
     for name in names:
         if ZERO_INIT.match(name):
             params[name].zero_()
     return [n for n in names if not ZERO_INIT.match(n)]
+
+
+@torch.no_grad()
+def _reset_parameters_sharded(module: nn.Module) -> None:
+    """``module.reset_parameters()`` on full-size plain tensors, then each rank keeps its slice.
+
+    Every rank draws the same full tensor from its (identically seeded) generator, so the sharded
+    parameter equals the unsharded initialisation, on any device (DTensor's own random ops are
+    only consistent across ranks on CUDA).
+    """
+    sharded = {n: p for n, p in module._parameters.items() if p is not None}
+    plain = {n: torch.empty(p.shape, dtype=p.dtype) for n, p in sharded.items()}
+    try:
+        for name, tensor in plain.items():
+            module._parameters[name] = nn.Parameter(tensor, requires_grad=False)
+        module.reset_parameters()  # type: ignore[operator]
+    finally:
+        module._parameters.update(sharded)
+    for name, param in sharded.items():
+        shape, offset = _local_slice(param)
+        local = param.to_local() if isinstance(param, DTensor) else param
+        part = plain[name][tuple(slice(o, o + n) for o, n in zip(offset, shape, strict=True))]
+        local.copy_(part)

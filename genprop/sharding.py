@@ -120,7 +120,13 @@ def shard_model(
             mp_policy=policy,
             reshard_after_forward=reshard_after_forward,
         )
-    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=False)
+    # The frozen encoders run outside the model's forward (GenPropModel.encode_prompts, ...):
+    # kept out of the root unit, they stay plain replicated tensors.
+    encoders = [getattr(model, n, None) for n in ("codec", "text_encoder", "image_encoder")]
+    ignored = {p for enc in encoders if enc is not None for p in enc.parameters()}
+    fully_shard(
+        model, mesh=mesh, mp_policy=policy, reshard_after_forward=False, ignored_params=ignored
+    )
     return model
 
 

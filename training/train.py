@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from training import launch
+from training.fsdp import use_meta_build
 from training.resume import find_resume_checkpoint
 from training.safe_checkpoint import UnsafeCheckpointError, check_weights_only
 from training.shard_stream import DataPipelineError
@@ -73,7 +74,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     requeue.install()  # a signal while building is handled after the first batch
     datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.model)
+    # trainer=fsdp with a Wan folder: built on the meta device, each rank reads its own slices.
+    module = instantiate(use_meta_build(cfg).model)
     callbacks = [*_instantiate_dict(cfg.get("callbacks")), requeue]
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer_cfg = cfg.trainer.copy()

@@ -1,4 +1,5 @@
-"""``genprop-cache``: pixel shards -> latent shards for a pretrained backbone (docs/ARCHITECTURE.md §3).
+"""``genprop-cache``: pixel shards -> latent shards for a pretrained backbone
+(docs/ARCHITECTURE.md §3).
 
 Per sample it stores what a training step would otherwise recompute with the frozen encoders
 (:class:`genprop.latents.EncodedBatch`): VAE latents of the SCE input, target and first-frame
