@@ -158,6 +158,9 @@ bench-model: | $(STAMP) ## GenProp vs bare I2V step time, sampling time, memory 
 bench-gpu: | $(STAMP) ## GPU: bf16 GenProp step time, peak memory, MFU (Wan-14B width cut in depth + presets; needs CUDA)
 	$(BIN)/python -m benchmarks.gpu --out outputs/bench/gpu
 
-bench: bench-data bench-train bench-model ## All CPU benchmarks (bench-gpu on a GPU machine)
+bench-cache: | $(STAMP) ## Latent cache: step from cache vs pixels, build vs VAE-encode floor, bytes/sample
+	$(BIN)/python -m benchmarks.cache --out outputs/bench/cache
 
-.PHONY: bench bench-data bench-train bench-model bench-gpu
+bench: bench-data bench-train bench-model bench-cache ## All CPU benchmarks (bench-gpu on a GPU machine)
+
+.PHONY: bench bench-data bench-train bench-model bench-gpu bench-cache

@@ -12,7 +12,7 @@ synthetic mask folder) at 32 frames of 640x360; ``--quick`` uses tiny clips and 
    over the job's plan: index load, decode, resize/crop, augment, recipe, encode (H.264 and
    lossless) and tar write; every recipe is also timed separately on the same clips;
 3. **end to end** — ``run_job`` writing real shards in-process (``ray.enabled=false``), with its
-   wall and CPU seconds; on a local 2-CPU Ray, the same job (8 shards) run alternately with one
+   wall and CPU seconds; on a local 2-CPU Ray, the same job (16 shards) run alternately with one
    and with two tasks at a time for the speedup (target 1.7x), after a warm-up job;
 4. **memory and size** — peak RSS of the in-process job (each in a fresh process) at N and 3N
    samples, and on the same dataset linked under more names (more videos): flat = streaming;
@@ -49,8 +49,9 @@ from datagen.bench_stages import measure_floor, measure_stages
 from datagen.bench_table import markdown_table
 
 # The dataset whose Ray speedup is measured (full run; --quick: the toy world), and its job:
-# enough shards (8 of 2 samples) that both workers stay busy and start-up does not dominate.
-RAY_DATASET, RAY_SAMPLES, RAY_SAMPLES_PER_SHARD = "davis", 16, 2
+# enough shards (16 of 2 samples) that both workers stay busy and neither the job's start and
+# end nor the last round of shards (one worker idle) dominates.
+RAY_DATASET, RAY_SAMPLES, RAY_SAMPLES_PER_SHARD = "davis", 32, 2
 # Every dataset the benchmark knows (see datagen.bench_datasets); --datasets picks among them.
 DATASET_NAMES = ("toyworld", "davis", "schoolgirls", "bedroom_640x360")
 

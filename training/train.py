@@ -20,11 +20,14 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from training import launch
+from training.cache.key import LatentCacheError
 from training.fsdp import use_meta_build
+from training.latent_datamodule import use_latent_cache
 from training.resume import find_resume_checkpoint
 from training.safe_checkpoint import UnsafeCheckpointError, check_weights_only
 from training.shard_stream import DataPipelineError
@@ -61,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns:
         The trainer's final logged metrics (floats), e.g. for sweep summaries.
     """
+    cfg = use_latent_cache(cfg)  # data.latents=DIR: the model is built without its encoders
     pl.seed_everything(cfg.seed, workers=False)  # loader workers are seeded by the shard stream
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
@@ -97,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 # Errors in what the user gave (data, checkpoint): one line and exit code 1, no traceback.
-USER_ERRORS = (DataPipelineError, UnsafeCheckpointError, FileExistsError)
+USER_ERRORS = (DataPipelineError, UnsafeCheckpointError, FileExistsError, LatentCacheError)
 
 
 def _hydra_entry(cfg: DictConfig) -> float | None:
@@ -105,6 +109,11 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except USER_ERRORS as e:
         print(f"genprop-train: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except InstantiationException as e:
+        if not isinstance(e.__cause__, USER_ERRORS):
+            raise
+        print(f"genprop-train: error: {e.__cause__}", file=sys.stderr)
         raise SystemExit(1) from None
     return metrics.get("val/total")
 
