@@ -144,8 +144,9 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).
+BENCH_DATA_ARGS ?=  # e.g. --ray-cluster $$(cat /tmp/genprop-ray/address) (2 nodes vs 1)
 bench-data: | $(STAMP) ## Data pipeline vs the bare decode floor, per stage, Ray scaling, memory
-	$(BIN)/python -m datagen.bench --out outputs/bench/data.json
+	$(BIN)/python -m datagen.bench --out outputs/bench/data.json $(BENCH_DATA_ARGS)
 
 bench-train: | $(STAMP) ## Training step vs loader samples/s at demo size (+ bf16/MFU on a GPU)
 	$(BIN)/python -m training.bench --out outputs/bench/train.json

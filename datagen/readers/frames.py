@@ -232,6 +232,9 @@ def iter_video_frames(
                 raise FrameError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # As many decoder threads as the task's CPUs (a shard task sets OMP_NUM_THREADS to
+            # its num_cpus), not FFmpeg's one per core of the node.
+            stream.codec_context.thread_count = _decoder_threads()
             for n, frame in enumerate(container.decode(stream)):
                 if n in needed:
                     if (frame.width, frame.height) != size:
@@ -253,3 +256,11 @@ def iter_video_frames(
         f"{path}: video ended before frame {last}: it is truncated or shorter than the "
         f"{total} frames declared"
     )
+
+
+def _decoder_threads() -> int:
+    """Decoder threads: ``OMP_NUM_THREADS`` when set to a positive integer, else 1."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1

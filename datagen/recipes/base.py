@@ -1,8 +1,8 @@
 """What every recipe receives and returns, and the one-method recipe interface.
 
 A recipe turns a source clip (and, for copy-and-paste, a partner clip) into one training pair
-following docs/ARCHITECTURE.md §1: which video the SCE reads, which first frame G sees, the target and the
-mask of the edited region.
+following docs/ARCHITECTURE.md §1: which video the SCE reads, which first frame G sees, the target
+and the mask of the edited region.
 """
 
 from __future__ import annotations

@@ -12,4 +12,4 @@ from genprop import tasks
 
 def test_task_vocabulary_is_the_same_on_both_sides() -> None:
     assert tasks.TASKS == schema.TASKS
-    assert tasks.NULL_TASK == len(schema.TASKS)  # the dropped task of classifier-free guidance
+    assert len(schema.TASKS) == tasks.NULL_TASK  # the dropped task of classifier-free guidance
