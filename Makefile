@@ -144,17 +144,21 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).
-BENCH_DATA_ARGS ?=  # e.g. --ray-cluster $$(cat /tmp/genprop-ray/address) (2 nodes vs 1)
+# Extra bench-data arguments, e.g. --ray-cluster $$(cat /tmp/genprop-ray/address) (2 nodes vs 1).
+BENCH_DATA_ARGS ?=
+# Real sample videos for bench-data (empty: the toy world only).
+BENCH_SAMPLES ?= $(wildcard ../shared/data)
 bench-data: | $(STAMP) ## Data pipeline vs the bare decode floor, per stage, Ray scaling, memory
-	$(BIN)/python -m datagen.bench --out outputs/bench/data.json $(BENCH_DATA_ARGS)
+	$(BIN)/python -m benchmarks.data --out outputs/bench/data.json \
+		$(if $(BENCH_SAMPLES),--samples-root $(BENCH_SAMPLES)) $(BENCH_DATA_ARGS)
 
 bench-train: | $(STAMP) ## Training step vs loader samples/s at demo size (+ bf16/MFU on a GPU)
-	$(BIN)/python -m training.bench --out outputs/bench/train.json
+	$(BIN)/python -m benchmarks.train --out outputs/bench/train.json
 
 # On a GPU machine: make bench-model BENCH_MODEL_ARGS="--preset small --preset base --device cuda"
 BENCH_MODEL_ARGS ?= --preset demo --batch 4 --threads 2 --iters 5
 bench-model: | $(STAMP) ## GenProp vs bare I2V step time, sampling time, memory per model preset
-	$(BIN)/python -m genprop.benchmark $(BENCH_MODEL_ARGS) --out outputs/bench/model.json
+	$(BIN)/python -m benchmarks.model $(BENCH_MODEL_ARGS) --out outputs/bench/model.json
 
 bench-gpu: | $(STAMP) ## GPU: bf16 GenProp step time, peak memory, MFU (Wan-14B width cut in depth + presets; needs CUDA)
 	$(BIN)/python -m benchmarks.gpu --out outputs/bench/gpu

@@ -77,6 +77,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         max_requeues=int(OmegaConf.select(cfg, "cluster.max_requeues", default=20)),
     )
     requeue.install()  # a signal while building is handled after the first batch
+    try:
+        trainer = _fit(cfg, requeue, ckpt_path)
+    finally:
+        requeue.uninstall()  # also when building fails: never leave the handlers installed
+    requeue.exit_if_interrupted(trainer)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def _fit(cfg: DictConfig, requeue: RequeueOnSignal, ckpt_path: Path | None) -> pl.Trainer:
+    """Build data, model, callbacks, loggers and trainer, and fit (resuming from ``ckpt_path``)."""
     datamodule = instantiate(cfg.data)
     # trainer=fsdp with a Wan folder: built on the meta device, each rank reads its own slices.
     module = instantiate(use_meta_build(cfg).model)
@@ -90,14 +100,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if ckpt_path is not None:
         log.info("resuming from %s", ckpt_path)
-    try:
-        # Checkpoints hold tensors and plain data only (training/safe_checkpoint.py): never
-        # unpickle anything else from a run folder.
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    finally:
-        requeue.uninstall()
-    requeue.exit_if_interrupted(trainer)
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # Checkpoints hold tensors and plain data only (training/safe_checkpoint.py): never unpickle
+    # anything else from a run folder.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return trainer
 
 
 # Errors in what the user gave (data, checkpoint): one line and exit code 1, no traceback.

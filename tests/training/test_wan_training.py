@@ -76,7 +76,9 @@ def test_wan_paper_recipe(wan_setup, tmp_path: Path, compose_cfg) -> None:
     assert recipe.data.num_frames == 33 and recipe.trainer.accelerator == "gpu"
     assert (m.loss_weights.mask, m.loss_weights.grad, m.loss_weights.mpd) == (2.0, 1.0, 1.0)
     assert m.optimizer.lr == 5e-5 and m.stage == "genprop" and m.train_backbone is False
-    assert recipe.trainer.precision is None  # train.resolve_precision: bf16-mixed on a GPU
+    # Sharded by default: FSDP2 with bf16 compute from the sharding plan (Lightning runs 32-true).
+    assert recipe.trainer.strategy._target_ == "training.fsdp.GenPropFSDPStrategy"
+    assert recipe.trainer.strategy.compute_dtype == "bf16" and recipe.trainer.precision == "32-true"
     # The same recipe at the tiny geometry on CPU: trains the SCE with a frozen, checkpointed Wan.
     cfg = compose_cfg(
         ["experiment=wan_paper", *_wan_overrides(pipeline, shards, tmp_path), "model.preview=false"]

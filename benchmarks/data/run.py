@@ -1,9 +1,11 @@
-"""Data-pipeline benchmark: ``python -m datagen.bench --out outputs/bench/data.json [--quick]``.
+"""Data-pipeline benchmark: ``python -m benchmarks.data --out outputs/bench/data.json [--quick]``.
 
 Everything is measured in one run, on real video and on the toy world (see
-:mod:`datagen.bench_datasets`): DAVIS bmx-trees + tennis (VOS reader), E2FGVI schoolgirls
+:mod:`benchmarks.data.datasets`): DAVIS bmx-trees + tennis (VOS reader), E2FGVI schoolgirls
 (mp4_masks reader) and the toy world at 16x256x256, and SAM 2's bedroom.mp4 (mp4_masks with a
 synthetic mask folder) at 32 frames of 640x360; ``--quick`` uses tiny clips and skips the latter.
+The real videos are read from ``--samples-root DIR`` (see :mod:`benchmarks.data.datasets` for
+its layout); without it only the toy world is measured.
 
 1. **floor** — the exact frames and masks the pipeline decoded for each sample, decoded again
    through the reader alone (records loaded outside the timer), plus the H.264 encoding of the
@@ -17,9 +19,9 @@ synthetic mask folder) at 32 frames of 640x360; ``--quick`` uses tiny clips and 
 4. **memory and size** — peak RSS of the in-process job (each in a fresh process) at N and 3N
    samples, and on the same dataset linked under more names (more videos): flat = streaming;
    target 1.5 GB per worker at 32x640x360; shard bytes per sample;
-5. **projection** — core-hours for all of SA-V train (:mod:`datagen.bench_projection`);
+5. **projection** — core-hours for all of SA-V train (:mod:`benchmarks.data.projection`);
 6. with ``--ray-cluster ADDRESS``, the Ray job on all nodes of that running cluster vs on one
-   (:func:`datagen.bench_ray.bench_ray_cluster`), read against the same machine ceiling.
+   (:func:`benchmarks.data.ray_scaling.bench_ray_cluster`), read against the same machine ceiling.
 
 ``--datasets NAME ...`` measures only those datasets (e.g. ``--datasets davis`` for the Ray part
 on its dataset, in a few minutes).
@@ -34,25 +36,25 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from datagen.bench_datasets import REPO, BenchDataset, bench_datasets
-from datagen.bench_projection import project_sav
-from datagen.bench_stages import measure_floor, measure_stages
-from datagen.bench_table import markdown_table
+from benchmarks.data.datasets import BenchDataset, bench_datasets
+from benchmarks.data.jobs import base_config, in_fresh_process, job, peak_rss_mb, summarise
+from benchmarks.data.projection import project_sav
+from benchmarks.data.ray_scaling import bench_ray, bench_ray_cluster, start_ray
+from benchmarks.data.stages import measure_floor, measure_stages
+from benchmarks.data.table import markdown_table
 
 # The dataset whose Ray speedup is measured (full run; --quick: the toy world), and its job:
 # enough shards (16 of 2 samples) that both workers stay busy and neither the job's start and
 # end nor the last round of shards (one worker idle) dominates.
 RAY_DATASET, RAY_SAMPLES, RAY_SAMPLES_PER_SHARD = "davis", 32, 2
-# Every dataset the benchmark knows (see datagen.bench_datasets); --datasets picks among them.
+# Every dataset the benchmark knows (see benchmarks.data.datasets); --datasets picks among them.
 DATASET_NAMES = ("toyworld", "davis", "schoolgirls", "bedroom_640x360")
 
 
@@ -65,102 +67,6 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB.
-
-    Linux: ``VmHWM`` from ``/proc/self/status``, because ``ru_maxrss`` survives ``exec`` and a
-    fresh child would report its parent's peak; elsewhere ``resource.getrusage``.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    scale = 1.0 if sys.platform == "darwin" else 1024.0  # ru_maxrss: bytes on macOS, else KiB
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
-
-
-def base_config(source: dict[str, Any], *, frames: int, size: tuple[int, int]) -> dict[str, Any]:
-    """The real ``genprop_data`` config (Hydra defaults) as a plain dict, for ``source``."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("genprop_data", [f"source={source['name']}"])
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    plain.pop("hydra", None)
-    plain["source"] = dict(source)
-    plain["clip"].update(frames=frames, size=[int(size[0]), int(size[1])])
-    plain["progress"] = False
-    return plain
-
-
-def job(base: dict[str, Any], out: Path, **changes: Any) -> dict[str, Any]:
-    """A copy of ``base`` writing to ``out`` with top-level keys / ``ray`` / ``encode`` changed."""
-    cfg = json.loads(json.dumps(base))
-    cfg["output_dir"] = str(out)
-    for key, value in changes.items():
-        if key in ("ray", "encode"):
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    return cfg
-
-
-def timed_job(cfg: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """Run ``run_job(cfg)``; returns ``(wall seconds, manifest)``."""
-    from datagen.runner import run_job
-
-    t0 = time.perf_counter()
-    manifest = run_job(cfg).manifest
-    return time.perf_counter() - t0, manifest
-
-
-def _child_main() -> None:
-    """Child process entry: run the jobs given as JSON on stdin in-process, print JSON results.
-
-    The peak RSS (VmHWM) is read after the imports and after each job: a peak that does not grow
-    from the N-sample jobs to a following 3N-sample job shows that the pipeline streams.
-    """
-    cfgs = json.loads(sys.stdin.read())
-    result: dict[str, Any] = {"peak_rss_after_imports_mb": peak_rss_mb()}
-    for key in ("seconds", "cpu_s", "samples", "bytes", "peak_rss_mb"):
-        result[key] = []
-    for cfg in cfgs:
-        cpu0 = os.times()
-        seconds, manifest = timed_job(cfg)
-        cpu1 = os.times()
-        result["seconds"].append(seconds)
-        result["cpu_s"].append(cpu1.user - cpu0.user + cpu1.system - cpu0.system)
-        result["samples"].append(manifest["samples"])
-        result["bytes"].append(sum(sh["bytes"] for sh in manifest["shards"]))
-        result["peak_rss_mb"].append(peak_rss_mb())
-    print(json.dumps(result))
-
-
-def in_fresh_process(cfgs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run the jobs in-process in a fresh interpreter (so that its peak RSS is theirs alone)."""
-    code = "from datagen.bench import _child_main; _child_main()"
-    proc = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(cfgs), capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child process failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def summarise(seconds: list[float], samples: list[int]) -> dict[str, Any]:
-    """Median samples/s over repetitions (and each repetition's)."""
-    rates = [n / s for n, s in zip(samples, seconds, strict=True)]
-    return {
-        "samples_per_s": round(statistics.median(rates), 3),
-        "reps_samples_per_s": [round(r, 3) for r in rates],
-        "s_per_sample": round(1 / statistics.median(rates), 5),
-        "samples_per_job": samples[0],
     }
 
 
@@ -260,18 +166,20 @@ def run(
     command: str = "",
     datasets: list[str] | None = None,
     ray_cluster: str | None = None,
+    samples_root: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark, write ``out`` (JSON) and ``data.md`` beside it; returns the results.
 
     Args:
         datasets: measure only these (names as in the report); ``None``: all found.
         ray_cluster: address of a running multi-node Ray cluster to measure too (or ``None``).
+        samples_root: folder of the real sample videos (``None``: the toy world only).
     """
     t_start = time.perf_counter()
     report: dict[str, Any] = {
         "benchmark": "datagen",
         "version": 1,
-        "command": command or "python -m datagen.bench",
+        "command": command or "python -m benchmarks.data",
         "quick": quick,
         "repetitions": reps,
         "machine": machine(),
@@ -280,7 +188,9 @@ def run(
     }
     with tempfile.TemporaryDirectory(prefix="genprop-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        found, report["skipped"] = bench_datasets(tmp, quick)
+        found, report["skipped"] = bench_datasets(tmp, quick, samples_root)
+        for name, why in report["skipped"].items():
+            print(f"[bench] {name} skipped: {why}", file=sys.stderr, flush=True)
         if datasets is not None:
             for name in [n for n in found if n not in datasets]:
                 report["skipped"][name] = "not in --datasets"
@@ -291,8 +201,6 @@ def run(
             report["skipped"]["ray"] = "no dataset measured"
         elif use_ray:  # after everything else, so that idle Ray processes disturb nothing
             import ray
-
-            from datagen.bench_ray import bench_ray, start_ray  # imports this module
 
             report["ray"] = {"num_cpus": 2, "startup_s": round(start_ray(), 3)}
             name = RAY_DATASET if not quick and RAY_DATASET in found else "toyworld"
@@ -309,8 +217,6 @@ def run(
             finally:
                 ray.shutdown()
             if ray_cluster:
-                from datagen.bench_ray import bench_ray_cluster
-
                 print(f"[bench] {time.strftime('%H:%M:%S')} {name}: Ray cluster", file=sys.stderr)
                 report["ray_cluster"] = {
                     "dataset": name,
@@ -333,12 +239,22 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m datagen.bench", description=__doc__.split("\n")[0])
+    """CLI entry point (``python -m benchmarks.data``); returns the exit status."""
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.data", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/bench/data.json"), help="JSON path")
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 2)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray measurements")
     p.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets")
+    p.add_argument(
+        "--samples-root",
+        type=Path,
+        metavar="DIR",
+        help="folder of the real sample videos (vos/, mp4_masks/, video/); default: none, the "
+        "real-video datasets are skipped",
+    )
     p.add_argument(
         "--ray-cluster",
         metavar="ADDRESS",
@@ -351,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--reps must be >= 1, got {reps}")
     if args.ray_cluster and args.no_ray:
         p.error("--ray-cluster needs the Ray measurements (drop --no-ray)")
+    if args.samples_root is not None and not args.samples_root.is_dir():
+        p.error(f"--samples-root: {args.samples_root} is not a directory")
     unknown = sorted(set(args.datasets or ()) - set(DATASET_NAMES))
     if unknown:
         p.error(f"--datasets: unknown {unknown}; known: {', '.join(DATASET_NAMES)}")
-    command = " ".join(["python -m datagen.bench", *argv])
+    command = " ".join(["python -m benchmarks.data", *argv])
     run(
         args.out,
         quick=args.quick,
@@ -363,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         datasets=args.datasets,
         ray_cluster=args.ray_cluster,
+        samples_root=args.samples_root,
     )
     return 0
 

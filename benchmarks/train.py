@@ -1,6 +1,6 @@
 """Training-throughput benchmark: does the shard loader keep up with the training step?
 
-    python -m training.bench --out outputs/bench/train.json [--shards DIR] [--preset demo]
+    python -m benchmarks.train --out outputs/bench/train.json [--shards DIR] [--preset demo]
 
 In one run, at the ``demo`` preset's clip size (8x64x64):
 
@@ -15,7 +15,8 @@ head-room the loader has; when they share cores in a real run, the data-wait fra
 :class:`training.callbacks.TrainingSpeedMonitor` is the direct measure. Without ``--shards`` a
 synthetic set in the real schema (H.264, as ``genprop-data`` writes by default) is generated
 first. With CUDA, the ``--gpu-preset`` step is also timed in bf16 autocast and reported with the
-card's name and the MFU from ``genprop.flops.estimate_flops`` (train step = 3 x forward FLOPs).
+card's name and the MFU from ``genprop.flops.estimate_flops`` (train step = 3 x forward FLOPs)
+against the card's peak in :data:`benchmarks.mfu.PEAK_BF16_TFLOPS`.
 Writes ``--out`` (JSON) and the same name with ``.md`` (a table for the README).
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from benchmarks.mfu import mfu, peak_tflops
 from datagen.schema import SCHEMA_VERSION, TASKS, Sample, encode_sample
 from genprop.configs import preset
 from genprop.flops import estimate_flops
@@ -39,18 +41,6 @@ from training.batch import to_model_batch
 from training.datamodule import ShardDataModule
 from training.model_factory import build_model
 from training.module import GenPropLitModule
-
-# Dense bf16 peak FLOP/s by card-name fragment (vendor datasheets, no sparsity).
-PEAK_BF16 = {
-    "H200": 989e12,
-    "H100 SXM": 989e12,
-    "H100 PCIe": 756e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 125e12,
-    "4090": 165e12,
-}
 
 
 def write_synthetic_shards(
@@ -131,7 +121,7 @@ def train_samples_per_sec(
 
     def step(i: int) -> None:
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-            loss = module._losses(batch, seed=i)["total"]
+            loss = module._losses(batch, seed=i, step=i)["total"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -166,8 +156,10 @@ def synthetic_batch(preset_name: str, batch_size: int) -> dict[str, Any]:
 
 
 def peak_flops(name: str) -> float | None:
-    """Dense bf16 peak of a card, from its name; None if unknown."""
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+    """Dense bf16 peak FLOP/s of a card, from its name (:func:`benchmarks.mfu.peak_tflops`);
+    None if unknown."""
+    tflops = peak_tflops(name)
+    return None if tflops is None else tflops * 1e12
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -203,14 +195,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gb = synthetic_batch(args.gpu_preset, args.gpu_batch)
         sps = train_samples_per_sec(args.gpu_preset, gb, steps=args.steps, device="cuda", bf16=True)
         flops = estimate_flops(preset(args.gpu_preset))["genprop_train_step"]
-        peak = peak_flops(name)
+        peak = peak_tflops(name)
         result["gpu"] = {
             "card": name,
             "preset": args.gpu_preset,
             "batch_size": args.gpu_batch,
             "bf16_samples_per_sec": sps,
             "train_flops_per_sample": flops,
-            "mfu": None if peak is None else sps * flops / peak,
+            "mfu": mfu(flops, 1 / sps, peak),  # one sample's FLOPs in one sample's seconds
         }
     return result
 
@@ -240,8 +232,10 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI entry point (``python -m training.bench``)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """CLI entry point (``python -m benchmarks.train``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.train", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--out", default="outputs/bench/train.json")
     p.add_argument("--shards", default=None, help="shards to read (default: synthetic, generated)")
     p.add_argument("--preset", default="demo")

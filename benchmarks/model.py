@@ -1,9 +1,10 @@
-"""Model benchmark (``python -m genprop.benchmark``): step times, sampling time, memory, MFU.
+"""Model benchmark (``python -m benchmarks.model``): step times, sampling time, memory, MFU.
 
 Measures in one run, on the same device: the bare backbone's I2V training step (forward +
 backward + AdamW), GenProp's training step with a frozen backbone (with and without L_grad), their
 ratio, sampling time per output frame, and peak memory. On CUDA it also runs in bf16 autocast and
-reports model FLOPs utilisation from :func:`genprop.flops.estimate_flops` and the card's peak.
+reports model FLOPs utilisation from :func:`genprop.flops.estimate_flops` and the card's peak
+(:data:`benchmarks.mfu.PEAK_BF16_TFLOPS`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.mfu import mfu, peak_tflops
 from genprop.configs import preset
 from genprop.flops import estimate_flops
 from genprop.losses import training_losses
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
 from genprop.sampler import sample_latents
-
-# Dense bf16 peak TFLOP/s by card name fragment (vendor datasheets).
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.0}
 
 
 def _batch(model: GenPropModel, batch: int, device: torch.device) -> dict:
@@ -123,16 +122,18 @@ def benchmark(
     flops = estimate_flops(model.config, batch=batch)
     result["genprop_train_flops"] = flops["genprop_train_step"]
     if amp:
-        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in result["card"]), None)
+        peak = peak_tflops(result["card"])
         if peak:
-            achieved = flops["genprop_train_step"] / result["genprop_step_no_lgrad_s"]
-            result["mfu_no_lgrad"] = achieved / (peak * 1e12)
+            step_s = result["genprop_step_no_lgrad_s"]
+            result["mfu_no_lgrad"] = mfu(flops["genprop_train_step"], step_s, peak)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m genprop.benchmark --preset demo --preset small --out bench.json``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """CLI: ``python -m benchmarks.model --preset demo --preset small --out bench.json``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.model", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--preset", action="append", help="preset name (repeatable)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--iters", type=int, default=3)

@@ -1,4 +1,4 @@
-"""Ray part of :mod:`datagen.bench`: the same job at 1 and 2 tasks at a time, and the machine's cap.
+"""Ray part of :mod:`benchmarks.data`: one job at 1 and 2 tasks at a time, and the machine's cap.
 
 On a shared machine two Ray workers cannot be faster than two plain CPU-bound processes; the
 cap (:func:`parallel_ceiling`) is measured before and after the Ray runs so that the speedup can
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datagen.bench import job, summarise, timed_job
+from benchmarks.data.jobs import job, summarise, timed_job
 
 # Ray's speedup should reach this share of the machine's own 2-vs-1 process speedup.
 CEILING_SHARE_TARGET = 0.9
@@ -192,13 +192,16 @@ def _hold_node(node_id: str, cpus: float, flag: Path) -> Any:
     """Occupy ``cpus`` CPUs of node ``node_id`` with a task sleeping until ``flag`` exists.
 
     The task has the shard tasks' runtime_env, so the node's idle shard worker runs it. Returns
-    its ObjectRef once it has started.
+    its ObjectRef once it has started. ``benchmarks`` is not an installed package, so the task's
+    function travels by value (a worker need not be able to import this module).
     """
     import ray
+    import ray.cloudpickle
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from datagen.shard_task import shard_task_options
 
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     options = shard_task_options({"cpus_per_task": cpus}, None, job_level=False)
     strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
     started = flag.with_name(f"{flag.name}.{node_id}.started")

@@ -1,4 +1,4 @@
-"""The markdown table of a :mod:`datagen.bench` report (one column per dataset)."""
+"""The markdown table of a :mod:`benchmarks.data` report (one column per dataset)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-stage costs of building a sample, and the bare decode floor (used by :mod:`datagen.bench`).
+"""Per-stage costs of building a sample, and the bare decode floor (used by :mod:`benchmarks.data`).
 
 The stage pass runs the real :class:`~datagen.sample_builder.SampleBuilder` over the job's plan,
 with its reader, augmentation and recipes wrapped in timers. The reader wrapper also logs which

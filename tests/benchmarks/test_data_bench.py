@@ -1,4 +1,4 @@
-"""The data-pipeline benchmark in its smallest mode: JSON structure and consistent numbers.
+"""benchmarks.data (``make bench-data``), smallest mode: JSON structure and consistent numbers.
 
 No timing thresholds: only that every measured number exists, is positive, and agrees with the
 others (medians inside their repetitions, shares summing to one, lossless larger than H.264).
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from datagen.bench import main
+from benchmarks.data.datasets import bench_datasets
+from benchmarks.data.run import main
 from datagen.schema import TASKS
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -101,9 +102,11 @@ def check_dataset(ds: dict, reps: int, *, with_ray: bool) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # ~4 min on 2 cores: the whole quick benchmark (make bench-data measures it)
 def test_quick_benchmark_writes_consistent_json_and_table(tmp_path, capsys) -> None:
     out = tmp_path / "bench" / "data.json"
-    assert main(["--out", str(out), "--quick", "--reps", "2"]) == 0
+    samples = ["--samples-root", str(SHARED)] if SHARED.is_dir() else []
+    assert main(["--out", str(out), "--quick", "--reps", "2", *samples]) == 0
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["repetitions"] == 2
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
@@ -150,6 +153,7 @@ def test_quick_benchmark_writes_consistent_json_and_table(tmp_path, capsys) -> N
         (["--reps", "0"], "--reps must be >= 1"),
         (["--datasets", "davis", "kitti"], "--datasets: unknown ['kitti']"),
         (["--no-ray", "--ray-cluster", "127.0.0.1:1"], "--ray-cluster needs the Ray"),
+        (["--samples-root", "no/such/folder"], "--samples-root: no/such/folder is not a directory"),
     ],
 )
 def test_bad_arguments_are_a_clear_error(tmp_path, capsys, args, message) -> None:
@@ -157,3 +161,20 @@ def test_bad_arguments_are_a_clear_error(tmp_path, capsys, args, message) -> Non
         main(["--out", str(tmp_path / "x.json"), *args])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_without_samples_root_only_the_toy_world_is_measured(tmp_path) -> None:
+    found, skipped = bench_datasets(tmp_path, quick=True, samples_root=None)
+    assert list(found) == ["toyworld"]
+    assert set(skipped) == {"davis", "schoolgirls", "bedroom_640x360"}
+    assert all("--samples-root" in why for why in skipped.values())
+
+
+def test_an_empty_samples_root_skips_each_real_dataset_with_its_reason(tmp_path) -> None:
+    root = tmp_path / "samples"
+    root.mkdir()
+    found, skipped = bench_datasets(tmp_path / "work", quick=False, samples_root=root)
+    assert list(found) == ["toyworld"]
+    assert "lacks ['bmx-trees', 'tennis']" in skipped["davis"]
+    assert "schoolgirls.mp4" in skipped["schoolgirls"]
+    assert "bedroom.mp4 not found" in skipped["bedroom_640x360"]

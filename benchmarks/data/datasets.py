@@ -1,16 +1,19 @@
-"""The datasets :mod:`datagen.bench` measures, prepared in a temp folder (never copying real data).
+"""The datasets :mod:`benchmarks.data` measures, prepared in a temp folder (never copied).
 
-- ``toyworld``: the built-in toy world, rendered at the clip size;
-- ``davis``: DAVIS ``bmx-trees`` + ``tennis`` from ``../shared/data/vos`` (VOS reader), linked;
-- ``schoolgirls``: E2FGVI's ``schoolgirls.mp4`` + ``schoolgirls_mask/`` from
-  ``../shared/data/mp4_masks`` (mp4_masks reader), linked;
-- ``bedroom_640x360``: SAM 2's ``bedroom.mp4`` (960x540, 200 frames, 30 fps, real video without
-  masks) through the mp4_masks reader, with a synthetic mask folder written here (two moving
-  ellipses, palette ids 1 and 2), at 32 frames of 640x360.
+The real videos come from a samples folder given on the command line (``--samples-root DIR``):
+
+- ``toyworld``: the built-in toy world, rendered at the clip size (needs no samples folder);
+- ``davis``: DAVIS ``bmx-trees`` + ``tennis`` from ``DIR/vos`` (VOS reader), linked;
+- ``schoolgirls``: E2FGVI's ``schoolgirls.mp4`` + ``schoolgirls_mask/`` from ``DIR/mp4_masks``
+  (mp4_masks reader), linked;
+- ``bedroom_640x360``: SAM 2's ``bedroom.mp4`` from ``DIR/video`` (960x540, 200 frames, 30 fps,
+  real video without masks) through the mp4_masks reader, with a synthetic mask folder written
+  here (two moving ellipses, palette ids 1 and 2), at 32 frames of 640x360.
 
 mp4_masks datasets can be *grown*: the same video and mask folder linked under ``k`` names, so
 that peak memory can be compared between two dataset sizes (more distinct videos, same pixels).
-Real parts whose files are absent are skipped with a note.
+Real parts whose files are absent, or all of them without a samples folder, are skipped with a
+note.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO / ".." / "shared" / "data"
-DAVIS_ROOT = SHARED / "vos"
+# Where each real part lies inside the samples folder.
+DAVIS_DIR = "vos"
 DAVIS_SEQUENCES = ("bmx-trees", "tennis")
-SCHOOLGIRLS = SHARED / "mp4_masks"
-BEDROOM = SHARED / "video" / "bedroom.mp4"
+SCHOOLGIRLS_DIR = "mp4_masks"
+BEDROOM_FILE = "video/bedroom.mp4"
+# The real-video datasets, in the order they are measured (after the toy world).
+REAL_DATASETS = ("davis", "schoolgirls", "bedroom_640x360")
 
 
 @dataclass
@@ -95,6 +99,7 @@ def write_ellipse_masks(out: Path, *, width: int, height: int, frames: int) -> P
 
 
 def toyworld(tmp: Path, quick: bool) -> BenchDataset:
+    """The toy world rendered at the clip size (tiny with ``quick``)."""
     from datagen.toyworld.world import WorldConfig
     from datagen.toyworld.writer import write_dataset
 
@@ -112,15 +117,17 @@ def toyworld(tmp: Path, quick: bool) -> BenchDataset:
     )
 
 
-def davis(tmp: Path, quick: bool) -> BenchDataset | str:
-    missing = [s for s in DAVIS_SEQUENCES if not (DAVIS_ROOT / "JPEGImages" / s).is_dir()]
+def davis(tmp: Path, quick: bool, samples_root: Path) -> BenchDataset | str:
+    """DAVIS bmx-trees + tennis, or why not (a missing sequence)."""
+    davis_root = samples_root / DAVIS_DIR
+    missing = [s for s in DAVIS_SEQUENCES if not (davis_root / "JPEGImages" / s).is_dir()]
     if missing:
-        return f"{DAVIS_ROOT.resolve()} lacks {missing}: DAVIS part not run"
+        return f"{davis_root.resolve()} lacks {missing}: DAVIS part not run"
     root = tmp / "davis"  # only the chosen sequences, linked (never copied)
     for sub in ("JPEGImages", "Annotations"):
         (root / sub).mkdir(parents=True)
         for seq in DAVIS_SEQUENCES:
-            (root / sub / seq).symlink_to((DAVIS_ROOT / sub / seq).resolve())
+            (root / sub / seq).symlink_to((davis_root / sub / seq).resolve())
     frames, side, n = (4, 64, 4) if quick else (16, 256, 12)
     return BenchDataset(
         source={"name": "vos", "root": str(root), "allow_links_outside": True},
@@ -133,10 +140,12 @@ def davis(tmp: Path, quick: bool) -> BenchDataset | str:
     )
 
 
-def schoolgirls(tmp: Path, quick: bool) -> BenchDataset | str:
-    video, masks = SCHOOLGIRLS / "schoolgirls.mp4", SCHOOLGIRLS / "schoolgirls_mask"
+def schoolgirls(tmp: Path, quick: bool, samples_root: Path) -> BenchDataset | str:
+    """E2FGVI schoolgirls via mp4_masks (and a grown copy), or why not (missing files)."""
+    folder = samples_root / SCHOOLGIRLS_DIR
+    video, masks = folder / "schoolgirls.mp4", folder / "schoolgirls_mask"
     if not (video.is_file() and masks.is_dir()):
-        return f"{SCHOOLGIRLS.resolve()} lacks schoolgirls.mp4 + schoolgirls_mask/: not run"
+        return f"{folder.resolve()} lacks schoolgirls.mp4 + schoolgirls_mask/: not run"
     frames, side, n, grow = (4, 64, 4, 3) if quick else (16, 256, 12, 4)
     return BenchDataset(
         source=link_mp4_masks(tmp / "sg1", video, masks, 1),
@@ -152,15 +161,17 @@ def schoolgirls(tmp: Path, quick: bool) -> BenchDataset | str:
     )
 
 
-def bedroom(tmp: Path) -> BenchDataset | str:
-    if not BEDROOM.is_file():
-        return f"{BEDROOM.resolve()} not found: 32x640x360 part not run"
+def bedroom(tmp: Path, samples_root: Path) -> BenchDataset | str:
+    """SAM 2's bedroom.mp4 with synthetic masks at 32x640x360, or why not (file missing)."""
+    video = samples_root / BEDROOM_FILE
+    if not video.is_file():
+        return f"{video.resolve()} not found: 32x640x360 part not run"
     from datagen.readers.frames import probe_video
 
-    width, height, frames, _ = probe_video(BEDROOM)
+    width, height, frames, _ = probe_video(video)
     masks = write_ellipse_masks(tmp / "bedroom_mask", width=width, height=height, frames=frames)
     return BenchDataset(
-        source=link_mp4_masks(tmp / "bed2", BEDROOM, masks, 2),
+        source=link_mp4_masks(tmp / "bed2", video, masks, 2),
         frames=32,
         size=(360, 640),
         num_samples=8,
@@ -172,22 +183,37 @@ def bedroom(tmp: Path) -> BenchDataset | str:
         source_size=(width, height),
         reps=1,
         three_n=False,
-        grown=(8, link_mp4_masks(tmp / "bed8", BEDROOM, masks, 8)),
+        grown=(8, link_mp4_masks(tmp / "bed8", video, masks, 8)),
     )
 
 
-def bench_datasets(tmp: Path, quick: bool) -> tuple[dict[str, BenchDataset], dict[str, str]]:
-    """``{name: dataset}`` to measure and ``{name: why skipped}``."""
+def bench_datasets(
+    tmp: Path, quick: bool, samples_root: Path | None = None
+) -> tuple[dict[str, BenchDataset], dict[str, str]]:
+    """The datasets to measure, prepared under ``tmp``.
+
+    Args:
+        tmp: a scratch folder (links and rendered data go there).
+        quick: tiny clips; the 32x640x360 part is skipped.
+        samples_root: the folder of real sample videos, or ``None`` (the toy world only).
+
+    Returns:
+        ``{name: dataset}`` to measure and ``{name: why skipped}``.
+    """
     found: dict[str, BenchDataset] = {"toyworld": toyworld(tmp, quick)}
     skipped: dict[str, str] = {}
+    if samples_root is None:
+        for name in REAL_DATASETS:
+            skipped[name] = "no --samples-root given: real-video part not run"
+        return found, skipped
     candidates: dict[str, BenchDataset | str] = {
-        "davis": davis(tmp, quick),
-        "schoolgirls": schoolgirls(tmp, quick),
+        "davis": davis(tmp, quick, samples_root),
+        "schoolgirls": schoolgirls(tmp, quick, samples_root),
     }
     if quick:
         skipped["bedroom_640x360"] = "--quick skips the 32x640x360 clips"
     else:
-        candidates["bedroom_640x360"] = bedroom(tmp)
+        candidates["bedroom_640x360"] = bedroom(tmp, samples_root)
     for name, ds in candidates.items():
         if isinstance(ds, str):
             skipped[name] = ds
