@@ -41,6 +41,7 @@ def _child_signals_itself(use_worker_init: bool) -> None:
 
 @pytest.mark.parametrize("use_worker_init", [False, True])
 def test_forked_loader_workers_ignore_the_signals(use_worker_init: bool, tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGUSR2)
     requeue = RequeueOnSignal(checkpoint_dir=tmp_path)
     requeue.install()
     try:
@@ -53,7 +54,7 @@ def test_forked_loader_workers_ignore_the_signals(use_worker_init: bool, tmp_pat
         requeue.uninstall()
     assert child.exitcode == 0  # neither killed by the signals nor running a requeue
     assert requeue.received is None  # the parent saw nothing
-    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGUSR2) is before  # handlers given back
 
 
 def _run(shard_dir: Path, run_dir: Path, signum: int, *extra: str) -> SystemExit:
@@ -86,10 +87,11 @@ def test_signal_outside_slurm_checkpoints_and_fails(
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
     extra = ["callbacks.periodic_checkpoint=null"] if checkpoint_callback == "none" else []
+    before = signal.getsignal(signal.SIGTERM)  # SIG_DFL, or e.g. ray.init's if Ray ran earlier
     err = _run(shard_dir, tmp_path, signal.SIGTERM, *extra)
     assert err.code == 128 + signal.SIGTERM  # stopped early: never a silent success
     assert _step(tmp_path / "checkpoints" / "last.ckpt") == SIGNAL_AT + 1
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers given back
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers given back
 
 
 def test_signal_under_slurm_requeues_exactly_once(
