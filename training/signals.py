@@ -28,7 +28,9 @@ periodic checkpoint.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -44,6 +46,23 @@ from training.resume import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 REQUEUE_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+
+def _kill_daemonic_children() -> None:
+    """At exit, kill the daemonic children (data-loader workers) instead of terminating them.
+
+    ``multiprocessing`` ends daemonic children at exit with SIGTERM and then waits for them, but
+    loader workers ignore SIGTERM (:func:`ignore_requeue_signals`); a worker left over by an error
+    would make the exit wait forever. Daemonic children end with their parent either way, so
+    SIGKILL changes nothing else. Registered at import, after ``multiprocessing``'s own exit
+    handler, so it runs first.
+    """
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+atexit.register(_kill_daemonic_children)
 
 
 def ignore_requeue_signals(worker_id: int | None = None) -> None:
