@@ -144,7 +144,8 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).
-# Extra bench-data arguments, e.g. --ray-cluster $$(cat /tmp/genprop-ray/address) (2 nodes vs 1).
+# Extra bench-data arguments, e.g. --ray-cluster HOST:PORT (2 nodes vs 1; scripts/ci/ray_cluster_up.sh
+# prints the address of its cluster).
 BENCH_DATA_ARGS ?=
 # Real sample videos for bench-data (empty: the toy world only).
 BENCH_SAMPLES ?= $(wildcard ../shared/data)

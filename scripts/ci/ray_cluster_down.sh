@@ -4,7 +4,7 @@
 # the machine are left alone. A no-op when nothing runs.
 set -uo pipefail
 
-STATE=${GENPROP_RAY_STATE:-/tmp/genprop-ray}
+STATE=${GENPROP_RAY_STATE:-$(python3 -c "import tempfile; print(tempfile.gettempdir())")/genprop-ray}
 rm -f "$STATE/address"
 for node in worker head; do
   file=$STATE/$node.pid

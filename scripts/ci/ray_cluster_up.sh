@@ -4,17 +4,17 @@
 # Idempotent; stopped by scripts/ci/ray_cluster_down.sh (by PID, never `ray stop`).
 #
 #   scripts/ci/ray_cluster_up.sh
-#   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/tmp/genprop-ray/auth_token
-#   genprop-data ... ray.address=$(cat /tmp/genprop-ray/address)
+#   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$STATE/auth_token
+#   genprop-data ... ray.address=$(cat $STATE/address)
 #
-# Everything lives in GENPROP_RAY_STATE (default /tmp/genprop-ray): each node's --temp-dir,
+# Everything lives in GENPROP_RAY_STATE (default: genprop-ray in the system temp folder): each node's --temp-dir,
 # pid files, logs, `address` (HOST:PORT, written last: the cluster is up when it exists) and
 # `auth_token` (this cluster's token; Ray's token authentication is on).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VENV=${GENPROP_VENV:-$ROOT/.venv}
-STATE=${GENPROP_RAY_STATE:-/tmp/genprop-ray}
+STATE=${GENPROP_RAY_STATE:-$(python3 -c "import tempfile; print(tempfile.gettempdir())")/genprop-ray}
 CPUS_PER_NODE=${GENPROP_RAY_CPUS_PER_NODE:-1}
 export PATH="$VENV/bin:$PATH" RAY_USAGE_STATS_ENABLED=0 OMP_NUM_THREADS=1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-RAY_STATE = Path(os.environ.get("GENPROP_RAY_STATE", "/tmp/genprop-ray"))
+RAY_STATE = Path(os.environ.get("GENPROP_RAY_STATE", Path(tempfile.gettempdir()) / "genprop-ray"))
 
 
 def cli_env(**extra: str) -> dict[str, str]:

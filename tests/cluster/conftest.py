@@ -3,7 +3,7 @@
 The daemons are started outside pytest, by the project's own scripts (what CI runs):
 
     scripts/ci/slurm_up.sh         # munge + slurmctld + slurmd, one node (root)
-    scripts/ci/ray_cluster_up.sh   # 2 raylets on 127.0.0.1, address in /tmp/genprop-ray/address
+    scripts/ci/ray_cluster_up.sh   # 2 raylets on 127.0.0.1, address in $GENPROP_RAY_STATE/address
 
 Tests marked ``slurm`` / ``ray_cluster`` skip, saying which script to run, when they are not up.
 """

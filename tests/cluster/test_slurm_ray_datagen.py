@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,10 @@ def test_two_datagen_jobs_on_one_node_both_complete(
         manifest = json.loads((tmp_path / f"out{i}" / "manifest.json").read_text())
         assert manifest["samples"] == NUM_SAMPLES and len(manifest["shards"]) == 4
         assert "InvalidAuthToken" not in log
-        assert not Path(f"/tmp/ray-gp-{job_id}").exists()  # its own Ray stopped and cleaned up
+        # Its own Ray stopped and cleaned up.
+        assert not (Path(tempfile.gettempdir()) / f"ray-gp-{job_id}").exists()
     # Each job stopped only its own Ray: no process of either job's temp dir is left.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not any(f"/tmp/ray-gp-{job_id}" in ps for job_id in jobs.values())
+    assert not any(
+        str(Path(tempfile.gettempdir()) / f"ray-gp-{job_id}") in ps for job_id in jobs.values()
+    )
