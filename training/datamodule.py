@@ -194,7 +194,7 @@ class ShardDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> StepSeededLoader:
         """The endless (resampled) or one-pass training stream of this rank."""
         rank, world = self._rank()
-        stream = ShardStream(
+        stream = self._stream(
             urls=self.train_urls,
             batch_size=self.batch_size,
             resampled=self.resampled,
@@ -204,7 +204,6 @@ class ShardDataModule(pl.LightningDataModule):
             seed=self.seed,
             strict=self.strict,
             max_consecutive_failures=self.max_consecutive_failures,
-            num_frames=self.num_frames,
             rank=rank,
             world_size=world,
         )
@@ -214,7 +213,7 @@ class ShardDataModule(pl.LightningDataModule):
         """Validation shards in order, the same on every rank (no task weighting, no shuffle)."""
         if self.val_urls is None:
             return []
-        stream = ShardStream(
+        stream = self._stream(
             urls=self.val_urls,
             batch_size=self.batch_size,
             resampled=False,
@@ -222,10 +221,13 @@ class ShardDataModule(pl.LightningDataModule):
             seed=self.seed,
             strict=self.strict,
             max_consecutive_failures=self.max_consecutive_failures,
-            num_frames=self.num_frames,
             drop_last=False,
         )
         return self._loader(stream)
+
+    def _stream(self, **options: Any) -> ShardStream:
+        """The sample stream over some of the shards (subclasses read other sample kinds)."""
+        return ShardStream(num_frames=self.num_frames, **options)
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
         """Account the corrupt samples the workers skipped before this batch."""

@@ -28,7 +28,7 @@ from training.cache.latent_sample import (
     collate_latents,
     decode_members,
 )
-from training.datamodule import ShardDataModule, StepSeededLoader
+from training.datamodule import ShardDataModule
 from training.shard_stream import CorruptSampleError, ShardStream
 
 # ShardDataModule options that mean nothing for latents (the clip geometry is fixed by the cache).
@@ -105,41 +105,9 @@ class LatentDataModule(ShardDataModule):
         super().__init__(shards=urls, val_shards=val_urls, **kwargs)
         self.latents = str(latents)
 
-    def train_dataloader(self) -> StepSeededLoader:
-        """The endless (resampled) or one-pass training stream of this rank."""
-        rank, world = self._rank()
-        stream = LatentStream(
-            empty_prompt=self.empty_prompt,
-            urls=self.train_urls,
-            batch_size=self.batch_size,
-            resampled=self.resampled,
-            epoch_batches=self.epoch_batches,
-            task_weights=self.task_weights,
-            shuffle_buffer=self.shuffle_buffer,
-            seed=self.seed,
-            strict=self.strict,
-            max_consecutive_failures=self.max_consecutive_failures,
-            rank=rank,
-            world_size=world,
-        )
-        return self._loader(stream, require_batches=True)
-
-    def val_dataloader(self) -> StepSeededLoader | list[Any]:
-        """The validation cache in order, the same on every rank."""
-        if self.val_urls is None:
-            return []
-        stream = LatentStream(
-            empty_prompt=self.empty_prompt,
-            urls=self.val_urls,
-            batch_size=self.batch_size,
-            resampled=False,
-            epoch_batches=None,
-            seed=self.seed,
-            strict=self.strict,
-            max_consecutive_failures=self.max_consecutive_failures,
-            drop_last=False,
-        )
-        return self._loader(stream)
+    def _stream(self, **options: Any) -> LatentStream:
+        """The stream of cached samples (the same shard plan as the pixel stream)."""
+        return LatentStream(empty_prompt=self.empty_prompt, **options)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
         """The batch's :class:`~genprop.latents.EncodedBatch` (already on the device)."""
