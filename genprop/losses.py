@@ -158,7 +158,7 @@ def training_losses(
             losses["grad"] = grad_term(content, m, *out.injections)
         total = total + weights.grad * losses["grad"]
     if weights.mpd:
-        losses["mpd"] = mpd_loss(out.mask_logits, m)
+        losses["mpd"] = mpd_loss(out.mask_logits, m, weights.mpd_form)
         total = total + weights.mpd * losses["mpd"]
     if out.gate_logits is not None:
         # The gated output's error trains the gate's strength and refines where it keeps.

@@ -13,9 +13,19 @@ region, the sampler can replace the latents outside a soft, dilated version of t
   composite; with a lossy VAE this is the only way to keep them bit-exact).
 * ``"off"``: the plain model (the paper's).
 
-The mask is ``sigmoid(MPD logits)``, dilated by a max-filter of ``dilate`` cells and smoothed by a
-Gaussian of standard deviation ``blur`` cells (latent cells for ``"latent"``, pixels for
-``"pixel"``). Latent frame 0 is never replaced: it is the (edited) first frame.
+Where the edit is (``source``):
+
+* ``"mpd"``: ``sigmoid(MPD logits)``, the region the model predicts it edits.
+* ``"change"`` (``"pixel"`` only): where the decoded output differs from the input by more than
+  ``threshold`` (largest channel difference, pixel values in [0, 1]), after a morphological
+  opening of radius ``opening`` pixels that drops isolated specks of regeneration noise. The
+  composite then only replaces pixels the model left within ``threshold`` of the input: it cannot
+  undo an edit the model made, only the noise of regenerating what it did not edit.
+* ``"union"`` (``"pixel"`` only): either of the two.
+
+The mask is then dilated by a max-filter of ``dilate`` cells and smoothed by a Gaussian of
+standard deviation ``blur`` cells (latent cells for ``"latent"``, pixels for ``"pixel"``).
+Latent frame 0 is never replaced: it is the (edited) first frame.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 PRESERVE_MODES = ("off", "latent", "pixel")
+PRESERVE_SOURCES = ("mpd", "change", "union")
 
 
 @dataclass
@@ -37,6 +48,9 @@ class PreserveConfig:
     mode: str = "off"  # "off" | "latent" | "pixel"
     dilate: int = 1  # max-filter radius, in cells of the blended grid
     blur: float = 1.0  # Gaussian sigma, in cells of the blended grid (0 = none)
+    source: str = "mpd"  # "mpd" | "change" | "union": where the edit is
+    threshold: float = 0.1  # "change": smallest output-input difference counted as an edit
+    opening: int = 1  # "change": opening radius in pixels (0 = none)
 
     def check(self, where: str = "preserve") -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -51,6 +65,24 @@ class PreserveConfig:
             raise ValueError(f"{where}.blur: expected a finite number, got {blur!r}")
         if not 0.0 <= blur <= 32.0:
             raise ValueError(f"{where}.blur: expected 0..32 cells, got {blur}")
+        if self.source not in PRESERVE_SOURCES:
+            raise ValueError(
+                f"{where}.source: expected one of {PRESERVE_SOURCES}, got {self.source!r}"
+            )
+        if self.source != "mpd" and self.mode == "latent":
+            raise ValueError(
+                f"{where}.source: {self.source!r} compares decoded frames, so it needs mode "
+                f"'pixel' (mode is 'latent')"
+            )
+        thr = self.threshold
+        if isinstance(thr, bool) or not isinstance(thr, int | float) or not math.isfinite(thr):
+            raise ValueError(f"{where}.threshold: expected a finite number, got {thr!r}")
+        if not 0.0 < thr < 1.0:
+            raise ValueError(f"{where}.threshold: expected a pixel difference in (0, 1), got {thr}")
+        if isinstance(self.opening, bool) or not isinstance(self.opening, int):
+            raise ValueError(f"{where}.opening: expected an integer, got {self.opening!r}")
+        if not 0 <= self.opening <= 16:
+            raise ValueError(f"{where}.opening: expected 0..16 pixels, got {self.opening}")
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
@@ -81,6 +113,27 @@ def soft_edit_mask(prob: torch.Tensor, *, dilate: int, blur: float) -> torch.Ten
         m = F.conv2d(m, k.view(1, 1, -1, 1))
     # Dilation and blur only ever move the mask toward "edited" near an edit; clamp float error.
     return rearrange(m.clamp(0.0, 1.0), "(b t) 1 h w -> b t h w", b=b, t=t)
+
+
+def change_mask(
+    result: torch.Tensor, video: torch.Tensor, *, threshold: float, opening: int
+) -> torch.Tensor:
+    """Where the output differs from the input: (B, T, C, H, W) frames in [0, 1] -> (B, T, H, W).
+
+    A pixel is changed when its largest channel difference exceeds ``threshold``; a
+    morphological opening (min- then max-filter) of radius ``opening`` then drops changed regions
+    thinner than ``2·opening + 1`` pixels, the speckle of regenerated texture.
+    """
+    diff = (result.float() - video.float()).abs().amax(dim=2)
+    changed = (diff > threshold).float()
+    if opening > 0:
+        b, t = changed.shape[:2]
+        m = rearrange(changed, "b t h w -> (b t) 1 h w")
+        k, r = 2 * opening + 1, opening
+        m = -F.max_pool2d(-m, kernel_size=k, stride=1, padding=r)
+        m = F.max_pool2d(m, kernel_size=k, stride=1, padding=r)
+        changed = rearrange(m, "(b t) 1 h w -> b t h w", b=b, t=t)
+    return changed
 
 
 def blend_known(

@@ -20,7 +20,7 @@ from einops import rearrange
 
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
-from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
+from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
 from genprop.sampler import check_sampling_options, sample_latents
 from genprop.tasks import TASKS, task_index
 
@@ -71,11 +71,20 @@ def _check_inputs(video: np.ndarray, first: np.ndarray) -> None:
 def _keep_input_pixels(
     result: np.ndarray, video: np.ndarray, masks: torch.Tensor, preserve: PreserveConfig
 ) -> np.ndarray:
-    """Composite (T, H, W, 3) uint8 frames: the input outside the dilated, blurred MPD mask."""
-    edit = soft_edit_mask(masks[None].cpu(), dilate=preserve.dilate, blur=preserve.blur)
+    """Composite (T, H, W, 3) uint8 frames: the input outside the dilated, blurred edit mask."""
     frames = [
         rearrange(torch.from_numpy(v).float(), "t h w c -> 1 t c h w") for v in (result, video)
     ]
+    edited = masks[None].cpu().float()
+    if preserve.source != "mpd":
+        changed = change_mask(
+            frames[0] / 255.0,
+            frames[1] / 255.0,
+            threshold=preserve.threshold,
+            opening=preserve.opening,
+        )
+        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
+    edit = soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
     out = blend_known(frames[0], frames[1], edit)
     return rearrange(out[0].round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()
 

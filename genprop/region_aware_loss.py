@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+MPD_FORMS = ("mse", "bce_dice")
+
 
 @dataclass
 class LossWeights:
@@ -32,6 +34,16 @@ class LossWeights:
     mpd: float = 1.0  # γ: mask prediction decoder
     gate: float = 1.0  # content gate supervision (ours; used only by models with a content gate)
     grad_delta: float = 0.1  # δ: size of the finite-difference perturbation (latent units)
+    # Form of L_MPD: "mse" (the paper's: MSE of sigmoid(logits) vs m̃) or "bce_dice" (binary
+    # cross-entropy + soft Dice, the segmentation losses: MSE on a small, sparse mask lets the
+    # decoder predict "nothing" almost everywhere at little cost).
+    mpd_form: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.mpd_form not in MPD_FORMS:
+            raise ValueError(
+                f"loss_weights.mpd_form: expected one of {MPD_FORMS}, got {self.mpd_form!r}"
+            )
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -71,9 +83,23 @@ def region_split_mse(
     return ((1 - m) * err).mean(), (m * err).mean()
 
 
-def mpd_loss(mask_logits: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """MSE between sigmoid(MPD logits) and m̃ over latent frames 1.. (both (B, T', h, w))."""
-    return F.mse_loss(torch.sigmoid(mask_logits[:, 1:].float()), m[:, 1:])
+def mpd_loss(mask_logits: torch.Tensor, m: torch.Tensor, form: str = "mse") -> torch.Tensor:
+    """L_MPD over latent frames 1.. of MPD logits and m̃ (both (B, T', h, w)).
+
+    ``"mse"``: MSE between sigmoid(logits) and m̃ (the paper). ``"bce_dice"``: binary
+    cross-entropy (m̃ as soft targets) + soft Dice loss ``1 − (2·Σpm + 1) / (Σp + Σm + 1)`` per
+    sample (smoothed by 1 so a sample with an empty mask asks for an empty prediction).
+    """
+    logits, target = mask_logits[:, 1:].float(), m[:, 1:].float()
+    if form == "mse":
+        return F.mse_loss(torch.sigmoid(logits), target)
+    if form != "bce_dice":
+        raise ValueError(f"mpd form: expected one of {MPD_FORMS}, got {form!r}")
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    dice = 1.0 - (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
+    return bce + dice.mean()
 
 
 def token_mask(m: torch.Tensor, patch: tuple[int, int]) -> torch.Tensor:

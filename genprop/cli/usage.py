@@ -7,10 +7,11 @@ A user error (bad flag, unreadable input, invalid model folder) prints one line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import NoReturn
 
-from genprop.preserve import PRESERVE_MODES, PreserveConfig
+from genprop.preserve import PRESERVE_MODES, PRESERVE_SOURCES, PreserveConfig
 from genprop.sampler import check_sampling_options
 
 EXIT_USAGE = 2
@@ -54,7 +55,8 @@ def check_sampling_flags(
 
 
 def add_preserve_flags(p: argparse.ArgumentParser) -> None:
-    """``--preserve MODE`` (+ ``--preserve-dilate``, ``--preserve-blur``): see genprop.preserve."""
+    """``--preserve MODE`` (+ ``--preserve-source``, ``-dilate``, ``-blur``, ``-threshold``,
+    ``-opening``): see genprop.preserve."""
     p.add_argument(
         "--preserve",
         choices=PRESERVE_MODES,
@@ -63,6 +65,16 @@ def add_preserve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--preserve-dilate", type=int, default=None, help="mask dilation, cells")
     p.add_argument("--preserve-blur", type=float, default=None, help="mask blur sigma, cells")
+    p.add_argument(
+        "--preserve-source",
+        choices=PRESERVE_SOURCES,
+        default=None,
+        help="where the edit is: the MPD mask, the output's change from the input, or both",
+    )
+    p.add_argument(
+        "--preserve-threshold", type=float, default=None, help="change: pixel difference in (0, 1)"
+    )
+    p.add_argument("--preserve-opening", type=int, default=None, help="change: opening, pixels")
 
 
 def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> PreserveConfig | None:
@@ -73,13 +85,13 @@ def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> Pre
     Raises:
         UsageError: A value is out of range (names the flag).
     """
-    if args.preserve is None and args.preserve_dilate is None and args.preserve_blur is None:
+    names = ("dilate", "blur", "source", "threshold", "opening")
+    given = {n: getattr(args, f"preserve_{n}") for n in names}
+    given = {n: v for n, v in given.items() if v is not None}
+    if args.preserve is None and not given:
         return None
-    cfg = PreserveConfig(
-        mode=default.mode if args.preserve is None else args.preserve,
-        dilate=default.dilate if args.preserve_dilate is None else args.preserve_dilate,
-        blur=default.blur if args.preserve_blur is None else args.preserve_blur,
-    )
+    mode = default.mode if args.preserve is None else args.preserve
+    cfg = dataclasses.replace(default, mode=mode, **given)
     try:
         cfg.check("--preserve")
     except ValueError as err:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from genprop_helpers import make_batch, perturb
 
 from genprop import GenPropModel, LossWeights, preset, training_losses
-from genprop.region_aware_loss import feature_sensitivity, latent_mask, region_split_mse
+from genprop.region_aware_loss import feature_sensitivity, latent_mask, mpd_loss, region_split_mse
 
 
 def test_mask_split_sums_to_plain_mse():
@@ -133,3 +133,23 @@ def test_latent_mask_gaussian_downsample():
     assert m[0, 0].max() == 0
     assert m[0, 1, 1, 1] > 0.9 and m[0, 1, 3, 3] < 0.3 and 0.3 < m[0, 1, 2, 2] < 0.9
     assert torch.equal(latent_mask(mask, spatial_factor=1, temporal_factor=1), mask)
+
+
+@pytest.mark.parametrize("form", ["mse", "bce_dice"])
+def test_mpd_loss_is_lowest_for_the_true_mask(form: str) -> None:
+    m = torch.zeros(2, 3, 8, 8)
+    m[:, 1:, 2:5, 3:6] = 1.0
+    right = torch.where(m > 0.5, 8.0, -8.0)
+    nothing = torch.full_like(m, -8.0)
+    everything = torch.full_like(m, 8.0)
+    loss = {
+        k: mpd_loss(v, m, form).item() for k, v in [("r", right), ("n", nothing), ("e", everything)]
+    }
+    assert loss["r"] < 0.01 < loss["n"] and loss["r"] < loss["e"]
+    if form == "bce_dice":  # the Dice term: predicting nothing costs ~1, not the mask's ~14 %
+        assert loss["n"] > 0.9
+
+
+def test_unknown_mpd_form_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"loss_weights\.mpd_form"):
+        LossWeights(mpd_form="focal")

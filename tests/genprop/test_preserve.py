@@ -12,7 +12,7 @@ from genprop_helpers import tiny_genprop_model
 import genprop.sampler as sampler_module
 from genprop import GenPropModel
 from genprop.configs import GenPropConfig, SamplingConfig
-from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
+from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
 from genprop.propagate import propagate
 from genprop.sampler import sample_latents
 
@@ -107,6 +107,55 @@ def test_pixel_preservation_keeps_the_input_exactly(monkeypatch: pytest.MonkeyPa
     out = propagate(model, video, edited, "removal", steps=2, preserve=PreserveConfig(mode="pixel"))
     assert np.array_equal(out.video[0], edited)
     assert np.array_equal(out.video[1:], video[1:])
+
+
+def test_change_mask_keeps_real_edits_and_drops_specks() -> None:
+    video = torch.zeros(1, 2, 3, 16, 16)
+    result = video.clone()
+    result[0, 1, 0, 4:10, 4:10] = 0.8  # a 6x6 edit
+    result[0, 1, 1, 13, 2] = 0.9  # one speck of regeneration noise
+    result[0, 1, 2, 0:4, 12:16] = 0.05  # a change below the threshold
+    m = change_mask(result, video, threshold=0.1, opening=1)
+    assert m.shape == (1, 2, 16, 16)
+    assert m[0, 1, 4:10, 4:10].eq(1).all()
+    assert m.sum() == 36  # neither the speck nor the faint change
+    assert change_mask(result, video, threshold=0.1, opening=0).sum() == 37
+
+
+def test_change_preservation_never_undoes_the_models_edit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the change mask, every output pixel is either the model's or within the threshold."""
+    model = tiny_genprop_model().eval()
+    video = _video(model.config)
+    edited = 255 - video[0]
+    plain = propagate(model, video, edited, "removal", steps=2)
+    kept = propagate(
+        model,
+        video,
+        edited,
+        "removal",
+        steps=2,
+        preserve=PreserveConfig(
+            mode="pixel", source="change", threshold=0.199, opening=0, dilate=0, blur=0
+        ),
+    )
+    far = np.abs(plain.video.astype(int) - video.astype(int)).max(-1) > 0.199 * 255
+    assert np.array_equal(kept.video[far], plain.video[far])
+    assert np.array_equal(kept.video[1:][~far[1:]], video[1:][~far[1:]])
+    assert np.array_equal(kept.video[0], edited)
+
+
+@pytest.mark.parametrize(
+    "cfg, field",
+    [
+        (PreserveConfig(mode="latent", source="change"), "preserve.source"),
+        (PreserveConfig(mode="pixel", source="mask"), "preserve.source"),
+        (PreserveConfig(mode="pixel", source="change", threshold=1.5), "preserve.threshold"),
+        (PreserveConfig(mode="pixel", source="union", opening=-1), "preserve.opening"),
+    ],
+)
+def test_bad_preserve_options_are_refused_naming_the_field(cfg: PreserveConfig, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        cfg.check()
 
 
 def test_propagate_uses_the_exports_sampling_defaults(
