@@ -58,7 +58,7 @@ DEMO_STAGE1_STEPS ?= 1200
 DEMO_STAGE2_STEPS ?= 1300
 DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 8
-# The demo's evaluation samples with the export's own defaults (conf/experiment/demo_genprop.yaml,
+# The demo's evaluation samples with the export's own defaults (conf/training/experiment/demo_genprop.yaml,
 # model.net.overrides.sampling: 16 steps, guidance 3, removal 8, tracking 12 — the choice `make
 # guidance-sweep` printed on validation cases of another world seed, not on the benchmark; the
 # paper samples with guidance 20). Set these to override them at evaluation time, e.g.
@@ -103,8 +103,8 @@ $(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/
 	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
 		$(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO)/eval
 
-$(DEMO)/report.md: $(DEMO)/eval/metrics.json training/demo_report.py
-	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
+$(DEMO)/report.md: $(DEMO)/eval/metrics.json evaluation/demo_report.py
+	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO)
 
 demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~35 min): writes outputs/demo/report.md
 	@echo "report: $(DEMO)/report.md"
@@ -112,18 +112,18 @@ demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
 	$(BIN)/genprop-preview $(DEMO)/shards --out $(DEMO)/shards_preview.png
 
-ABLATIONS := no_mpd no_ra_loss gate  # conf/experiment/demo_<name>.yaml; the paper's two first
+ABLATIONS := no_mpd no_ra_loss gate  # conf/training/ablation/<name>.yaml on demo_genprop; the paper's two first
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
-	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_$$a \
-	    name=$$a paths.log_dir=$(DEMO)/ablate \
+	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_genprop \
+	    ablation=$$a name=$$a paths.log_dir=$(DEMO)/ablate \
 	    data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
 	  test -f $(DEMO)/ablate/$$a/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
 	    --model $(DEMO)/ablate/$$a/export/last --baselines none $(EVAL_STEPS) $(EVAL_GUIDANCE) \
 	    --out $(DEMO)/ablate/$$a/eval || exit 1; \
 	done
-	$(BIN)/python -m training.demo_report --demo-dir $(DEMO)
+	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO)
 
 $(DEMO)/val_cases/index.json: | $(STAMP)
 	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/val_cases $(CASES_ARGS) --seed 20000
@@ -133,14 +133,36 @@ guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/i
 	  $(BIN)/genprop-eval --cases $(DEMO)/val_cases --model $(DEMO)/train/stage2/export/last \
 	    --baselines none $(EVAL_STEPS) --guidance $$g --out $(DEMO)/guidance/g$$g || exit 1; \
 	done
-	$(BIN)/python -m genprop.eval.guidance $(addprefix $(DEMO)/guidance/g,$(DEMO_GUIDANCES)) \
+	$(BIN)/python -m evaluation.guidance $(addprefix $(DEMO)/guidance/g,$(DEMO_GUIDANCES)) \
 	    --out $(DEMO)/guidance/best.json
+
+# Quality vs training compute: both stages' steps times each scale, same world, shards and cases;
+# scale 1 is the demo itself. Writes $(DEMO)/curve/curve.{md,json,png}.
+DEMO_CURVE_SCALES ?= 0.5 2 4
+demo-curve: $(DEMO)/eval/metrics.json ## Quality vs training compute (the demo at 0.5x, 2x, 4x its steps; hours)
+	for s in $(DEMO_CURVE_SCALES); do \
+	  d=$(DEMO)/curve/x$$s; \
+	  n1=$$(awk "BEGIN{print int($(DEMO_STAGE1_STEPS) * $$s + 0.5)}"); \
+	  n2=$$(awk "BEGIN{print int($(DEMO_STAGE2_STEPS) * $$s + 0.5)}"); \
+	  test -f $$d/stage2/export/last/config.json || { \
+	    $(BIN)/genprop-train experiment=demo_i2v name=stage1 paths.log_dir=$$d \
+	      data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+	      trainer.max_steps=$$n1 resume=auto && \
+	    $(BIN)/genprop-train experiment=demo_genprop name=stage2 paths.log_dir=$$d \
+	      data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+	      model.init_from=$$d/stage1/export/last trainer.max_steps=$$n2 resume=auto; } || exit 1; \
+	  test -f $$d/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
+	    --model $$d/stage2/export/last --baselines none $(EVAL_STEPS) $(EVAL_GUIDANCE) \
+	    --out $$d/eval || exit 1; \
+	done
+	$(BIN)/python -m evaluation.curve --run 1=$(DEMO)/eval \
+	  $(foreach s,$(DEMO_CURVE_SCALES),--run $(s)=$(DEMO)/curve/x$(s)/eval) --out $(DEMO)/curve
 
 toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate guidance-sweep toyworld-preview
+.PHONY: demo data ablate guidance-sweep demo-curve toyworld-preview
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

@@ -121,9 +121,9 @@ def vae_floor(encoders: LatentEncoders, samples: list[Sample], batch: int, frame
         pixels = to_model_batch(collate_samples(samples[i : i + batch], num_frames=frames))
         with torch.no_grad():
             t0 = time.perf_counter()
-            encoders.codec.encode(pixels["target"])
-            encoders.codec.encode(pixels["sce"])
-            encoders.encode_first_frame(pixels["first"], frames)
+            encoders.codec.encode(pixels.target)
+            encoders.codec.encode(pixels.sce)
+            encoders.encode_first_frame(pixels.first, frames)
             total += time.perf_counter() - t0
     return total
 

@@ -47,6 +47,7 @@ from genprop.memory_plan import ClusterSpec, StepSpec, plan_training
 from genprop.meta_model import build_meta_model, build_random_model, write_config_folder
 from genprop.meta_step import meta_batch
 from genprop.model import GenPropModel
+from genprop.video_batch import VideoBatch
 from genprop.wan_folder import wan_config
 
 WAN_CONFIGS = Path(__file__).resolve().parents[1] / "tests/genprop/wan_configs"
@@ -78,16 +79,16 @@ def _trainable(model: GenPropModel) -> list[torch.nn.Parameter]:
     return params
 
 
-def _random_batch(model: GenPropModel, batch: int, device: torch.device) -> dict[str, Any]:
+def _random_batch(model: GenPropModel, batch: int, device: torch.device) -> VideoBatch:
     gen = torch.Generator().manual_seed(0)
     out = {}
-    for key, like in meta_batch(model, batch, "cpu").items():
+    for key, like in meta_batch(model, batch, "cpu").tensors().items():
         if like.dtype == torch.long:
             out[key] = torch.zeros_like(like).to(device)
         else:
             out[key] = (torch.rand(like.shape, generator=gen) * 2 - 1).to(device)
     out["mask"] = (out["mask"] > 0.5).float()
-    return out
+    return VideoBatch(**out)
 
 
 def bench_case(

@@ -27,21 +27,22 @@ from genprop.losses import training_losses
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
 from genprop.sampler import sample_latents
+from genprop.video_batch import VideoBatch
 
 
-def _batch(model: GenPropModel, batch: int, device: torch.device) -> dict:
+def _batch(model: GenPropModel, batch: int, device: torch.device) -> VideoBatch:
     gen = torch.Generator().manual_seed(0)
     cfg = model.config
     t, h, w = cfg.num_frames, cfg.height, cfg.width
     mask = torch.zeros(batch, t, h, w)
     mask[:, :, h // 4 : h // 2, w // 4 : w // 2] = 1
-    return {
-        "target": (torch.rand(batch, t, 3, h, w, generator=gen) * 2 - 1).to(device),
-        "first": (torch.rand(batch, 3, h, w, generator=gen) * 2 - 1).to(device),
-        "sce": (torch.rand(batch, t, 3, h, w, generator=gen) * 2 - 1).to(device),
-        "mask": mask.to(device),
-        "task": torch.zeros(batch, dtype=torch.long, device=device),
-    }
+    return VideoBatch(
+        target=(torch.rand(batch, t, 3, h, w, generator=gen) * 2 - 1).to(device),
+        first=(torch.rand(batch, 3, h, w, generator=gen) * 2 - 1).to(device),
+        sce=(torch.rand(batch, t, 3, h, w, generator=gen) * 2 - 1).to(device),
+        mask=mask.to(device),
+        task=torch.zeros(batch, dtype=torch.long, device=device),
+    )
 
 
 def _median_time(fn: Callable[[], None], iters: int, device: torch.device) -> float:
@@ -60,10 +61,12 @@ def _median_time(fn: Callable[[], None], iters: int, device: torch.device) -> fl
     return statistics.median(times[1:])
 
 
-def _train_step(model: GenPropModel, batch: dict, stage: str, weights: LossWeights, amp: bool):
+def _train_step(
+    model: GenPropModel, batch: VideoBatch, stage: str, weights: LossWeights, amp: bool
+):
     params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
-    device = batch["target"].device
+    device = batch.target.device
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -109,11 +112,11 @@ def benchmark(
     result["ratio"] = result["genprop_step_s"] / result["i2v_step_s"]
     result["ratio_no_lgrad"] = result["genprop_step_no_lgrad_s"] / result["i2v_step_s"]
     with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-        first = model.encode_first_frame(data["first"][:1], model.config.num_frames)
-        content = model.codec.encode(data["sce"][:1])
+        first = model.encode_first_frame(data.first[:1], model.config.num_frames)
+        content = model.codec.encode(data.sce[:1])
 
         def sample() -> None:
-            sample_latents(model, first, content=content, task=data["task"][:1], steps=steps)
+            sample_latents(model, first, content=content, task=data.task[:1], steps=steps)
 
         per_clip = _median_time(sample, iters, dev)
     result["sample_steps"] = steps

@@ -37,6 +37,7 @@ from benchmarks.mfu import mfu, peak_tflops
 from datagen.schema import SCHEMA_VERSION, TASKS, Sample, encode_sample
 from genprop.configs import preset
 from genprop.flops import estimate_flops
+from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
 from training.datamodule import ShardDataModule
 from training.model_factory import build_model
@@ -107,7 +108,7 @@ def loader_samples_per_sec(shards: Path, *, batch: int, workers: int, batches: i
 
 
 def train_samples_per_sec(
-    preset_name: str, batch: dict[str, Any], *, steps: int, device: str, bf16: bool
+    preset_name: str, batch: VideoBatch, *, steps: int, device: str, bf16: bool
 ) -> float:
     """Samples/s of optimizer steps of the paper's stage-2 loss on a fixed batch."""
     module = GenPropLitModule(
@@ -117,11 +118,11 @@ def train_samples_per_sec(
     module.to(device)
     opt = module.configure_optimizers()
     params = [p for _, p in module.trainable_named_parameters()]
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = batch.to(device)
 
     def step(i: int) -> None:
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-            loss = module._losses(batch, seed=i, step=i)["total"]
+            loss = module.compute_losses(batch, seed=i, step=i)["total"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -136,23 +137,23 @@ def train_samples_per_sec(
         step(i + 1)
     if device == "cuda":
         torch.cuda.synchronize()
-    return steps * batch["target"].shape[0] / (time.perf_counter() - start)
+    return steps * batch.batch_size / (time.perf_counter() - start)
 
 
-def synthetic_batch(preset_name: str, batch_size: int) -> dict[str, Any]:
+def synthetic_batch(preset_name: str, batch_size: int) -> VideoBatch:
     """A model batch of the preset's clip geometry."""
     cfg = preset(preset_name)
     t, h, w = cfg.num_frames, cfg.height, cfg.width
     g = torch.Generator().manual_seed(0)
     video = lambda: torch.rand(batch_size, t, 3, h, w, generator=g) * 2 - 1  # noqa: E731
-    return {
-        "sce": video(),
-        "target": video(),
-        "first": video()[:, 0],
-        "mask": (torch.rand(batch_size, t, h, w, generator=g) > 0.7).float(),
-        "task": torch.arange(batch_size) % len(TASKS),
-        "prompt": [""] * batch_size,
-    }
+    return VideoBatch(
+        sce=video(),
+        target=video(),
+        first=video()[:, 0],
+        mask=(torch.rand(batch_size, t, h, w, generator=g) > 0.7).float(),
+        task=torch.arange(batch_size) % len(TASKS),
+        prompt=[""] * batch_size,
+    )
 
 
 def peak_flops(name: str) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import albumentations as A
 import numpy as np
 
-from datagen.recipes.base import Clip
+from datagen.record import Clip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,7 +34,8 @@ from datagen.job_config import ConfigError, check_job_config
 from datagen.readers import open_reader
 from datagen.record import DatasetError
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# conf/datagen/: genprop_data.yaml and its groups (source/, mix/).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf" / "datagen")
 
 
 def source_options(cfg: DictConfig) -> tuple[str, dict[str, Any]]:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from datagen.recipes.base import Clip, SkipSample
-from datagen.record import VideoRecord
+from datagen.recipes.base import SkipSample
+from datagen.record import Clip, VideoRecord
 
 
 def clip_starts(record: VideoRecord, *, frames: int, stride: int) -> list[int]:

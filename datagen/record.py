@@ -1,8 +1,9 @@
-"""The one record type every dataset reader produces.
+"""The record types of the pipeline: what a dataset reader produces and what is cut from it.
 
 A reader turns a dataset on disk into :class:`VideoRecord` objects. Records are cheap: they hold
 indices and callables, and decode frames and masks only when asked, so a reader can stream a
-dataset of any size.
+dataset of any size. Clip sampling (:mod:`datagen.clips`) decodes a stretch of a record into a
+:class:`Clip`, the pixels that augmentation and the pair recipes work on.
 
 Frame indexing: a record exposes its *annotated* frames ``0 .. num_frames-1``. ``frame_indices[i]``
 is the index of annotated frame ``i`` in the source video (SA-V: ``4 * i``; YouTube-VIS and VOS
@@ -167,3 +168,38 @@ class Reader(ABC):
                 yield self.load(vid)
             except BadVideo as e:
                 yield e
+
+
+@dataclass
+class Clip:
+    """A clip cut from one video, resized and cropped to the training size.
+
+    Attributes:
+        video_id: the source video's id.
+        source: the source dataset name (``"ytvis"``, ``"toyworld"``, ...).
+        frames: ``(T, H, W, 3)`` uint8 RGB.
+        masks: object id -> ``(T, H, W)`` bool instance masks (all objects of the video).
+        categories: object id -> category name or ``None``.
+        frame_indices: source-video frame index of each clip frame (length ``T``).
+        fps: frame rate of the clip (annotated rate divided by the stride), ``None`` if unknown.
+        object_ids: the objects the plan selected for this sample, most important first.
+    """
+
+    video_id: str
+    source: str
+    frames: np.ndarray
+    masks: dict[str, np.ndarray]
+    categories: dict[str, str | None]
+    frame_indices: list[int]
+    fps: float | None
+    object_ids: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(T, H, W)``."""
+        T, H, W, _ = self.frames.shape
+        return T, H, W
+
+    def present_in_first(self, object_id: str) -> bool:
+        """Whether the object has a non-empty mask on the first clip frame."""
+        return bool(self.masks[object_id][0].any())

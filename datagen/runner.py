@@ -24,14 +24,8 @@ every shard worker exits as soon as the driver process dies.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import select
-import signal
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +35,22 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from datagen.job_config import ConfigError, check_job_config, check_output_dir
+from datagen.jobs import (
+    Progress,
+    clear_other_jobs,
+    failed_shards_line,
+    gather_ray_tasks,
+    ray_session,
+    remove_stale_temporaries,
+    run_in_process,
+    watch_driver,
+    write_json_atomic,
+    write_jsonl,
+)
 from datagen.plan import ShardPlan, make_plan
 from datagen.recipes.base import SKIP_KINDS
 from datagen.record import DatasetError
+from datagen.schema import SCHEMA_VERSION
 from datagen.shard_task import (
     JobSpec,
     build_shard,
@@ -52,7 +59,7 @@ from datagen.shard_task import (
     shard_task_options,
     task_threads,
 )
-from datagen.shards import read_stats, remove_stale_temporaries, shard_paths
+from datagen.shards import read_stats
 
 # Keys that change how a job runs, not what it produces: excluded from the config hash.
 RUNTIME_KEYS = (
@@ -142,18 +149,18 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
     todo = [p for p in plans if read_stats(out, p.name, chash) is None]
     ray_cfg = plain.get("ray") or {}
     show = bool(plain.get("progress", True))
-    progress = _Progress(len(plans), len(plans) - len(todo), enabled=show)
-    failed: list[dict[str, str]] = []
+    progress = Progress(len(plans), len(plans) - len(todo), enabled=show, desc="shards")
     if todo and ray_cfg.get("enabled", True):
         failed = _run_ray(todo, spec, sorted(set(video_ids)), ray_cfg, progress)
     else:
+        ids = sorted(set(video_ids))
         with limited_threads(task_threads(float(ray_cfg.get("cpus_per_task", 1)))):
-            for p in todo:
-                try:
-                    progress.update(build_shard(p, spec, sorted(set(video_ids))))
-                except Exception as e:  # one broken shard must not stop the others
-                    reason = f"{type(e).__name__}: {e}"[:2000]
-                    failed.append({"shard": p.name, "reason": reason})
+            failed = run_in_process(
+                todo,
+                lambda p: build_shard(p, spec, ids),
+                name=lambda p: p.name,
+                on_done=progress.update,
+            )
     progress.close()
     manifest = _write_manifest(out, plans, chash, plain, failed)
     problem = job_problem(manifest, min_yield=float(plain.get("min_yield", 0.5)))
@@ -172,10 +179,7 @@ def job_problem(manifest: dict[str, Any], *, min_yield: float) -> str | None:
     planned, built = manifest["planned_samples"], manifest["samples"]
     parts = []
     if manifest["failed_shards"]:
-        first = manifest["failed_shards"][0]
-        reason = first["reason"].splitlines()[0] if first["reason"] else "?"
-        n = len(manifest["failed_shards"])
-        parts.append(f"{n} shard(s) failed after retries, first {first['shard']}: {reason}")
+        parts.append(failed_shards_line(manifest["failed_shards"]))
     if built < min_yield * planned:
         parts.append(
             f"built {built} of {planned} samples (min_yield={min_yield:g}); "
@@ -198,45 +202,18 @@ def _run_ray(
     spec: JobSpec,
     video_ids: list[str],
     ray_cfg: dict[str, Any],
-    progress: _Progress,
+    progress: Progress,
 ) -> list[dict[str, str]]:
     import ray
 
-    address, runtime_env = ray_cfg.get("address"), ray_cfg.get("runtime_env") or None
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
-        else:
-            # "local" starts a new Ray even when one runs on this machine or RAY_ADDRESS is set.
-            with _without_env("RAY_ADDRESS"):
-                ray.init(
-                    address="local",
-                    num_cpus=ray_cfg.get("num_cpus"),
-                    include_dashboard=False,
-                    runtime_env=runtime_env,
-                )
-        started_here = True
-    try:
-        options = shard_task_options(ray_cfg, runtime_env, job_level=started_here)
+    runtime_env = ray_cfg.get("runtime_env") or None
+    with ray_session(ray_cfg, runtime_env=runtime_env) as session:
+        options = shard_task_options(ray_cfg, runtime_env, job_level=session.started_here)
         task = ray.remote(_ray_build_shard).options(**options)
         spec_ref, ids_ref = ray.put(spec), ray.put(video_ids)
-        driver = None if address else os.getpid()  # a cluster's workers run on other machines
-        threads = task_threads(options["num_cpus"])
-        pending = {task.remote(p, spec_ref, ids_ref, driver, threads): p for p in todo}
-        failed = []
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                plan = pending.pop(ref)
-                try:
-                    progress.update(ray.get(ref))
-                except Exception as e:  # RayTaskError (the task raised), worker died, ...
-                    failed.append({"shard": plan.name, "reason": _ray_reason(e)})
-        return failed
-    finally:
-        if started_here:
-            ray.shutdown()
+        driver, threads = session.driver_pid, task_threads(options["num_cpus"])
+        pending = {task.remote(p, spec_ref, ids_ref, driver, threads): p.name for p in todo}
+        return gather_ray_tasks(pending, on_done=progress.update)
 
 
 def _ray_build_shard(
@@ -247,87 +224,27 @@ def _ray_build_shard(
     The returned stats also carry the worker's ``threads`` settings (not written to the shard's
     stats file).
     """
-    if driver_pid is not None:
-        _exit_with_driver(driver_pid)
+    watch_driver(driver_pid)
     settings = limit_threads(threads)
     return {**build_shard(plan, spec, video_ids), "threads": settings}
 
 
-def _ray_reason(e: Exception) -> str:
-    """The cause of a failed Ray task, first line first (not Ray's wrapped traceback)."""
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, BaseException):
-        return f"{type(cause).__name__}: {cause}"[:2000]
-    return f"{type(e).__name__}: {e}"[:2000]
-
-
-_WATCHED: set[int] = set()
-
-
-def _exit_with_driver(pid: int) -> None:
-    """Kill this worker process (SIGKILL) as soon as process ``pid`` (the driver) ends.
-
-    Ray keeps a busy worker running after its driver is killed; a watcher thread per worker
-    process waits on a pidfd of the driver (polls on systems without pidfds).
-    """
-    if pid in _WATCHED:
-        return
-    _WATCHED.add(pid)
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os.kill(os.getpid(), signal.SIGKILL)
-    except (AttributeError, OSError):  # no pidfds: poll
-        fd = None
-
-    def watch() -> None:
-        if fd is not None:
-            select.select([fd], [], [])
-        else:
-            while _alive(pid):
-                time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="genprop-driver-watch", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _without_env(name: str):
-    """Remove environment variable ``name`` inside the block, restore it after."""
-    saved = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[name] = saved
-
-
 def _check_output_dir(out: Path, chash: str, *, overwrite: bool) -> None:
     """Refuse to mix shards of two configs in one folder (or clear them with ``overwrite``)."""
-    for stats in sorted(out.glob("shard-*.json")):
-        try:
-            other = json.loads(stats.read_text()).get("config_hash")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            other = None
-        if other == chash:
-            continue
-        if not overwrite:
-            raise ConfigError(
-                f"{out} holds shards of another config ({stats.name}: config_hash {other!r}, "
-                f"this job: {chash!r}); use a new output_dir or pass overwrite=true"
-            )
-        stats.unlink()
-        shard_paths(out, stats.stem)[0].unlink(missing_ok=True)
+
+    def refusal(stats: Path, other: Any) -> ConfigError:
+        return ConfigError(
+            f"{out} holds shards of another config ({stats.name}: config_hash {other!r}, "
+            f"this job: {chash!r}); use a new output_dir or pass overwrite=true"
+        )
+
+    clear_other_jobs(
+        sorted(out.glob("shard-*.json")),
+        key_field="config_hash",
+        key=chash,
+        overwrite=overwrite,
+        refusal=refusal,
+    )
 
 
 def _write_manifest(
@@ -337,9 +254,6 @@ def _write_manifest(
     cfg: dict[str, Any],
     failed: list[dict[str, str]],
 ) -> dict[str, Any]:
-    from datagen.schema import SCHEMA_VERSION
-    from datagen.shards import write_json_atomic
-
     shards, tasks, errors, skips = [], {}, {}, 0
     samples = failed_samples = 0
     reasons: Counter[str] = Counter()
@@ -357,8 +271,7 @@ def _write_manifest(
             tasks[t] = tasks.get(t, 0) + n
         for e in st.get("errors", []):
             errors.setdefault((e["video"], e["reason"]), e)
-    lines = [json.dumps(e, sort_keys=True) for _, e in sorted(errors.items())]
-    (out / "errors.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    write_jsonl(out / "errors.jsonl", (e for _, e in sorted(errors.items())))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "config_hash": chash,
@@ -375,22 +288,3 @@ def _write_manifest(
     }
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
-
-
-class _Progress:
-    """tqdm bar over shards, with samples and samples/s in the postfix."""
-
-    def __init__(self, total: int, done: int, *, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self.samples, self.t0 = 0, time.perf_counter()
-        self.bar = tqdm(total=total, initial=done, unit="shard", disable=not enabled, desc="shards")
-
-    def update(self, stats: dict[str, Any]) -> None:
-        self.samples += int(stats["samples"])
-        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix(samples=self.samples, samples_per_s=f"{rate:.2f}")
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()

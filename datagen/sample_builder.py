@@ -30,8 +30,7 @@ from datagen.clips import sample_clip
 from datagen.plan import SamplePlan, sample_rng
 from datagen.prompts import sample_prompt
 from datagen.recipes import Recipe, SkipSample
-from datagen.recipes.base import Clip
-from datagen.record import BadVideo, VideoRecord
+from datagen.record import BadVideo, Clip, VideoRecord
 from datagen.schema import MAX_FPS, SCHEMA_VERSION, Sample
 
 Encoder = Callable[[Sample], dict[str, bytes | str]]

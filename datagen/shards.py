@@ -22,6 +22,7 @@ from typing import Any
 
 import webdataset as wds
 
+from datagen.jobs import write_json_atomic
 from datagen.schema import Sample, encode_sample
 
 
@@ -115,22 +116,6 @@ def write_shard(
     }
     write_json_atomic(stats_path, stats)
     return stats
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def remove_stale_temporaries(output_dir: Path) -> int:
-    """Delete ``*.tmp-*`` files left by killed runs; returns how many were removed."""
-    n = 0
-    for p in output_dir.glob("*.tmp-*"):
-        p.unlink(missing_ok=True)
-        n += 1
-    return n
 
 
 def _sha256(path: Path) -> str:

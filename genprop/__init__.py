@@ -25,6 +25,7 @@ from genprop.region_aware_loss import LossWeights
 from genprop.sampler import sample_latents
 from genprop.tasks import NULL_TASK, TASKS, TRACKING_PROMPT, task_index
 from genprop.text import HashingTextEncoder, TransformersTextEncoder, build_text_encoder
+from genprop.video_batch import VideoBatch
 
 __all__ = [
     "NULL_TASK",
@@ -50,6 +51,7 @@ __all__ = [
     "TextConfig",
     "TinyDiT",
     "TransformersTextEncoder",
+    "VideoBatch",
     "WanConfig",
     "build_backbone",
     "build_codec",

@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 import torch
 from einops import rearrange
 from torch import nn
 
 from genprop.configs import CodecConfig
+from genprop.diffusers_config import plain_config
 
 
 class LatentCodec(nn.Module, ABC):
@@ -150,19 +150,10 @@ def build_codec(cfg: CodecConfig, *, load_weights: bool = True) -> LatentCodec:
         vae = AutoencoderKLWan.from_pretrained(
             cfg.path, subfolder=cfg.subfolder, local_files_only=True
         )
-        cfg.vae_config = _plain_config(vae.config)
+        cfg.vae_config = plain_config(vae.config)
     elif cfg.vae_config is not None:
         vae = AutoencoderKLWan.from_config(cfg.vae_config)
     else:
         raise ValueError("config.codec: wan_vae needs 'path' (a local folder) or 'vae_config'")
     vae.requires_grad_(False)
     return DiffusersVAECodec(vae)
-
-
-def _plain_config(config: Any) -> dict[str, Any]:
-    """A diffusers FrozenDict config as a JSON-friendly dict (drops private ``_`` keys)."""
-    return {
-        k: (list(v) if isinstance(v, tuple) else v)
-        for k, v in dict(config).items()
-        if not k.startswith("_")
-    }

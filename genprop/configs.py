@@ -102,7 +102,7 @@ class SamplingConfig:
     steps: int = 20  # Euler steps per chunk
     guidance: float = 1.0  # classifier-free guidance (text + task); 1 = off
     # Per-task guidance overriding ``guidance`` (e.g. {"tracking": 12.0}), chosen on validation
-    # cases (``python -m genprop.eval.guidance``).
+    # cases (``python -m evaluation.guidance``).
     task_guidance: dict[str, float] = field(default_factory=dict)
     injection_weight: float = 1.0
     preserve: PreserveConfig = field(default_factory=PreserveConfig)

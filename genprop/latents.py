@@ -23,6 +23,7 @@ from torch import nn
 from genprop.content_gate import gate_target
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import latent_mask
+from genprop.video_batch import VideoBatch, check_batch_type
 
 if TYPE_CHECKING:
     from genprop.codec import LatentCodec
@@ -155,7 +156,7 @@ class LatentEncoders(nn.Module):
 
 def encode_batch(
     model: Encoders,
-    batch: dict[str, Any],
+    batch: VideoBatch,
     *,
     stage: str = "genprop",
     drop_prompts: torch.Tensor | None = None,
@@ -164,26 +165,28 @@ def encode_batch(
 
     Args:
         model: the model (or encoders) whose codec, text and image encoders to use.
-        batch: "target" (B, T, 3, H, W) and "first" (B, 3, H, W) in [-1, 1], "task" (B,) long,
-            optional "prompt" list[str]; stage "genprop" also "sce" (B, T, 3, H, W) and "mask"
-            (B, T, H, W) in [0, 1].
+        batch: the pixel batch; stage "genprop" needs its ``sce``, ``mask`` and ``task``.
         stage: "genprop" also encodes the SCE input and the mask; "i2v" leaves them None.
         drop_prompts: (B,) bool: rows encoded with the empty prompt instead (guidance dropout).
 
     Returns:
         The :class:`EncodedBatch` on the encoders' device (``empty_context`` not set).
+
+    Raises:
+        TypeError: If ``batch`` is not a :class:`VideoBatch`.
+        ValueError: naming the field of ``batch`` that is missing or mis-shaped.
     """
+    check_batch_type(batch, VideoBatch)
+    batch.validate(stage)
     device = encoder_device(model)
-    target = tensor_field(batch, "target", 5).to(device)
-    first = tensor_field(batch, "first", 4).to(device)
+    target = batch.target.to(device)
+    first = batch.first.to(device)
     b, num_frames = target.shape[:2]
-    prompts = list(batch.get("prompt") or [""] * b)
+    prompts = list(batch.prompt or [""] * b)
     if drop_prompts is not None:
         prompts = ["" if d else p for p, d in zip(prompts, drop_prompts.tolist(), strict=True)]
-    if stage == "genprop" or "task" in batch:
-        task = tensor_field(batch, "task", 1)
-    else:  # stage "i2v" has no task
-        task = torch.zeros(b, dtype=torch.long)
+    # Stage "i2v" may have no task.
+    task = torch.zeros(b, dtype=torch.long) if batch.task is None else batch.task
     codec = model.codec
     with torch.no_grad():
         x0 = codec.encode(target)
@@ -192,8 +195,8 @@ def encode_batch(
         context, context_mask = model.encode_prompts(prompts, b)
         content = m = keep = None
         if stage == "genprop":
-            content = codec.encode(tensor_field(batch, "sce", 5).to(device))
-            pixel_mask = tensor_field(batch, "mask", 4).to(device)
+            content = codec.encode(batch.sce.to(device))
+            pixel_mask = batch.mask.to(device)
             m = latent_mask(
                 pixel_mask,
                 spatial_factor=codec.spatial_factor,
@@ -214,28 +217,11 @@ def encode_batch(
     )
 
 
-def batch_size(batch: dict[str, Any] | EncodedBatch) -> int:
-    """B of a pixel batch (its ``target``) or of an :class:`EncodedBatch`."""
-    if isinstance(batch, EncodedBatch):
-        return batch.batch_size
-    return int(tensor_field(batch, "target", 5).shape[0])
+def batch_size(batch: VideoBatch | EncodedBatch) -> int:
+    """B of a pixel or an encoded batch."""
+    return batch.batch_size
 
 
 def encoder_device(model: Encoders) -> torch.device:
     """Device the encoders' outputs land on (the model's device)."""
     return model.device  # type: ignore[attr-defined]
-
-
-def tensor_field(batch: dict[str, Any], key: str, ndim: int) -> torch.Tensor:
-    """``batch[key]`` checked to be an ``ndim``-D tensor.
-
-    Raises:
-        ValueError: naming the field when it is missing or has the wrong rank.
-    """
-    if key not in batch:
-        raise ValueError(f"batch: missing field {key!r}")
-    value = batch[key]
-    if not isinstance(value, torch.Tensor) or value.dim() != ndim:
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"batch[{key!r}]: expected a {ndim}-D tensor, got {shape}")
-    return value

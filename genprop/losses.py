@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from genprop.experts import choose_training_expert, expert_time_range
 from genprop.flow import add_noise, sample_training_time, velocity_target
-from genprop.latents import EncodedBatch, encode_batch, tensor_field
+from genprop.latents import EncodedBatch, encode_batch
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import (
     LossWeights,
@@ -31,6 +31,7 @@ from genprop.region_aware_loss import (
     region_split_mse,
 )
 from genprop.tasks import NULL_TASK
+from genprop.video_batch import VideoBatch, check_batch_type
 
 
 @dataclass
@@ -47,7 +48,7 @@ def _bernoulli(p: float, n: int, generator: torch.Generator | None) -> torch.Ten
 
 def training_losses(
     model: GenPropModel,
-    batch: dict | EncodedBatch,
+    batch: VideoBatch | EncodedBatch,
     *,
     stage: str = "i2v",
     weights: LossWeights | None = None,
@@ -59,9 +60,8 @@ def training_losses(
 
     Args:
         model: The GenProp model.
-        batch: "target" (B, T, 3, H, W) and "first" (B, 3, H, W) in [-1, 1]; stage "genprop" also
-            "sce" (B, T, 3, H, W), "mask" (B, T, H, W) in [0, 1], "task" (B,) long; optional
-            "prompt" list[str]. Or the same batch already encoded (:class:`EncodedBatch`; its
+        batch: Pixels (:class:`VideoBatch`; stage "genprop" needs its ``sce``, ``mask`` and
+            ``task``), or the same batch already encoded (:class:`EncodedBatch`; its
             ``empty_context`` is needed when a prompt is dropped).
         stage: "i2v" (backbone only, plain flow matching) or "genprop" (region-aware loss).
         weights: Region-aware loss weights (stage "genprop"); default :class:`LossWeights`.
@@ -77,9 +77,14 @@ def training_losses(
         to minimise). The region-aware terms are on the generator's own velocity; a model with a
         content gate adds ``"gated"`` (the gated output's MSE, = ``"diffusion"``) and ``"gate"``
         (binary cross-entropy of the gate's keep logits against ``1 - mask``).
+
+    Raises:
+        TypeError: If ``batch`` is neither a :class:`VideoBatch` nor an :class:`EncodedBatch`.
+        ValueError: naming the batch field that is missing or mis-shaped, or a bad ``stage``.
     """
     if stage not in ("i2v", "genprop"):
         raise ValueError(f"stage: expected 'i2v' or 'genprop', got {stage!r}")
+    check_batch_type(batch, VideoBatch, EncodedBatch)
     weights = weights or LossWeights()
     if cfg_dropout is None or isinstance(cfg_dropout, int | float):
         p = 0.1 if cfg_dropout is None else float(cfg_dropout)
@@ -90,7 +95,7 @@ def training_losses(
         drop_text = _bernoulli(cfg_dropout.text, b, generator)
         enc = _latents_for(model, batch, stage).to(device).drop_prompts(drop_text)
     else:
-        b = tensor_field(batch, "target", 5).shape[0]
+        b = batch.validate(stage).batch_size
         drop_text = _bernoulli(cfg_dropout.text, b, generator)
         enc = encode_batch(model, batch, stage=stage, drop_prompts=drop_text)
     x0, first_latent = enc.target.float(), enc.first_latent.float()
@@ -141,18 +146,16 @@ def training_losses(
         losses["mask"] = in_mask
         total = total + weights.mask * in_mask
     if weights.grad:
-        bb, sce, _ = model.route(t)
-
+        # L_grad differentiates the SCE's features (model.sce_features) of perturbed content.
         def sce_features(c: torch.Tensor) -> list[torch.Tensor]:
-            c = c.to(out.tokens.dtype)  # the forward's compute dtype (bf16 under sharding)
-            return sce(bb, bb.i2v_input(c, first_latent), out.tokens, out.cond)
+            return model.sce_features(c, first_latent, t, tokens=out.tokens, cond=out.cond)
 
         def grad_term(c: torch.Tensor, mm: torch.Tensor, *base: torch.Tensor) -> torch.Tensor:
             return feature_sensitivity(
-                sce_features, c, mm, delta=weights.grad_delta, patch=bb.patch_size[1:], base=[*base]
+                sce_features, c, mm, delta=weights.grad_delta, patch=model.token_patch, base=[*base]
             )
 
-        if bb.gradient_checkpointing:  # the perturbed SCE pass is recomputed in backward
+        if model.checkpoints_activations(t):  # the perturbed SCE pass is recomputed in backward
             losses["grad"] = checkpoint(grad_term, content, m, *out.injections, use_reentrant=False)
         else:
             losses["grad"] = grad_term(content, m, *out.injections)

@@ -245,7 +245,7 @@ def plan_training(meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec) -> T
         unit=unit,
         cluster=cluster,
     )
-    memory["inputs"] = sum(t.numel() * t.element_size() for t in batch.values()) / GB
+    memory["inputs"] = sum(t.numel() * t.element_size() for t in batch.tensors().values()) / GB
     if plain is not None:
         memory["activations_no_checkpointing"] = plain.peak_bytes / GB
         memory["activations_saved_no_checkpointing"] = plain.saved_bytes / GB

@@ -40,6 +40,7 @@ from genprop.flops import PhaseFlopCounter
 from genprop.losses import training_losses
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
+from genprop.video_batch import VideoBatch
 
 # torch.nn.functional ops CUDA autocast runs in bf16, and those it runs in float32.
 _LOW_PRECISION_OPS = (
@@ -233,22 +234,22 @@ def _first_expert(model: GenPropModel) -> Iterator[None]:
 
 def meta_batch(
     model: GenPropModel, batch_size: int, device: torch.device | str = "meta"
-) -> dict[str, torch.Tensor]:
+) -> VideoBatch:
     """A training batch of the model's clip geometry (float32 pixels, as the data loader gives)."""
     cfg = model.config
     b, t, h, w = batch_size, cfg.num_frames, cfg.height, cfg.width
-    return {
-        "target": torch.zeros(b, t, 3, h, w, device=device),
-        "first": torch.zeros(b, 3, h, w, device=device),
-        "sce": torch.zeros(b, t, 3, h, w, device=device),
-        "mask": torch.zeros(b, t, h, w, device=device),
-        "task": torch.zeros(b, dtype=torch.long, device=device),
-    }
+    return VideoBatch(
+        target=torch.zeros(b, t, 3, h, w, device=device),
+        first=torch.zeros(b, 3, h, w, device=device),
+        sce=torch.zeros(b, t, 3, h, w, device=device),
+        mask=torch.zeros(b, t, h, w, device=device),
+        task=torch.zeros(b, dtype=torch.long, device=device),
+    )
 
 
 def measure_step(
     model: GenPropModel,
-    batch: dict[str, torch.Tensor],
+    batch: VideoBatch,
     *,
     stage: str,
     weights: LossWeights,
@@ -267,7 +268,7 @@ def measure_step(
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
     hooks = [p.register_post_accumulate_grad_hook(_drop_grad) for p in trainable]
-    existing = [*model.parameters(), *model.buffers(), *batch.values()]
+    existing = [*model.parameters(), *model.buffers(), *batch.tensors().values()]
     flops = PhaseFlopCounter()
     mem = LiveBytesMode(existing)
     try:

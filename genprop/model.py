@@ -50,8 +50,9 @@ from genprop.unbuilt_encoders import UnbuiltCodec, UnbuiltEncoder, unbuilt_codec
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
-# Frozen text / image encoders are rebuilt from their config / folder.
-_NOT_SAVED = ("text_encoder.", "image_encoder.")
+# State-dict key prefixes a model folder leaves out: the frozen text and image encoders are
+# rebuilt from their config / folder (by every loader of the format, sharded ones included).
+NOT_SAVED_PREFIXES = ("text_encoder.", "image_encoder.")
 
 
 @dataclass
@@ -183,6 +184,17 @@ class GenPropModel(nn.Module):
             )
         return first if int(idx[0]) == HIGH_NOISE else self.expert_2.modules_for_step()
 
+    @property
+    def token_patch(self) -> tuple[int, int]:
+        """The backbone's spatial token patch (p_h, p_w) (the same for both experts)."""
+        _, ph, pw = self.backbone.patch_size
+        return ph, pw
+
+    def checkpoints_activations(self, t: torch.Tensor) -> bool:
+        """Whether the backbone denoising at flow times ``t`` (B,) recomputes activations in
+        backward (``gradient_checkpointing``)."""
+        return bool(self.route(t).backbone.gradient_checkpointing)
+
     def encode_image(self, first: torch.Tensor) -> torch.Tensor | None:
         """First frames (B, 3, H, W) in [-1, 1] -> CLIP image tokens (B, N_img, image_dim), or None
         when the backbone takes none."""
@@ -271,6 +283,35 @@ class GenPropModel(nn.Module):
             velocity, mask_logits, injections, tokens, cond, gate, gate_logits, generator_velocity
         )
 
+    def sce_features(
+        self,
+        content: torch.Tensor,
+        first_latent: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        tokens: torch.Tensor,
+        cond: Conditioning,
+    ) -> list[torch.Tensor]:
+        """The SCE's injections for ``content``, in the context of an earlier forward pass.
+
+        What L_grad differentiates (:func:`genprop.region_aware_loss.feature_sensitivity`):
+        the features that enter the generator, as :meth:`forward` computes them, for another
+        content video, reusing that forward's generator tokens and conditioning.
+
+        Args:
+            content: (B, T', C, h, w) content latents (cast to the forward's compute dtype).
+            first_latent: (B, T', C, h, w) as given to :meth:`forward`.
+            t: (B,) the forward's flow times (they choose the expert).
+            tokens: (B, N_tok, D) the forward's ``GenPropOutput.tokens``.
+            cond: the forward's ``GenPropOutput.cond``.
+
+        Returns:
+            One (B, N_tok, D) tensor per SCE block (unscaled by the injection weight).
+        """
+        bb, sce, _ = self.route(t)
+        content = content.to(tokens.dtype)  # the forward's compute dtype (bf16 under sharding)
+        return sce(bb, bb.i2v_input(content, first_latent), tokens, cond)
+
     # ---------------------------------------------------------------- training helpers
     def freeze_backbone(self) -> None:
         """Stop gradients into the backbone (the paper freezes the pretrained I2V model)."""
@@ -353,7 +394,7 @@ class GenPropModel(nn.Module):
         state = {
             k: v.detach().contiguous().cpu()
             for k, v in self.state_dict().items()
-            if not k.startswith(_NOT_SAVED)
+            if not k.startswith(NOT_SAVED_PREFIXES)
         }
         save_file(state, str(out / WEIGHTS_NAME))
         return out
@@ -413,7 +454,7 @@ class GenPropModel(nn.Module):
             raise ValueError(
                 f"{weights_path}: unreadable or mismatched weights ({first})"
             ) from None
-        missing = [k for k in missing if not k.startswith(_NOT_SAVED)]
+        missing = [k for k in missing if not k.startswith(NOT_SAVED_PREFIXES)]
         if (
             config.codec.path is not None
             and missing

@@ -2,7 +2,7 @@
 
 No rank ever holds the whole model in host memory while training starts:
 
-1. :func:`build_meta_model` builds the model's structure on the meta device (no storage); only
+1. :func:`build_model_to_shard` builds the model's structure on the meta device (no storage); only
    the codec and the text and image encoders, which are not sharded, are built for real.
 2. ``genprop.sharding.shard_model`` turns every parameter into a DTensor shard, still on meta.
 3. :func:`materialize_` allocates each rank's shards on its device.
@@ -32,10 +32,17 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-from genprop.codec import _plain_config, build_codec
+from genprop.codec import build_codec
 from genprop.configs import GenPropConfig, WanConfig
+from genprop.diffusers_config import plain_config
 from genprop.jsonfile import read_json_object
-from genprop.model import _NOT_SAVED, CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, GenPropModel
+from genprop.model import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    NOT_SAVED_PREFIXES,
+    WEIGHTS_NAME,
+    GenPropModel,
+)
 from genprop.text import build_text_encoder
 from genprop.wan_weights import EXPERT_2, ZERO_INIT, backbone_copy_sources, wan_weight_sources
 
@@ -43,7 +50,7 @@ INDEX_SUFFIX = ".safetensors.index.json"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file stem
 
 
-def build_meta_model(config: GenPropConfig, *, encoders: bool = True) -> GenPropModel:
+def build_model_to_shard(config: GenPropConfig, *, encoders: bool = True) -> GenPropModel:
     """The model with its sharded parts on the meta device (no storage allocated).
 
     A Wan backbone is built from its folder's ``config.json`` alone (no weight is read; the
@@ -92,7 +99,7 @@ def _with_transformer_configs(config: GenPropConfig) -> GenPropConfig:
         stored = read_json_object(path, what="JSON config")
         with torch.device("meta"):  # the config with diffusers' defaults, as from_pretrained's
             transformer = WanTransformer3DModel.from_config(stored)
-        setattr(config.backbone, field, _plain_config(transformer.config))
+        setattr(config.backbone, field, plain_config(transformer.config))
     return config
 
 
@@ -258,7 +265,7 @@ def save_pretrained_from_shards(model: GenPropModel, directory: str | Path) -> P
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": "genprop", "version": FORMAT_VERSION, **model.config.to_dict()}
     (out / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-    tensors = {k: v.contiguous() for k, v in state.items() if not k.startswith(_NOT_SAVED)}
+    tensors = {k: v.contiguous() for k, v in state.items() if not k.startswith(NOT_SAVED_PREFIXES)}
     save_file(tensors, str(out / WEIGHTS_NAME))
     return out
 
@@ -357,7 +364,8 @@ def _init_genprop_layers_(model: nn.Module, missing: list[str]) -> list[str]:
         The names initialised by default (random), i.e. not zeroed.
     """
     params = dict(model.named_parameters())
-    names = [n for n in missing if n in params and not n.startswith((*_NOT_SAVED, "codec."))]
+    skip = (*NOT_SAVED_PREFIXES, "codec.")
+    names = [n for n in missing if n in params and not n.startswith(skip)]
     owners = {n.rsplit(".", 1)[0] for n in names}
     for name, sub in model.named_modules():
         if name in owners and hasattr(sub, "reset_parameters"):

@@ -79,7 +79,8 @@ TINY_WORDS = (
 _FLOW_SHIFT = {"wan2.1-i2v": 3.0, "wan2.2-a14b": 3.0, "wan2.2-ti2v": 5.0}
 
 
-def _tokenizer() -> Any:
+def tiny_tokenizer() -> Any:
+    """A word-level ``PreTrainedTokenizerFast`` over :data:`TINY_WORDS` (pad, eos, unk first)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -105,20 +106,8 @@ def write_tiny_wan_pipeline(
     Returns:
         The folder, for :func:`genprop.pretrained.wan_config`.
     """
-    from diffusers import (
-        AutoencoderKLWan,
-        UniPCMultistepScheduler,
-        WanImageToVideoPipeline,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        UMT5Config,
-        UMT5EncoderModel,
-    )
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
     if variant not in VARIANTS:
         raise ValueError(f"variant: {variant!r}, expected one of {', '.join(VARIANTS)}")
@@ -147,23 +136,45 @@ def write_tiny_wan_pipeline(
         if variant == "wan2.2-ti2v":
             parts["expand_timesteps"] = True
         parts["vae"] = AutoencoderKLWan.from_config(vae_cfg)
-        text_cfg = UMT5Config(
-            vocab_size=len(TINY_WORDS),
-            d_model=t_cfg["text_dim"],
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-        )
-        parts["text_encoder"] = UMT5EncoderModel(text_cfg)
+        parts["text_encoder"] = tiny_text_encoder(t_cfg["text_dim"])
+    return save_wan_pipeline(root, parts, flow_shift=_FLOW_SHIFT[variant])
+
+
+def tiny_text_encoder(d_model: int) -> Any:
+    """A random one-layer ``UMT5EncoderModel`` over :data:`TINY_WORDS`, ``d_model`` wide (the
+    transformer's ``text_dim``)."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    cfg = UMT5Config(
+        vocab_size=len(TINY_WORDS), d_model=d_model, d_kv=8, d_ff=32, num_layers=1, num_heads=2
+    )
+    return UMT5EncoderModel(cfg)
+
+
+def save_wan_pipeline(directory: str | Path, parts: dict[str, Any], *, flow_shift: float) -> Path:
+    """Write a Wan pipeline folder with diffusers' ``save_pretrained``.
+
+    Args:
+        directory: Folder to write.
+        parts: The pipeline's components and options (``transformer``, ``vae``,
+            ``text_encoder``, optionally ``transformer_2`` + ``boundary_ratio``,
+            ``image_encoder`` + ``image_processor``, ``expand_timesteps``); the tokenizer is
+            :func:`tiny_tokenizer`'s.
+        flow_shift: The flow-matching UniPC scheduler's shift.
+
+    Returns:
+        The folder.
+    """
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline
+
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction",
         use_flow_sigmas=True,
         num_train_timesteps=1000,
-        flow_shift=_FLOW_SHIFT[variant],
+        flow_shift=flow_shift,
     )
     # TI2V is a WanPipeline (text-to-video pipeline class with expand_timesteps), as published.
-    pipeline_cls = WanPipeline if variant == "wan2.2-ti2v" else WanImageToVideoPipeline
-    pipe = pipeline_cls(tokenizer=_tokenizer(), scheduler=scheduler, **parts)
-    pipe.save_pretrained(root)
-    return root
+    pipeline_cls = WanPipeline if parts.get("expand_timesteps") else WanImageToVideoPipeline
+    pipe = pipeline_cls(tokenizer=tiny_tokenizer(), scheduler=scheduler, **parts)
+    pipe.save_pretrained(Path(directory))
+    return Path(directory)

@@ -1,8 +1,10 @@
-"""Samples -> batches: uint8 tensors in the loader, float tensors on the device.
+"""Samples -> batches: uint8 tensors in the loader, a :class:`~genprop.video_batch.VideoBatch`
+on the device.
 
-The loader ships compact uint8 tensors (4x less inter-process traffic than float32); the
-conversion to the genprop conventions happens after the batch reaches the device
-(:func:`to_model_batch`).
+The loader ships compact uint8 tensors in a plain dict (4x less inter-process traffic than
+float32; the stream adds its ``skipped`` count to it); the conversion to the genprop conventions,
+the typed :class:`~genprop.video_batch.VideoBatch` the model reads, happens after the batch
+reaches the device (:func:`to_model_batch`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from einops import rearrange
 
 from datagen.schema import TASKS, Sample
+from genprop.video_batch import VideoBatch
 
 TASK_INDEX = {t: i for i, t in enumerate(TASKS)}
 
@@ -56,21 +59,25 @@ def collate_samples(samples: list[Sample], *, num_frames: int | None = None) -> 
     }
 
 
-def to_model_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """Loader batch (uint8) -> genprop batch (float), on whatever device the batch is on.
+def to_model_batch(batch: dict[str, Any]) -> VideoBatch:
+    """Loader batch (uint8, from :func:`collate_samples`) -> the model's float batch, on
+    whatever device the batch is on.
 
     Returns:
         ``sce``/``target``: ``(B, T, 3, H, W)`` in [-1, 1]; ``first``: ``(B, 3, H, W)`` in
-        [-1, 1]; ``mask``: ``(B, T, H, W)`` in {0, 1}; ``task``: ``(B,)`` long; ``prompt``,
-        ``key`` and ``skipped`` passed through.
+        [-1, 1]; ``mask``: ``(B, T, H, W)`` in {0, 1}; ``task``: ``(B,)`` long; ``prompt`` and
+        ``key`` passed through.
     """
 
     def video(x: torch.Tensor) -> torch.Tensor:
         return rearrange(x, "b t h w c -> b t c h w").float().div(127.5).sub(1.0)
 
-    out = dict(batch)
-    out["sce"] = video(batch["sce"])
-    out["target"] = video(batch["target"])
-    out["first"] = rearrange(batch["first"], "b h w c -> b c h w").float().div(127.5).sub(1.0)
-    out["mask"] = batch["mask"].float()
-    return out
+    return VideoBatch(
+        target=video(batch["target"]),
+        first=rearrange(batch["first"], "b h w c -> b c h w").float().div(127.5).sub(1.0),
+        task=batch["task"],
+        sce=video(batch["sce"]),
+        mask=batch["mask"].float(),
+        prompt=None if batch.get("prompt") is None else list(batch["prompt"]),
+        key=None if batch.get("key") is None else list(batch["key"]),
+    )

@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 from webdataset.shardlists import expand_urls
 
+from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
 from training.shard_stream import DataPipelineError, ShardStream
 from training.signals import ignore_requeue_signals
@@ -239,8 +240,9 @@ class ShardDataModule(pl.LightningDataModule):
             )
         return batch
 
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
-        """uint8 -> float conversion on the device (see :mod:`training.batch`)."""
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> VideoBatch:
+        """uint8 -> float conversion on the device, into the model's
+        :class:`~genprop.video_batch.VideoBatch` (see :mod:`training.batch`)."""
         return to_model_batch(batch)
 
     def state_dict(self) -> dict[str, Any]:

@@ -23,7 +23,6 @@ Wan diffusers pipeline folder (``model.net.pretrained``, the default with ``trai
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,19 +43,17 @@ from torch.distributed.checkpoint.state_dict import (
 from genprop.configs import WanConfig
 from genprop.model import GenPropModel
 from genprop.sharded_weights import (
-    build_meta_model,
+    build_model_to_shard,
     load_pretrained_shards,
     materialize_,
     save_pretrained_from_shards,
     trainable_state_dict,
 )
 from genprop.sharding import checkpoint_blocks, is_sharded, mixed_precision, shard_model
-from training.cache.key import check_latent_cache
 from training.ema import ParameterEMA
 from training.model_factory import build_config
 from training.resume import SHARDED_METADATA
 
-METADATA_NAME = SHARDED_METADATA
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -141,7 +138,7 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
             checkpoint["ema"] = {k: v for k, v in ema.items() if k != "shadow"}
         dcp.save(sharded, storage_writer=FileSystemWriter(partial, overwrite=True))
         if self.global_rank == 0:
-            torch.save(checkpoint, partial / METADATA_NAME)
+            torch.save(checkpoint, partial / SHARDED_METADATA)
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
@@ -157,9 +154,9 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
             ValueError: If the path is not a sharded checkpoint folder.
         """
         path = Path(self.broadcast(str(checkpoint_path)))
-        if not (path / METADATA_NAME).is_file():
+        if not (path / SHARDED_METADATA).is_file():
             raise ValueError(
-                f"{path}: not a sharded checkpoint folder (no {METADATA_NAME}); trainer=fsdp "
+                f"{path}: not a sharded checkpoint folder (no {SHARDED_METADATA}); trainer=fsdp "
                 "resumes only from checkpoints written with trainer=fsdp"
             )
         module = self.lightning_module
@@ -176,7 +173,9 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
         )
         for i, optimizer in enumerate(self.optimizers):
             set_optimizer_state_dict(self.model, optimizer, state[f"optimizer_{i}"])
-        checkpoint = torch.load(path / METADATA_NAME, map_location="cpu", weights_only=weights_only)
+        checkpoint = torch.load(
+            path / SHARDED_METADATA, map_location="cpu", weights_only=weights_only
+        )
         if ema is not None and isinstance(checkpoint.get("ema"), dict):
             checkpoint["ema"] = {**checkpoint["ema"], "shadow": state["ema"]}
         return checkpoint
@@ -222,28 +221,14 @@ def configure_sharded_model(module: pl.LightningModule) -> None:
     module.ema = ParameterEMA(net, decay=module.ema.decay)  # type: ignore[attr-defined]
 
 
-def build_meta_net(
-    *,
-    preset_name: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    gradient_checkpointing: bool = False,
-    pretrained: str | None = None,
-    latents: str | None = None,
-) -> GenPropModel:
+def build_meta_net(**net: Any) -> GenPropModel:
     """``model.net`` target for models too big for every rank's host memory: the model of
     :func:`training.model_factory.build_model` (same arguments) on the meta device; its weights
     come, after sharding, from ``trainer.strategy.init_weights`` or else the ``pretrained`` Wan
     folder. The VAE, text and image encoders are built for real (frozen, replicated), or not at
     all with ``latents`` (a ``genprop-cache`` folder, whose key is checked)."""
-    cfg = build_config(
-        preset_name=preset_name,
-        overrides=overrides,
-        gradient_checkpointing=gradient_checkpointing,
-        pretrained=pretrained,
-    )
-    if latents is not None:
-        check_latent_cache(latents, cfg)
-    return build_meta_model(cfg, encoders=latents is None)
+    cfg = build_config(**net)
+    return build_model_to_shard(cfg, encoders=net.get("latents") is None)
 
 
 FULL_BUILD = "training.model_factory.build_model"

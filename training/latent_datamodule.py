@@ -13,7 +13,7 @@ serves any cluster shape and resumes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from training.cache.latent_sample import (
     decode_members,
 )
 from training.datamodule import ShardDataModule
-from training.shard_stream import CorruptSampleError, ShardStream
+from training.shard_stream import ShardStream
 
 # ShardDataModule options that mean nothing for latents (the clip geometry is fixed by the cache).
 _PIXEL_ONLY = ("num_frames",)
@@ -47,18 +47,8 @@ class LatentStream(ShardStream):
         super().__init__(**kwargs)
         self.empty_prompt = empty_prompt
 
-    def _decoded(self, raw: Iterator[dict[str, Any]]) -> Iterator[LatentSample]:  # type: ignore[override]
-        for d in raw:
-            try:
-                sample = decode_members(d)
-            except Exception as exn:
-                where = f"{d.get('__url__', '?')} sample {d.get('__key__', '?')!r}"
-                if self.strict:
-                    raise CorruptSampleError(f"{where}: {exn}") from exn
-                self._failure(f"corrupt sample {where}", exn)
-                continue
-            self.consecutive_failures = 0
-            yield sample
+    def _decode(self, members: dict[str, Any]) -> LatentSample:  # type: ignore[override]
+        return decode_members(members)
 
     def _collate(self, batch: list[LatentSample]) -> dict[str, Any]:  # type: ignore[override]
         out = {"encoded": collate_latents(batch, self.empty_prompt)}

@@ -61,12 +61,13 @@ def _pretrained_config(pretrained: str, overrides: Mapping[str, Any]) -> GenProp
 
 def build_config(
     *,
-    preset_name: str | None,
+    preset_name: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     gradient_checkpointing: bool = False,
     pretrained: str | None = None,
+    latents: str | None = None,
 ) -> GenPropConfig:
-    """The model's :class:`GenPropConfig`.
+    """The model's :class:`GenPropConfig` (the options of ``model.net``).
 
     Args:
         preset_name: A ``genprop.configs`` preset; ``None`` with ``pretrained``.
@@ -75,10 +76,14 @@ def build_config(
             ``text.max_tokens`` (checked by ``genprop.pretrained.wan_config``).
         gradient_checkpointing: Recompute backbone block activations in backward.
         pretrained: A local Wan2.x I2V diffusers folder (``genprop.pretrained.wan_config``).
+        latents: A ``genprop-cache`` folder (``data.latents``) the model trains from: its encoder
+            key is checked against this config.
 
     Raises:
         ValueError: naming the unknown preset or override field, or when both or neither of
             ``preset_name`` and ``pretrained`` are given.
+        training.cache.key.LatentCacheError: naming both keys when the cache was made for other
+            encoders or another clip geometry.
     """
     if (preset_name is None) == (pretrained is None):
         raise ValueError(
@@ -88,40 +93,23 @@ def build_config(
     if pretrained is not None:
         cfg = _pretrained_config(str(pretrained), overrides or {})
         cfg.backbone.gradient_checkpointing = bool(gradient_checkpointing)
-        return cfg
-    data = preset(str(preset_name)).to_dict()
-    if overrides:
-        data = _merge(data, overrides, "model.net.overrides")
-    data["backbone"]["gradient_checkpointing"] = bool(gradient_checkpointing)
-    return GenPropConfig.from_dict(data)
+    else:
+        data = preset(str(preset_name)).to_dict()
+        if overrides:
+            data = _merge(data, overrides, "model.net.overrides")
+        data["backbone"]["gradient_checkpointing"] = bool(gradient_checkpointing)
+        cfg = GenPropConfig.from_dict(data)
+    if latents is not None:
+        check_latent_cache(latents, cfg)
+    return cfg
 
 
-def build_model(
-    *,
-    preset_name: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    gradient_checkpointing: bool = False,
-    pretrained: str | None = None,
-    latents: str | None = None,
-) -> GenPropModel:
-    """Instantiate a fresh model (Hydra target of ``model.net``); pretrained weights are loaded
-    from the local ``pretrained`` folder.
+def build_model(**net: Any) -> GenPropModel:
+    """Instantiate a fresh model (Hydra target of ``model.net``; the keyword arguments of
+    :func:`build_config`); pretrained weights are loaded from the local ``pretrained`` folder.
 
-    With ``latents`` (a ``genprop-cache`` folder, ``data.latents``) the cache's encoder key is
-    checked against this config and the VAE, text and image encoders are not built: training
-    reads their outputs from the cache.
-
-    Raises:
-        training.cache.key.LatentCacheError: naming both keys when the cache was made for other
-            encoders or another clip geometry.
+    With ``latents`` (a ``genprop-cache`` folder, ``data.latents``) the VAE, text and image
+    encoders are not built: training reads their outputs from the cache.
     """
-    cfg = build_config(
-        preset_name=preset_name,
-        overrides=overrides,
-        gradient_checkpointing=gradient_checkpointing,
-        pretrained=pretrained,
-    )
-    if latents is None:
-        return GenPropModel.from_config(cfg)
-    check_latent_cache(latents, cfg)
-    return GenPropModel.from_config(cfg, encoders=False)
+    cfg = build_config(**net)
+    return GenPropModel.from_config(cfg, encoders=net.get("latents") is None)

@@ -30,6 +30,7 @@ from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
 from genprop.sampler import check_sampling_options
 from genprop.sharding import is_sharded
+from genprop.video_batch import VideoBatch, check_batch_type
 from training.ema import ParameterEMA
 from training.fsdp import configure_sharded_model
 from training.preview import generate_preview, log_preview
@@ -135,7 +136,19 @@ class GenPropLitModule(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
 
-    def _losses(self, batch: dict[str, Any], seed: int, step: int) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, batch: VideoBatch | EncodedBatch, *, seed: int, step: int
+    ) -> dict[str, torch.Tensor]:
+        """The loss terms of ``batch`` as a training step computes them (no logging).
+
+        Args:
+            batch: pixels or precomputed latents, on the model's device.
+            seed: seed of the step's noise, times and guidance dropout.
+            step: the optimizer step (two-expert backbones: chooses the expert).
+
+        Returns:
+            ``genprop.losses.training_losses``' terms, ``"total"`` to minimise.
+        """
         gen = torch.Generator().manual_seed(seed)
         return training_losses(
             self.net,
@@ -148,11 +161,12 @@ class GenPropLitModule(pl.LightningModule):
             expert_seed=step_seed(self.seed, step, 0),
         )
 
-    def _check_geometry(self, batch: dict[str, Any] | EncodedBatch) -> None:
+    def _check_geometry(self, batch: VideoBatch | EncodedBatch) -> None:
+        check_batch_type(batch, VideoBatch, EncodedBatch)
         if isinstance(batch, EncodedBatch):  # training_losses checks latents against the model
             return
         cfg = self.net.config
-        got = tuple(batch["target"].shape[1:2]) + tuple(batch["target"].shape[-2:])
+        got = tuple(batch.target.shape[1:2]) + tuple(batch.target.shape[-2:])
         want = (cfg.num_frames, cfg.height, cfg.width)
         if got != want:
             raise ValueError(
@@ -160,11 +174,11 @@ class GenPropLitModule(pl.LightningModule):
                 f"{want}; use shards of that size, data.num_frames to crop, or another model"
             )
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: VideoBatch | EncodedBatch, batch_idx: int) -> torch.Tensor:
         """One step; noise seeded by ``(seed, global_step, rank)`` so resumes replay exactly."""
         self._check_geometry(batch)
         seed = step_seed(self.seed, self.global_step, self.global_rank)
-        losses = self._losses(batch, seed, self.global_step)
+        losses = self.compute_losses(batch, seed=seed, step=self.global_step)
         bs = batch_size(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log("optim/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
@@ -209,21 +223,21 @@ class GenPropLitModule(pl.LightningModule):
         self.ema.update(self.net)
 
     # ---------------------------------------------------------------- validation
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: VideoBatch | EncodedBatch, batch_idx: int) -> None:
         """Losses with the EMA weights (fixed noise per batch index); a preview on batch 0."""
         with self.ema.swapped_in(self.net):
-            losses = self._losses(
-                batch, step_seed(self.seed, 10**9 + batch_idx, 0), 10**9 + batch_idx
+            losses = self.compute_losses(
+                batch, seed=step_seed(self.seed, 10**9 + batch_idx, 0), step=10**9 + batch_idx
             )
             # A sharded model's forward is collective: every rank samples, rank 0 logs.
             lead = self.trainer.is_global_zero or is_sharded(self.net)
-            pixels = not isinstance(batch, EncodedBatch)  # a preview needs the pixel clip
+            pixels = isinstance(batch, VideoBatch)  # a preview needs the pixel clip
             if batch_idx == 0 and self.preview and lead and pixels:
                 self._log_preview(batch)
         bs = batch_size(batch)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
 
-    def _log_preview(self, batch: dict[str, Any]) -> None:
+    def _log_preview(self, batch: VideoBatch) -> None:
         experiment = getattr(self.logger, "experiment", None)
         can_log = experiment is not None and hasattr(experiment, "add_image")
         if is_sharded(self.net):  # all ranks follow rank 0's logger

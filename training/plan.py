@@ -3,8 +3,8 @@
     genprop-plan experiment=wan_paper model.net.pretrained=FOLDER trainer=fsdp trainer.devices=8 \\
         cluster.gpu_memory_gb=80
 
-Takes the overrides of ``genprop-train`` and composes the same config (``conf/train.yaml``, through
-:data:`training.train.CONF_DIR` and its resolvers). ``model.net`` is turned into its
+Takes the overrides of ``genprop-train`` and composes the same config (``conf/training/train.yaml``,
+through :data:`training.train.CONF_DIR` and its resolvers). ``model.net`` is turned into its
 ``GenPropConfig`` (``training.model_factory.build_config``, as training builds it), the model is
 built on the meta device (:func:`genprop.meta_model.build_meta_model`: no memory, no weight file
 read, so a folder with only the pipeline's ``*.json`` files is enough) and wrapped in the

@@ -16,12 +16,13 @@ from einops import rearrange, repeat
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
 from genprop.sampler import sample_latents
+from genprop.video_batch import VideoBatch
 
 
 @torch.no_grad()
 def generate_preview(
     model: GenPropModel,
-    batch: dict[str, Any],
+    batch: VideoBatch,
     *,
     stage: str,
     steps: int,
@@ -32,29 +33,30 @@ def generate_preview(
 
     Args:
         model: the model (EMA weights already swapped in by the caller).
-        batch: a model batch (see :func:`training.batch.to_model_batch`).
+        batch: a pixel batch (stage "genprop" reads its ``sce`` and ``task``).
         stage: ``"i2v"`` samples the backbone alone (no SCE content, no mask).
         steps: Euler steps; guidance: CFG scale; seed: noise seed.
 
     Returns:
         ``(T, 3, H, 5 * W)`` uint8 grid video.
     """
-    target = batch["target"][:1]
-    first = batch["first"][:1]
-    sce = batch["sce"][:1]
+    target = batch.target[:1]
+    first = batch.first[:1]
+    # Stage "i2v" batches may have no SCE video: the grid shows the target in its column.
+    sce = (target if batch.sce is None else batch.sce)[:1]
     num_frames, (h, w) = target.shape[1], target.shape[-2:]
     first_latent = model.encode_first_frame(first, num_frames)
     content = task = None
     if stage == "genprop":
         content = model.codec.encode(sce)
-        task = batch["task"][:1]
+        task = batch.validate(stage).task[:1]
     gen = torch.Generator().manual_seed(seed)
     latents, mask_logits = sample_latents(
         model,
         first_latent,
         content=content,
         task=task,
-        prompts=batch.get("prompt", [""])[:1],
+        prompts=(batch.prompt or [""])[:1],
         steps=steps,
         guidance=guidance,
         generator=gen,

@@ -153,10 +153,15 @@ class ShardStream(IterableDataset):
         self._failure("unreadable shard data", exn)
         return True
 
+    def _decode(self, members: dict[str, Any]) -> Sample:
+        """One sample from its tar members (subclasses read other sample formats)."""
+        return decode_sample(members)
+
     def _decoded(self, raw: Iterator[dict[str, Any]]) -> Iterator[Sample]:
+        """Decoded samples; a corrupt one is counted and skipped (raised when ``strict``)."""
         for d in raw:
             try:
-                sample = decode_sample(d)
+                sample = self._decode(d)
             except Exception as exn:
                 where = f"{d.get('__url__', '?')} sample {d.get('__key__', '?')!r}"
                 if self.strict:

@@ -1,7 +1,7 @@
-"""``genprop-train``: compose the Hydra config (``conf/train.yaml``), build everything, fit.
+"""``genprop-train``: compose the Hydra config (``conf/training/train.yaml``), build, fit.
 
     genprop-train data.shards=DIR experiment=paper trainer.max_steps=N [resume=auto]
-    genprop-train -m experiment=no_mpd,no_ra_loss data.shards=DIR            # local sweep
+    genprop-train -m experiment=paper ablation=no_mpd,no_ra_loss data.shards=DIR  # local sweep
     genprop-train -m cluster=slurm cluster.partition=gpu experiment=paper data.shards=DIR
 
 This file only composes (lightning-hydra-template style): the data module, the LightningModule
@@ -33,7 +33,8 @@ from training.safe_checkpoint import UnsafeCheckpointError, check_weights_only
 from training.shard_stream import DataPipelineError
 from training.signals import RequeueOnSignal
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# conf/training/: train.yaml, genprop_cache.yaml and the training groups.
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "training"
 log = logging.getLogger(__name__)
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The repository root: ``conf/`` holds the real ``genprop_data`` config.
+# The repository root: ``conf/datagen/`` holds the real ``genprop_data`` config.
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,7 +43,7 @@ def base_config(source: dict[str, Any], *, frames: int, size: tuple[int, int]) -
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf" / "datagen"), version_base="1.3"):
         cfg = compose("genprop_data", [f"source={source['name']}"])
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain.pop("hydra", None)

@@ -27,8 +27,8 @@ from datagen.augment import AugmentConfig, ClipAugment
 from datagen.plan import SamplePlan, make_plan
 from datagen.readers import open_reader
 from datagen.recipes import Recipe, SkipSample, build_recipes
-from datagen.recipes.base import Clip, RecipeOutput
-from datagen.record import Reader, VideoRecord
+from datagen.recipes.base import RecipeOutput
+from datagen.record import Clip, Reader, VideoRecord
 from datagen.sample_builder import SampleBuilder
 from datagen.schema import TASKS, encode_sample
 from datagen.shard_task import build_config, reader_args

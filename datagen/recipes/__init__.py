@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from datagen.recipes.base import Clip, Recipe, RecipeOutput, SkipSample
+from datagen.recipes.base import Recipe, RecipeOutput, SkipSample
 from datagen.recipes.border_fill import BorderFill
 from datagen.recipes.color_fill import ColorFill
 from datagen.recipes.copy_paste import CopyPaste
@@ -18,7 +18,6 @@ from datagen.recipes.mask_fill import MaskFill
 
 __all__ = [
     "BorderFill",
-    "Clip",
     "ColorFill",
     "CopyPaste",
     "MaskFill",

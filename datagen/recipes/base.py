@@ -7,10 +7,12 @@ and the mask of the edited region.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from datagen.record import Clip
 
 # Skip kinds: the run summary counts skips per kind (see ``SKIP_KINDS`` for their wording).
 SKIP_KINDS = {
@@ -34,41 +36,6 @@ class SkipSample(Exception):  # noqa: N818 - a control-flow signal, not an error
     def __init__(self, message: str, kind: str = "recipe") -> None:
         super().__init__(message)
         self.kind = kind if kind in SKIP_KINDS else "recipe"
-
-
-@dataclass
-class Clip:
-    """A clip cut from one video, resized and cropped to the training size.
-
-    Attributes:
-        video_id: the source video's id.
-        source: the source dataset name (``"ytvis"``, ``"toyworld"``, ...).
-        frames: ``(T, H, W, 3)`` uint8 RGB.
-        masks: object id -> ``(T, H, W)`` bool instance masks (all objects of the video).
-        categories: object id -> category name or ``None``.
-        frame_indices: source-video frame index of each clip frame (length ``T``).
-        fps: frame rate of the clip (annotated rate divided by the stride), ``None`` if unknown.
-        object_ids: the objects the plan selected for this sample, most important first.
-    """
-
-    video_id: str
-    source: str
-    frames: np.ndarray
-    masks: dict[str, np.ndarray]
-    categories: dict[str, str | None]
-    frame_indices: list[int]
-    fps: float | None
-    object_ids: list[str] = field(default_factory=list)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(T, H, W)``."""
-        T, H, W, _ = self.frames.shape
-        return T, H, W
-
-    def present_in_first(self, object_id: str) -> bool:
-        """Whether the object has a non-empty mask on the first clip frame."""
-        return bool(self.masks[object_id][0].any())
 
 
 @dataclass

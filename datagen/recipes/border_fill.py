@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from datagen.recipes.base import Clip, RecipeOutput
+from datagen.recipes.base import RecipeOutput
+from datagen.record import Clip
 
 SIDES = ("top", "bottom", "left", "right")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from datagen.recipes.base import Clip, RecipeOutput, require_first_frame
+from datagen.recipes.base import RecipeOutput, require_first_frame
+from datagen.record import Clip
 
 
 def mean_fill(frame: np.ndarray, mask: np.ndarray, *, grow: int) -> np.ndarray:

@@ -24,8 +24,8 @@ from torch import nn
 
 from genprop.backbones.base import Backbone, Conditioning
 from genprop.backbones.wan_variants import WAN_TEXT_TOKENS_WITH_IMAGE, check_transformer_config
-from genprop.codec import _plain_config
 from genprop.configs import WanConfig
+from genprop.diffusers_config import plain_config
 
 
 class WanPatchEmbed(nn.Module):
@@ -116,7 +116,7 @@ class WanBackbone(Backbone):
             transformer = WanTransformer3DModel.from_pretrained(
                 cfg.path, subfolder=subfolder, local_files_only=True
             )
-            setattr(cfg, name, _plain_config(transformer.config))
+            setattr(cfg, name, plain_config(transformer.config))
         elif stored is not None:
             transformer = WanTransformer3DModel.from_config(stored)
         else:

@@ -1,1 +1,1 @@
-"""Console entry points: ``genprop-propagate`` and ``genprop-eval``."""
+"""Console entry point ``genprop-propagate`` and the command-line helpers it shares."""

@@ -17,7 +17,7 @@ from datagen.readers import open_reader
 from datagen.record import BadVideo, DatasetError
 from datagen.runner import run_job
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = str(Path(__file__).resolve().parents[2] / "conf" / "datagen")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from datagen.record import DatasetError
 from datagen.runner import run_job
 from datagen.schema import TASKS, decode_sample
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = str(Path(__file__).resolve().parents[2] / "conf" / "datagen")
 
 
 def job_cfg(data: Path, out: Path, *overrides: str) -> DictConfig:

@@ -1,4 +1,4 @@
-"""User errors in genprop-propagate / genprop-eval: one line on stderr, exit 2, no traceback."""
+"""User errors in genprop-propagate: one line on stderr, exit 2, no traceback."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from genprop_helpers import one_line_error
 from PIL import Image
-from synthetic_cases import write_cases
 
 from genprop import GenPropModel, preset, propagate
-from genprop.cli import evaluate
 from genprop.cli import propagate as propagate_cli
 from genprop.sampler import sample_latents
 from genprop.video_io import write_frames_dir
@@ -26,7 +25,6 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Image.fromarray(frames[0]).save(root / "edit.png")
     torch.manual_seed(0)
     GenPropModel.from_config(preset("cpu_test")).save_pretrained(root / "model")
-    write_cases(root / "cases", tasks=("removal",), T=4)
     return {"root": root, "frames": root / "frames", "edit": root / "edit.png"}
 
 
@@ -46,17 +44,6 @@ def _propagate_args(p: dict[str, Path], model: Path | None = None, *extra: str) 
     ]
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], main, argv: list[str]) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
 @pytest.mark.parametrize(
     ("flag", "value", "expect"),
     [
@@ -71,7 +58,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], main, argv: list[str]) -
     ],
 )
 def test_propagate_bad_sampling_flags(inputs, capsys, flag: str, value: str, expect: str) -> None:
-    err = _one_line_error(capsys, propagate_cli.main, _propagate_args(inputs, None, flag, value))
+    err = one_line_error(capsys, propagate_cli.main, _propagate_args(inputs, None, flag, value))
     assert err.startswith("genprop-propagate: error:") and expect in err
 
 
@@ -86,7 +73,7 @@ def test_propagate_bad_model_config(inputs, capsys, field: str, value: object) -
     meta = json.loads((bad / "config.json").read_text())
     meta["backbone"][field] = value
     (bad / "config.json").write_text(json.dumps(meta))
-    err = _one_line_error(capsys, propagate_cli.main, _propagate_args(inputs, bad))
+    err = one_line_error(capsys, propagate_cli.main, _propagate_args(inputs, bad))
     assert str(bad / "config.json") in err and f"'backbone.{field}'" in err
 
 
@@ -97,7 +84,7 @@ def test_propagate_model_path_outside_folder_needs_allow_path(inputs, capsys) ->
     cfg = preset("cpu_test")
     cfg.text.path = str(outside)  # ignored by the hashing encoder; checked all the same
     GenPropModel.from_config(cfg).save_pretrained(folder)
-    err = _one_line_error(capsys, propagate_cli.main, _propagate_args(inputs, folder))
+    err = one_line_error(capsys, propagate_cli.main, _propagate_args(inputs, folder))
     assert "'text.path'" in err and "--allow-path" in err
     argv = _propagate_args(inputs, folder, "--steps", "1", "--allow-path", str(outside))
     assert propagate_cli.main(argv) == 0
@@ -108,25 +95,8 @@ def test_propagate_output_path_that_is_a_file(inputs, capsys) -> None:
     blocker.write_text("x")
     argv = _propagate_args(inputs, None, "--steps", "1")
     argv[argv.index("--out") + 1] = str(blocker)
-    err = _one_line_error(capsys, propagate_cli.main, argv)
+    err = one_line_error(capsys, propagate_cli.main, argv)
     assert "blocker" in err
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [["--steps", "0"], ["--guidance", "inf"], ["--guidance", "nan"], ["--injection-weight", "-1"]],
-)
-def test_eval_bad_sampling_flags(inputs, capsys, extra: list[str]) -> None:
-    argv = ["--cases", str(inputs["root"] / "cases"), "--model", str(inputs["root"] / "model")]
-    err = _one_line_error(capsys, evaluate.main, [*argv, "--baselines", "none", *extra])
-    assert err.startswith("genprop-eval: error:") and extra[0] in err
-
-
-def test_eval_out_that_is_a_file(inputs, capsys) -> None:
-    blocker = inputs["root"] / "report_file"
-    blocker.write_text("x")
-    argv = ["--cases", str(inputs["root"] / "cases"), "--out", str(blocker)]
-    assert "must be a folder" in _one_line_error(capsys, evaluate.main, argv)
 
 
 def test_library_refuses_nan_guidance_instead_of_a_black_video(inputs) -> None:

@@ -13,24 +13,13 @@ from genprop.config_checks import MAX_PARAMETERS, ConfigError, check_config, est
 from genprop.configs import PRESETS, CodecConfig, GenPropConfig, TextConfig, WanConfig
 from genprop.pretrained import TINY_WAN_TRANSFORMER, TINY_WAN_VAE
 
-# Wan2.1-I2V-14B's published transformer config (diffusers layout).
-WAN21_I2V_14B = dict(
-    patch_size=[1, 2, 2],
-    num_attention_heads=40,
-    attention_head_dim=128,
-    in_channels=36,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=13824,
-    num_layers=40,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-    image_dim=1280,
-    added_kv_proj_dim=5120,
-    rope_max_seq_len=1024,
-)
+# Wan2.1-I2V-14B's published transformer config (diffusers layout; wan_configs/ has its source).
+_PUBLISHED = Path(__file__).parent / "wan_configs" / "wan2.1-i2v-14b-480p.json"
+WAN21_I2V_14B = {
+    k: v
+    for k, v in json.loads(_PUBLISHED.read_text())["transformer"].items()
+    if not k.startswith("_")
+}
 
 
 def _wan(transformer: dict, **over: object) -> GenPropConfig:

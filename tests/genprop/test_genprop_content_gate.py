@@ -7,7 +7,7 @@ import pytest
 import torch
 from genprop_helpers import perturb, step_inputs, tiny_genprop_model
 
-from genprop import GenPropModel, LossWeights, preset, training_losses
+from genprop import GenPropModel, LossWeights, VideoBatch, preset, training_losses
 from genprop.codec import SpaceToDepthCodec
 from genprop.content_gate import STRENGTH_SCALE, ContentGate, gate_target
 from genprop.region_aware_loss import latent_mask
@@ -93,7 +93,7 @@ def test_gate_without_the_option_is_absent():
     assert not any(n.startswith("content_gate.") for n, _ in model.named_parameters())
 
 
-def _copy_task(cfg, seed: int) -> dict:
+def _copy_task(cfg, seed: int) -> VideoBatch:
     """Target = content everywhere except a square that the target fills with a flat colour."""
     gen = torch.Generator().manual_seed(seed)
     t, h, w = cfg.num_frames, cfg.height, cfg.width
@@ -101,13 +101,9 @@ def _copy_task(cfg, seed: int) -> dict:
     mask = torch.zeros(2, t, h, w)
     mask[:, :, 8:16, 8:16] = 1.0
     target = torch.where(mask[:, :, None].bool(), torch.tensor(0.8), sce)
-    return {
-        "target": target,
-        "first": target[:, 0],
-        "sce": sce,
-        "mask": mask,
-        "task": torch.tensor([0, 0]),
-    }
+    return VideoBatch(
+        target=target, first=target[:, 0], sce=sce, mask=mask, task=torch.tensor([0, 0])
+    )
 
 
 def test_gate_target_is_the_pixel_mask_for_space_to_depth():
@@ -146,8 +142,8 @@ def test_gate_learns_to_keep_exactly_the_unedited_region(tiny_model):
     batch = _copy_task(tiny_model.config, seed=999)
     codec = tiny_model.codec
     with torch.no_grad():
-        content = codec.encode(batch["sce"])
-        first = tiny_model.encode_first_frame(batch["first"], batch["sce"].shape[1])
+        content = codec.encode(batch.sce)
+        first = tiny_model.encode_first_frame(batch.first, batch.sce.shape[1])
         t = torch.full((2,), 0.5)
         out = tiny_model(torch.randn(content.shape), t, first, content=content)
     keep = torch.sigmoid(out.gate_logits[:, 1:]).mean(2)  # (B, T'-1, h, w); the edit: cells 2..3

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 from genprop_helpers import make_batch, perturb
 
 from genprop import GenPropModel, LossWeights, preset, training_losses
+from genprop.flow import add_noise, sample_training_time
+from genprop.latents import encode_batch
 from genprop.region_aware_loss import feature_sensitivity, latent_mask, mpd_loss, region_split_mse
 
 
@@ -120,9 +124,71 @@ def test_bad_batch_and_stage_errors(tiny_model):
     batch = make_batch(tiny_model.config)
     with pytest.raises(ValueError, match="stage"):
         training_losses(tiny_model, batch, stage="bogus")
-    del batch["sce"]
-    with pytest.raises(ValueError, match="'sce'"):
+    as_dict = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    with pytest.raises(TypeError, match="expected a VideoBatch or EncodedBatch, got dict"):
+        training_losses(tiny_model, as_dict, stage="genprop")
+    batch.sce = None
+    with pytest.raises(ValueError, match=r"batch\.sce: missing"):
         training_losses(tiny_model, batch, stage="genprop")
+    assert set(training_losses(tiny_model, batch, stage="i2v")) == {"diffusion", "total"}
+
+
+def test_sce_features_are_the_forward_injections(tiny_model):
+    """The model method L_grad differentiates gives exactly the SCE features of the forward."""
+    perturb(tiny_model.content_encoder, seed=3)
+    enc = encode_batch(tiny_model, make_batch(tiny_model.config))
+    gen = torch.Generator().manual_seed(0)
+    t = torch.rand(2, generator=gen)
+    x_t = torch.randn(enc.target.shape, generator=gen)
+    out = tiny_model(x_t, t, enc.first_latent, content=enc.content, task=enc.task)
+    again = tiny_model.sce_features(
+        enc.content, enc.first_latent, t, tokens=out.tokens, cond=out.cond
+    )
+    assert len(again) == len(out.injections) > 0
+    for a, b in zip(again, out.injections, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_grad_term_equals_a_direct_computation_on_the_sce(tiny_model):
+    """L_grad through the model's public method is the finite difference of the SCE itself."""
+    perturb(tiny_model.content_encoder, seed=3)
+    batch, seed = make_batch(tiny_model.config), 7
+    weights = LossWeights(mask=0.0, grad=1.0, mpd=0.0)
+    losses = training_losses(
+        tiny_model,
+        batch,
+        stage="genprop",
+        weights=weights,
+        cfg_dropout=0.0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    # The same draws as the loss, in its order: text dropout, time, noise, task dropout.
+    gen = torch.Generator().manual_seed(seed)
+    torch.rand(2, generator=gen)
+    enc = encode_batch(tiny_model, batch)
+    t = sample_training_time(2, shift=tiny_model.config.timestep_shift, generator=gen)
+    noise = torch.randn(enc.target.shape, generator=gen)
+    torch.rand(2, generator=gen)
+    out = tiny_model(
+        add_noise(enc.target, noise, t),
+        t,
+        enc.first_latent,
+        content=enc.content,
+        task=enc.task,
+        context=enc.context,
+        context_mask=enc.context_mask,
+        predict_mask=False,
+    )
+    bb, sce = tiny_model.backbone, tiny_model.content_encoder
+
+    def features(c: torch.Tensor) -> list[torch.Tensor]:
+        return sce(bb, bb.i2v_input(c, enc.first_latent), out.tokens, out.cond)
+
+    direct = feature_sensitivity(
+        features, enc.content, enc.mask, delta=weights.grad_delta, patch=bb.patch_size[1:]
+    )
+    assert direct > 0
+    assert torch.equal(losses["grad"], direct)
 
 
 def test_latent_mask_gaussian_downsample():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genprop import GenPropModel, LossWeights, preset, training_losses
+from genprop import GenPropModel, LossWeights, VideoBatch, preset, training_losses
 
 
-def _toy_pair(cfg) -> dict:
+def _toy_pair(cfg) -> VideoBatch:
     """A white square moving right on grey; the SCE video has the square recoloured red."""
     t, h, w = cfg.num_frames, cfg.height, cfg.width
     target = torch.full((1, t, 3, h, w), -0.2)
@@ -19,14 +19,14 @@ def _toy_pair(cfg) -> dict:
         mask[0, i, 10:20, x0 : x0 + 10] = 1.0
     sce = target.clone()
     sce[:, :, 1:] = torch.where(mask[:, :, None].bool(), -1.0, sce[:, :, 1:])
-    return {
-        "target": target,
-        "first": target[:, 0],
-        "sce": sce,
-        "mask": mask,
-        "task": torch.tensor([1]),
-        "prompt": ["recolour"],
-    }
+    return VideoBatch(
+        target=target,
+        first=target[:, 0],
+        sce=sce,
+        mask=mask,
+        task=torch.tensor([1]),
+        prompt=["recolour"],
+    )
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,14 @@ from safetensors.torch import load_file
 
 from genprop import GenPropModel, propagate
 from genprop.pretrained import TINY_WAN_TRANSFORMER, main, wan_config, write_tiny_wan_pipeline
+from genprop.tiny_wan import DEFAULT_VARIANT, TINY_IMAGE_TOKENS
 
 GEOMETRY = dict(num_frames=5, height=32, width=32, text_max_tokens=6)
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_wan_pipeline(tmp_path_factory.mktemp("wan") / "tiny-wan", seed=0)
+def pipeline(tiny_wan_folder: Callable[[str], Path]) -> Path:
+    return tiny_wan_folder(DEFAULT_VARIANT)
 
 
 def _copy(pipeline: Path, tmp_path: Path) -> Path:
@@ -113,7 +115,7 @@ UNSUPPORTED = [
     ),
     (
         "transformer/config.json",
-        {"image_dim": 16, "added_kv_proj_dim": 24, "pos_embed_seq_len": 514},
+        {**TINY_IMAGE_TOKENS, "pos_embed_seq_len": 514},
         r"pos_embed_seq_len 514 marks Wan2\.1-FLF2V",
     ),
     ("transformer/config.json", {"vace_layers": [0]}, r"fields \['vace_layers'\] are not Wan"),
@@ -144,7 +146,7 @@ def test_unsupported_checkpoints_are_refused_naming_the_field(
 
 def test_image_tokens_need_the_clip_folders(pipeline: Path, tmp_path: Path) -> None:
     root = _copy(pipeline, tmp_path)
-    _edit_json(root / "transformer" / "config.json", image_dim=16, added_kv_proj_dim=24)
+    _edit_json(root / "transformer" / "config.json", **TINY_IMAGE_TOKENS)
     with pytest.raises(FileNotFoundError, match=r"image_encoder/config\.json: missing file"):
         wan_config(root, **{**GEOMETRY, "text_max_tokens": 512})
 

@@ -6,25 +6,19 @@ import pytest
 import torch
 
 from genprop import GenPropModel, TextConfig, TransformersTextEncoder, preset
-
-WORDS = ["<pad>", "</s>", "<unk>", "track", "colored", "regions", "a", "red", "car"]
+from genprop.tiny_wan import TINY_WORDS, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def t5_folder(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel
 
     root = tmp_path_factory.mktemp("text")
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
-    fast.save_pretrained(root / "tokenizer")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
     torch.manual_seed(0)
-    cfg = T5Config(vocab_size=len(WORDS), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    cfg = T5Config(
+        vocab_size=len(TINY_WORDS), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2
+    )
     T5EncoderModel(cfg).save_pretrained(root / "text_encoder")
     return root
 

@@ -64,8 +64,8 @@ def test_adapter_matches_diffusers_forward(wan_model):
 def test_wan_init_equals_backbone_and_backward(wan_model):
     batch = make_batch(wan_model.config, batch=1)
     with torch.no_grad():
-        first = wan_model.encode_first_frame(batch["first"], 5)
-        content = wan_model.codec.encode(batch["sce"])
+        first = wan_model.encode_first_frame(batch.first, 5)
+        content = wan_model.codec.encode(batch.sce)
     assert first.shape == content.shape == (1, 2, 16, 4, 4)
     x_t, t = torch.randn_like(content), torch.tensor([0.5])
     with torch.no_grad():

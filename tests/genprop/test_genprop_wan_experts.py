@@ -4,6 +4,7 @@ per expert (gradients only in the chosen one), sampling through both (tiny rando
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,16 +21,14 @@ from genprop.experts import (
     expert_time_range,
 )
 from genprop.flow import sample_training_time, training_time_cdf
-from genprop.pretrained import wan_config, write_tiny_wan_pipeline
+from genprop.pretrained import wan_config
 
 GEOMETRY = dict(num_frames=5, height=32, width=32, text_max_tokens=6, sce_blocks=2)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> GenPropModel:
-    folder = write_tiny_wan_pipeline(
-        tmp_path_factory.mktemp("a14b") / "tiny", variant="wan2.2-a14b"
-    )
+def model(tiny_wan_folder: Callable[[str], Path]) -> GenPropModel:
+    folder = tiny_wan_folder("wan2.2-a14b")
     torch.manual_seed(0)
     net = GenPropModel.from_config(wan_config(folder, **GEOMETRY))
     net.freeze_backbone()
@@ -124,8 +123,8 @@ def test_sampling_runs_each_step_on_its_expert(model: GenPropModel) -> None:
     try:
         batch = make_batch(model.config, batch=1)
         with torch.no_grad():
-            first = model.encode_first_frame(batch["first"], model.config.num_frames)
-            content = model.codec.encode(batch["sce"])
+            first = model.encode_first_frame(batch.first, model.config.num_frames)
+            content = model.codec.encode(batch.sce)
         latents, masks = sample_latents(
             model, first, content=content, task=torch.tensor([1]), steps=4
         )

@@ -3,34 +3,31 @@ transformer output as diffusers' pipeline, a GenProp training step and a samplin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from einops import rearrange
-from genprop_helpers import make_batch, perturb
+from genprop_helpers import make_batch, tiny_wan_model
 from PIL import Image
 
 from genprop import GenPropModel, training_losses
 from genprop.flow import sampling_times
-from genprop.pretrained import wan_config, write_tiny_wan_pipeline
+from genprop.pretrained import wan_config
 
 GEOMETRY = dict(num_frames=5, height=32, width=32, sce_blocks=2)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_wan_pipeline(tmp_path_factory.mktemp("wan21") / "tiny", variant="wan2.1-i2v")
+def folder(tiny_wan_folder: Callable[[str], Path]) -> Path:
+    return tiny_wan_folder("wan2.1-i2v")
 
 
 @pytest.fixture(scope="module")
 def model(folder: Path) -> GenPropModel:
-    torch.manual_seed(0)
-    net = GenPropModel.from_config(wan_config(folder, **GEOMETRY))
-    net.freeze_backbone()
-    perturb(net.content_encoder, seed=2, scale=0.02)
-    return net
+    return tiny_wan_model(folder, GEOMETRY)
 
 
 def test_config_reads_the_image_encoder_and_needs_512_text_tokens(folder: Path) -> None:
@@ -91,9 +88,9 @@ def test_training_step_sce_reads_image_tokens(model: GenPropModel) -> None:
 def test_sampling_step_and_export_without_encoders(model: GenPropModel, tmp_path: Path) -> None:
     batch = make_batch(model.config, batch=1)
     with torch.no_grad():
-        first = model.encode_first_frame(batch["first"], model.config.num_frames)
-        content = model.codec.encode(batch["sce"])
-        image = model.encode_image(batch["first"])
+        first = model.encode_first_frame(batch.first, model.config.num_frames)
+        content = model.codec.encode(batch.sce)
+        image = model.encode_image(batch.first)
         x = torch.randn(first.shape, generator=torch.Generator().manual_seed(0))
         t = sampling_times(1, shift=model.config.timestep_shift)
         out = model(x, t[:1], first, content=content, task=torch.tensor([2]), image_embeds=image)

@@ -104,22 +104,10 @@ def test_unsupported_published_configs_are_refused(tmp_path: Path, name: str, me
 
 def _real_width_folder(root: Path, name: str) -> Path:
     """The variant at its real widths, depth cut (see module docstring), in the real layout."""
-    from diffusers import (
-        AutoencoderKLWan,
-        UniPCMultistepScheduler,
-        WanImageToVideoPipeline,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        UMT5Config,
-        UMT5EncoderModel,
-    )
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
-    from genprop.tiny_wan import TINY_TI2V_VAE, _tokenizer
+    from genprop.tiny_wan import TINY_TI2V_VAE, save_wan_pipeline, tiny_text_encoder
 
     cfg = _published(name)
     parts: dict[str, Any] = {}
@@ -138,19 +126,9 @@ def _real_width_folder(root: Path, name: str) -> Path:
         parts["expand_timesteps"] = True
     else:
         parts["boundary_ratio"] = cfg["pipeline"].get("boundary_ratio")
-    text = UMT5Config(vocab_size=32, d_model=4096, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
-    pipeline_cls = WanPipeline if ti2v else WanImageToVideoPipeline
-    pipe = pipeline_cls(
-        tokenizer=_tokenizer(),
-        text_encoder=UMT5EncoderModel(text),
-        vae=AutoencoderKLWan.from_config(dict(TINY_TI2V_VAE if ti2v else TINY_WAN_VAE)),
-        scheduler=UniPCMultistepScheduler(
-            prediction_type="flow_prediction", flow_shift=cfg["pipeline"]["flow_shift"]
-        ),
-        **parts,
-    )
-    pipe.save_pretrained(root)
-    return root
+    parts["text_encoder"] = tiny_text_encoder(4096)
+    parts["vae"] = AutoencoderKLWan.from_config(dict(TINY_TI2V_VAE if ti2v else TINY_WAN_VAE))
+    return save_wan_pipeline(root, parts, flow_shift=cfg["pipeline"]["flow_shift"])
 
 
 @pytest.mark.slow
@@ -174,9 +152,9 @@ def test_real_width_training_and_sampling_step(tmp_path: Path, name: str) -> Non
         assert math.isfinite(float(losses["total"].detach()))
         model.zero_grad(set_to_none=True)
     with torch.no_grad():
-        first = model.encode_first_frame(batch["first"], cfg.num_frames)
-        content = model.codec.encode(batch["sce"])
-        image = model.encode_image(batch["first"])
+        first = model.encode_first_frame(batch.first, cfg.num_frames)
+        content = model.codec.encode(batch.sce)
+        image = model.encode_image(batch.first)
         x = torch.randn(first.shape)
         t = sampling_times(1, shift=cfg.timestep_shift)
         out = model(x, t[:1], first, content=content, task=torch.tensor([0]), image_embeds=image)

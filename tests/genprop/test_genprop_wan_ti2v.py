@@ -3,32 +3,27 @@ its real layout: 48-channel VAE with patch 2, ``expand_timesteps``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from einops import rearrange
-from genprop_helpers import make_batch, perturb
+from genprop_helpers import make_batch, tiny_wan_model
 
 from genprop import GenPropModel, sample_latents, training_losses
-from genprop.pretrained import wan_config, write_tiny_wan_pipeline
 
 GEOMETRY = dict(num_frames=9, height=32, width=32, text_max_tokens=6, sce_blocks=2)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ti2v")
-    return write_tiny_wan_pipeline(root / "tiny", variant="wan2.2-ti2v")
+def folder(tiny_wan_folder: Callable[[str], Path]) -> Path:
+    return tiny_wan_folder("wan2.2-ti2v")
 
 
 @pytest.fixture(scope="module")
 def model(folder: Path) -> GenPropModel:
-    torch.manual_seed(0)
-    net = GenPropModel.from_config(wan_config(folder, **GEOMETRY))
-    net.freeze_backbone()
-    perturb(net.content_encoder, seed=2, scale=0.02)
-    return net
+    return tiny_wan_model(folder, GEOMETRY)
 
 
 def test_config_and_codec(model: GenPropModel) -> None:
@@ -88,8 +83,8 @@ def test_training_step_and_sampling_keep_the_first_frame(model: GenPropModel) ->
     assert all(p.grad is None for p in model.backbone.parameters())
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
-        first = model.encode_first_frame(batch["first"], model.config.num_frames)
-        content = model.codec.encode(batch["sce"])
+        first = model.encode_first_frame(batch.first, model.config.num_frames)
+        content = model.codec.encode(batch.sce)
         latents, masks = sample_latents(
             model, first, content=content, task=torch.tensor([0]), steps=2
         )

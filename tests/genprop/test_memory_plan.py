@@ -32,6 +32,7 @@ from genprop.meta_step import meta_batch
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
 from genprop.tiny_wan import write_tiny_wan_pipeline
+from genprop.video_batch import VideoBatch
 from genprop.wan_folder import wan_config
 
 TOLERANCE = 0.2
@@ -87,10 +88,14 @@ class RealStep:
         self.optimizer = torch.optim.AdamW(self.params, lr=1e-4)
         self.ema = [p.detach().float().clone() for p in self.params]
         gen = torch.Generator().manual_seed(0)
-        self.batch = {
-            k: torch.zeros_like(v) if v.dtype == torch.long else torch.rand(v.shape, generator=gen)
-            for k, v in meta_batch(self.model, 1, "cpu").items()
-        }
+        self.batch = VideoBatch(
+            **{
+                k: torch.zeros_like(v)
+                if v.dtype == torch.long
+                else torch.rand(v.shape, generator=gen)
+                for k, v in meta_batch(self.model, 1, "cpu").tensors().items()
+            }
+        )
 
     def loss(self) -> torch.Tensor:
         return training_losses(
@@ -116,7 +121,7 @@ class RealStep:
             _nbytes(tensors)
             + _nbytes(grads)
             + _nbytes([s for s in states if torch.is_tensor(s)])
-            + _nbytes(self.batch.values())
+            + _nbytes(self.batch.tensors().values())
         )
 
     def flops(self) -> int:

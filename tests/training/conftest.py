@@ -29,7 +29,7 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def compose_cfg() -> Callable[[list[str]], DictConfig]:
-    """Compose ``conf/train.yaml`` in-process with the given overrides."""
+    """Compose ``conf/training/train.yaml`` in-process with the given overrides."""
     register_resolvers()
 
     def _compose(overrides: list[str]) -> DictConfig:

@@ -29,13 +29,14 @@ from genprop.configs import GenPropConfig
 from genprop.losses import training_losses
 from genprop.model import CONFIG_NAME, GenPropModel
 from genprop.sharded_weights import (
-    build_meta_model,
+    build_model_to_shard,
     load_genprop_shards,
     materialize_,
     save_pretrained_from_shards,
     trainable_state_dict,
 )
 from genprop.sharding import checkpoint_blocks, mixed_precision, shard_model
+from genprop.video_batch import VideoBatch
 from training.ema import ParameterEMA
 
 FRAMES, SIZE = 4, 32  # the cpu_test preset's clip geometry
@@ -43,16 +44,16 @@ CLIP_NORM = 1e-3  # far below the step's gradient norm, so clipping must act
 LR = 1e-2
 
 
-def make_batch(seed: int) -> dict[str, torch.Tensor]:
+def make_batch(seed: int) -> VideoBatch:
     """A seeded GenProp training batch of one cpu_test clip."""
     g = torch.Generator().manual_seed(seed)
-    return {
-        "target": torch.rand(1, FRAMES, 3, SIZE, SIZE, generator=g) * 2 - 1,
-        "first": torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1,
-        "sce": torch.rand(1, FRAMES, 3, SIZE, SIZE, generator=g) * 2 - 1,
-        "mask": (torch.rand(1, FRAMES, SIZE, SIZE, generator=g) > 0.5).float(),
-        "task": torch.tensor([1]),
-    }
+    return VideoBatch(
+        target=torch.rand(1, FRAMES, 3, SIZE, SIZE, generator=g) * 2 - 1,
+        first=torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1,
+        sce=torch.rand(1, FRAMES, 3, SIZE, SIZE, generator=g) * 2 - 1,
+        mask=(torch.rand(1, FRAMES, SIZE, SIZE, generator=g) > 0.5).float(),
+        task=torch.tensor([1]),
+    )
 
 
 def losses(model: GenPropModel, seed: int) -> dict[str, torch.Tensor]:
@@ -75,7 +76,7 @@ def sharded_model(
     meta = json.loads((folder / CONFIG_NAME).read_text())
     meta.pop("format")
     meta.pop("version")
-    model = build_meta_model(GenPropConfig.from_dict(meta))
+    model = build_model_to_shard(GenPropConfig.from_dict(meta))
     set_trainable(model)
     checkpoint_blocks(model)
     policy = mixed_precision(torch.bfloat16 if bf16 else None)

@@ -90,7 +90,7 @@ def tiny_overrides(shard_dir: Path, run_dir: Path) -> list[str]:
         f"data.val_shards={shard_dir / 'val'}",
         f"paths.root_dir={run_dir}",
         f"paths.run_dir={run_dir}",
-        "model=cpu_test",
+        "model.net.preset_name=cpu_test",
         "data.batch_size=2",
         "data.num_workers=0",
         "data.shuffle_buffer=4",

@@ -30,7 +30,9 @@ from training.batch import collate_samples, to_model_batch
 from training.cache.key import LatentCacheError, check_latent_cache
 from training.cache.latent_sample import EMPTY_PROMPT, collate_latents, decode_members
 from training.cache.runner import CacheJobFailed, run_cache
+from training.latent_datamodule import LatentStream
 from training.model_factory import build_config, build_model
+from training.shard_stream import CorruptSampleError
 
 FRAMES, SIZE = 5, 32
 TOLERANCE = {"fp32": (1e-5, 1e-6), "bf16": (3e-2, 1e-3)}
@@ -111,14 +113,20 @@ def test_cached_loss_equals_on_the_fly_loss(setup, dtype: str) -> None:
             torch.testing.assert_close(b[k], a[k], rtol=rtol, atol=atol, msg=f"{dtype} {k}")
 
 
-def test_model_from_cache_builds_no_encoder(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def forbid_encoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make building the VAE or text encoder in this process fail the test."""
+
     def refuse(*args, **kwargs):
-        raise AssertionError("an encoder was built")
+        raise AssertionError("an encoder was built in this process")
 
     monkeypatch.setattr("genprop.model.build_codec", refuse)
     monkeypatch.setattr("genprop.model.build_text_encoder", refuse)
     monkeypatch.setattr("diffusers.AutoencoderKLWan.from_pretrained", refuse)
     monkeypatch.setattr("transformers.UMT5EncoderModel.from_pretrained", refuse)
+
+
+def test_model_from_cache_builds_no_encoder(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_encoders(monkeypatch)
     net = build_model(
         pretrained=str(setup["pipeline"]),
         overrides={"num_frames": FRAMES, "height": SIZE, "width": SIZE, "text": {"max_tokens": 8}},
@@ -179,6 +187,22 @@ def test_bad_samples_recorded_counted_and_others_written(setup, tmp_path: Path) 
     assert any("(3, 32, 32)" in e["reason"] for e in errors)
     keys = [s.key for s in _read(out / "train-000000.tar", decode_members)]
     assert keys == ["train000000", "train000002"]
+
+
+def test_latent_stream_skips_and_counts_a_corrupt_cached_sample(setup, tmp_path: Path) -> None:
+    good = list(wds.tarfile_to_samples()([{"url": str(setup["bf16"] / "train-000000.tar")}]))
+    shard = tmp_path / "bad.tar"
+    with wds.TarWriter(str(shard)) as writer:
+        writer.write({k: v for k, v in good[0].items() if k != "__url__"})
+        writer.write({"__key__": "broken", "latents.safetensors": b"junk", "json": b"{}"})
+        writer.write({k: v for k, v in good[1].items() if k != "__url__"})
+    empty = load_file(str(setup["bf16"] / EMPTY_PROMPT))
+    options = dict(urls=[str(shard)], batch_size=1, resampled=False, epoch_batches=None)
+    batches = list(LatentStream(empty_prompt=empty, **options))
+    assert [int(b["skipped"]) for b in batches] == [0, 1]
+    assert all(isinstance(b["encoded"], EncodedBatch) for b in batches)
+    with pytest.raises(CorruptSampleError, match=r"sample 'broken'"):
+        list(LatentStream(empty_prompt=empty, strict=True, **options))
 
 
 def test_run_that_caches_nothing_fails(setup, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from shard_factory import write_shards
-from test_cache import FRAMES, SIZE, cache_cfg
+from test_cache import FRAMES, SIZE, cache_cfg, forbid_encoders
 
 from genprop.pretrained import write_tiny_wan_pipeline
 from training.cache.key import LatentCacheError
@@ -65,21 +65,11 @@ def _losses(run_dir: Path, version: str) -> dict[int, float]:
         return {int(r["step"]): float(r["train/total"]) for r in rows if r["train/total"]}
 
 
-def _no_encoders(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError("an encoder was built on the training process")
-
-    monkeypatch.setattr("genprop.model.build_codec", refuse)
-    monkeypatch.setattr("genprop.model.build_text_encoder", refuse)
-    monkeypatch.setattr("diffusers.AutoencoderKLWan.from_pretrained", refuse)
-    monkeypatch.setattr("transformers.UMT5EncoderModel.from_pretrained", refuse)
-
-
 def test_train_from_latents_resumes_without_encoders(
     cache, tmp_path: Path, compose_cfg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline, latents = cache
-    _no_encoders(monkeypatch)
+    forbid_encoders(monkeypatch)
     a, b = tmp_path / "a", tmp_path / "b"
 
     def run(run_dir: Path, steps: int, version: str, *extra: str) -> None:

@@ -1,4 +1,4 @@
-"""LR schedule, EMA, RNG capture and resume-checkpoint lookup."""
+"""LR schedule, EMA, RNG capture, resume-checkpoint lookup, the module's loss and preview."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from genprop.losses import training_losses
+from genprop.video_batch import VideoBatch
 from training.ema import ParameterEMA
 from training.model_factory import build_model
 from training.module import GenPropLitModule
+from training.preview import generate_preview
 from training.resume import (
     capture_rng_state,
     find_resume_checkpoint,
@@ -106,3 +109,47 @@ def test_bad_preview_sampling_options_are_named(option: str, value: float) -> No
         GenPropLitModule(
             net=build_model(preset_name="cpu_test"), optimizer=torch.optim.AdamW, **{option: value}
         )
+
+
+def _pixel_batch(b: int = 1, t: int = 4, size: int = 32) -> VideoBatch:
+    """A seeded cpu_test pixel batch."""
+    g = torch.Generator().manual_seed(0)
+    return VideoBatch(
+        target=torch.rand(b, t, 3, size, size, generator=g) * 2 - 1,
+        first=torch.rand(b, 3, size, size, generator=g) * 2 - 1,
+        sce=torch.rand(b, t, 3, size, size, generator=g) * 2 - 1,
+        mask=(torch.rand(b, t, size, size, generator=g) > 0.5).float(),
+        task=torch.tensor([1] * b),
+        prompt=["a prompt"] * b,
+    )
+
+
+def test_module_losses_are_the_library_loss_and_a_dict_batch_is_refused() -> None:
+    module = GenPropLitModule(net=build_model(preset_name="cpu_test"), optimizer=torch.optim.AdamW)
+    batch = _pixel_batch()
+    got = module.compute_losses(batch, seed=3, step=5)
+    want = training_losses(
+        module.net,
+        batch,
+        stage="genprop",
+        weights=module.weights,
+        cfg_dropout=module.cfg_dropout,
+        generator=torch.Generator().manual_seed(3),
+        expert_seed=step_seed(module.seed, 5, 0),
+    )
+    assert got.keys() == want.keys()
+    for k in got:
+        assert torch.equal(got[k], want[k]), k
+    as_dict = {"target": batch.target, "first": batch.first, "sce": batch.sce}
+    with pytest.raises(TypeError, match="expected a VideoBatch or EncodedBatch, got dict"):
+        module.training_step(as_dict, 0)
+
+
+@pytest.mark.parametrize("stage", ["genprop", "i2v"])
+def test_preview_grid_of_a_typed_batch(stage: str) -> None:
+    net = build_model(preset_name="cpu_test")
+    batch = _pixel_batch(b=2)
+    if stage == "i2v":  # stage-1 batches need no SCE video, mask or task
+        batch = VideoBatch(target=batch.target, first=batch.first)
+    grid = generate_preview(net, batch, stage=stage, steps=1, guidance=1.0, seed=0)
+    assert grid.dtype == torch.uint8 and grid.shape == (4, 3, 32, 5 * 32)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.core.hooks import DataHooks
 from shard_factory import truncate_tar, write_shards
 
 from datagen.schema import TASKS
+from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
 from training.datamodule import ShardDataModule, expand_shards
 from training.shard_stream import CorruptSampleError, ShardStream
@@ -103,13 +105,30 @@ def test_batch_conventions(shard_dir: Path) -> None:
     )
     raw = next(iter(dm.train_dataloader()))
     assert raw["sce"].dtype == torch.uint8 and raw["sce"].shape == (3, 4, 32, 32, 3)
-    batch = to_model_batch(dm.on_before_batch_transfer(raw, 0))
-    assert batch["sce"].shape == batch["target"].shape == (3, 4, 3, 32, 32)
-    assert batch["first"].shape == (3, 3, 32, 32)
-    assert batch["mask"].shape == (3, 4, 32, 32) and batch["mask"].max() == 1.0
-    assert batch["target"].min() >= -1.0 and batch["target"].max() <= 1.0
-    assert batch["task"].dtype == torch.long and len(batch["prompt"]) == 3
-    assert "skipped" not in batch
+    batch = dm.on_after_batch_transfer(dm.on_before_batch_transfer(raw, 0), 0)
+    assert isinstance(batch, VideoBatch) and batch.validate("genprop") is batch
+    assert batch.sce.shape == batch.target.shape == (3, 4, 3, 32, 32)
+    assert batch.first.shape == (3, 3, 32, 32)
+    assert batch.mask.shape == (3, 4, 32, 32) and batch.mask.max() == 1.0
+    assert batch.target.min() >= -1.0 and batch.target.max() <= 1.0
+    assert batch.task.dtype == torch.long and len(batch.prompt) == len(batch.key) == 3
+    assert batch.key == raw["key"]
+    torch.testing.assert_close(to_model_batch(raw).target, batch.target)
+
+
+def test_lightning_moves_the_typed_batch_to_the_device(shard_dir: Path) -> None:
+    """Lightning's default transfer hook moves every tensor of a VideoBatch (dtypes kept)."""
+    dm = ShardDataModule(
+        shards=shard_dir / "val", batch_size=2, num_workers=0, resampled=False, epoch_batches=None
+    )
+    batch = to_model_batch(next(iter(dm.train_dataloader())))
+    meta = torch.device("meta")  # a second device on any machine
+    moved = DataHooks().transfer_batch_to_device(batch, meta, 0)
+    assert isinstance(moved, VideoBatch) and moved.prompt == batch.prompt
+    assert {n: (t.device.type, t.dtype) for n, t in moved.tensors().items()} == {
+        n: ("meta", t.dtype) for n, t in batch.tensors().items()
+    }
+    assert set(batch.tensors()) == {"target", "first", "task", "sce", "mask"}
 
 
 def test_corrupt_sample_counted_and_skipped(tmp_path: Path, caplog) -> None:

@@ -1,4 +1,5 @@
-"""Every experiment composes from the real config tree and runs one step (fast_dev_run)."""
+"""Every experiment and every ablation composes from the real config tree and runs one step
+(fast_dev_run); ablations change only what they name, at demo and paper size alike."""
 
 from __future__ import annotations
 
@@ -7,33 +8,35 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from shard_factory import tiny_overrides
 
 from training.train import CONF_DIR, register_resolvers, resolve_precision, train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+ABLATIONS = sorted(p.stem for p in (CONF_DIR / "ablation").glob("*.yaml"))
 # Experiments on a pretrained backbone need its folder; test_wan_training.py runs them on a tiny
 # random Wan pipeline instead.
 NEEDS_PRETRAINED = {"wan_paper"}
+# What each ablation changes, checked on the composed config.
+ABLATION_EFFECTS = {
+    "no_mpd": lambda c: c.model.loss_weights.mpd == 0.0,
+    "no_ra_loss": lambda c: c.model.loss_weights.mask == 1.0 and c.model.loss_weights.grad == 0,
+    "no_color_fill": lambda c: c.data.task_weights.tracking == 0.0,
+    "gate": lambda c: OmegaConf.select(c, "model.net.overrides.content_gate") is True,
+}
 
 
-def test_all_experiments_listed() -> None:
+def test_all_experiments_and_ablations_listed() -> None:
     assert set(EXPERIMENTS) == {
         "paper",
-        "no_mpd",
-        "no_ra_loss",
-        "no_color_fill",
         "i2v_pretrain",
         "tiny_cpu",
-        # `make demo` / `make ablate` at demo size
-        "demo_i2v",
-        "demo_genprop",
-        "demo_gate",
-        "demo_no_mpd",
-        "demo_no_ra_loss",
+        "demo_i2v",  # `make demo` stage 1
+        "demo_genprop",  # `make demo` stage 2, the base of `make ablate`
         "wan_paper",
     }
+    assert set(ABLATIONS) == set(ABLATION_EFFECTS)
 
 
 @pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - NEEDS_PRETRAINED))
@@ -44,6 +47,16 @@ def test_experiment_fast_dev_run(
         [f"experiment={experiment}", *tiny_overrides(shard_dir, tmp_path), "debug=fdr"]
     )
     assert cfg.trainer.fast_dev_run is True
+    metrics = train(cfg)
+    assert metrics["train/total"] > 0
+    assert "val/total" in metrics
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_ablation_fast_dev_run(ablation: str, shard_dir: Path, tmp_path: Path, compose_cfg) -> None:
+    overrides = ["experiment=demo_genprop", f"ablation={ablation}"]
+    cfg = compose_cfg([*overrides, *tiny_overrides(shard_dir, tmp_path), "debug=fdr"])
+    assert ABLATION_EFFECTS[ablation](cfg), ablation
     metrics = train(cfg)
     assert metrics["train/total"] > 0
     assert "val/total" in metrics
@@ -61,25 +74,61 @@ def test_paper_recipe_values(compose_cfg) -> None:
     assert (
         resolve_precision(OmegaConf.create({"accelerator": "cpu", "precision": None})) == "32-true"
     )
-    ablations = {
-        "no_mpd": lambda c: c.model.loss_weights.mpd == 0.0,
-        "no_ra_loss": lambda c: c.model.loss_weights.mask == 1.0 and c.model.loss_weights.grad == 0,
-        "no_color_fill": lambda c: c.data.task_weights.tracking == 0.0,
-        "i2v_pretrain": lambda c: c.model.stage == "i2v",
-        "demo_gate": lambda c: c.model.net.overrides.content_gate is True,
-    }
-    for name, check in ablations.items():
-        assert check(compose_cfg([f"experiment={name}", "data.shards=x"])), name
+    assert compose_cfg(["experiment=i2v_pretrain", "data.shards=x"]).model.stage == "i2v"
+
+
+@pytest.mark.parametrize("experiment", ["paper", "demo_genprop"])
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_ablation_changes_only_what_it_names(experiment: str, ablation: str, compose_cfg) -> None:
+    # The same ablation at paper and demo size: the experiment's config with the ablated keys
+    # changed and the ablation's name appended to the run name, nothing else.
+    common = [f"experiment={experiment}", "data.shards=x", "paths.run_dir=RUN"]
+    base, cfg = compose_cfg(common), compose_cfg([*common, f"ablation={ablation}"])
+    assert ABLATION_EFFECTS[ablation](cfg) and not ABLATION_EFFECTS[ablation](base)
+    assert cfg.name == f"{experiment}_{ablation}"
+    changed = {
+        "no_mpd": {"model.loss_weights.mpd"},
+        "no_ra_loss": {"model.loss_weights.mask", "model.loss_weights.grad"},
+        "no_color_fill": {"data.task_weights.tracking"},
+        "gate": {"model.net.overrides.content_gate"},
+    }[ablation] | {"name", "name_suffix"}
+    assert _diff(_flat(base), _flat(cfg)) == changed
+
+
+def test_explicit_name_replaces_the_ablated_run_name(compose_cfg) -> None:
+    # `make ablate` names each run after its ablation alone (outputs/demo/ablate/<name>).
+    overrides = ["experiment=demo_genprop", "ablation=no_mpd", "data.shards=x"]
+    assert compose_cfg([*overrides, "name=no_mpd"]).name == "no_mpd"
+    assert compose_cfg(["data.shards=x"]).name == "default"
 
 
 def test_demo_stage2_trains_backbone_and_ablations_inherit(compose_cfg) -> None:
     # The demo's tiny from-scratch backbone is trained in stage 2 (the paper freezes its large
-    # pretrained one); the demo ablations must differ from demo_genprop only in what they ablate.
+    # pretrained one); a demo ablation keeps that, the lr and the demo preset.
     base = compose_cfg(["experiment=demo_genprop", "data.shards=x"]).model
     assert base.stage == "genprop" and base.train_backbone is True
-    for name in ("demo_no_mpd", "demo_no_ra_loss", "demo_gate"):
-        m = compose_cfg([f"experiment={name}", "data.shards=x"]).model
+    assert base.net.preset_name == "demo"
+    for name in ABLATIONS:
+        m = compose_cfg(["experiment=demo_genprop", f"ablation={name}", "data.shards=x"]).model
         assert m.train_backbone is True and m.optimizer.lr == base.optimizer.lr, name
+        assert m.net.preset_name == "demo", name
+
+
+def _flat(cfg: DictConfig) -> dict[str, object]:
+    """Resolved leaf values of a composed config by dotted key."""
+
+    def walk(node: object, prefix: str) -> dict[str, object]:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        return {k: v for key, sub in node.items() for k, v in walk(sub, f"{prefix}.{key}").items()}
+
+    return walk(OmegaConf.to_container(cfg, resolve=True), "")
+
+
+def _diff(a: dict[str, object], b: dict[str, object]) -> set[str]:
+    return {
+        k.lstrip(".") for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>")
+    }
 
 
 @pytest.mark.parametrize("cluster", ["slurm", "slurm_multinode"])

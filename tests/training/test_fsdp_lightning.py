@@ -17,7 +17,8 @@ from torch.distributed.checkpoint import FileSystemReader
 
 from genprop.configs import preset
 from genprop.model import GenPropModel
-from training.fsdp import METADATA_NAME, GenPropFSDPStrategy
+from training.fsdp import GenPropFSDPStrategy
+from training.resume import SHARDED_METADATA
 
 GENPROP_TRAIN = str(Path(sys.executable).parent / "genprop-train")
 
@@ -77,15 +78,15 @@ def test_genprop_train_fsdp_two_processes_then_resume_on_one(
     ]
     _train(shard_dir, tmp_path, *meta_init, "trainer.devices=2", "trainer.max_steps=2")
     last = tmp_path / "tiny_cpu" / "checkpoints" / "last.ckpt"
-    assert (last / METADATA_NAME).is_file()
+    assert (last / SHARDED_METADATA).is_file()
     keys = set(FileSystemReader(last).read_metadata().state_dict_metadata)
     assert any(k.startswith("state_dict.net.content_encoder.") for k in keys)
     assert any(k.startswith("ema.content_encoder.") for k in keys)
     assert not any(".backbone." in k for k in keys)  # frozen backbone not in the checkpoint
-    saved = torch.load(last / METADATA_NAME, weights_only=True)
+    saved = torch.load(last / SHARDED_METADATA, weights_only=True)
     assert saved["global_step"] == 2
 
     resume = ["trainer.devices=1", "trainer.max_steps=4", "resume=auto"]
     _train(shard_dir, tmp_path, *meta_init, *resume)
-    saved = torch.load(last / METADATA_NAME, weights_only=True)
+    saved = torch.load(last / SHARDED_METADATA, weights_only=True)
     assert saved["global_step"] == 4

@@ -26,7 +26,7 @@ import genprop.sharded_weights as sharded_weights
 from genprop.configs import GenPropConfig
 from genprop.model import GenPropModel
 from genprop.sharded_weights import (
-    build_meta_model,
+    build_model_to_shard,
     load_pretrained_shards,
     load_wan_shards,
     materialize_,
@@ -107,7 +107,7 @@ def _compare(model: GenPropModel, ref: GenPropModel, random: set[str], defaults:
 @pytest.mark.parametrize("variant", [A14B, I2V21])
 def test_key_map_covers_every_transformer_weight(folders: dict[str, Path], variant: str) -> None:
     folder = folders[variant]
-    model = build_meta_model(_config(folder, variant), encoders=False)
+    model = build_model_to_shard(_config(folder, variant), encoders=False)
     assert all(p.is_meta for p in model.backbone.parameters())
     sources = wan_weight_sources(model)
     experts = [("", "transformer")]
@@ -153,7 +153,7 @@ def single_rank_mesh() -> Iterator[Any]:
 
 def _sharded(cfg: GenPropConfig, mesh: Any) -> GenPropModel:
     """Meta build -> freeze the backbone -> shard (fp32) -> allocate, as ``trainer=fsdp``."""
-    model = build_meta_model(cfg)
+    model = build_model_to_shard(cfg)
     model.requires_grad_(False)
     for p in model.trainable_parameters("genprop"):
         p.requires_grad_(True)
@@ -212,7 +212,7 @@ def test_missing_transformer_weight_names_the_folder(
         state.update(load_file(file))
     del state["proj_out.bias"]
     save_file(state, str(folder / "transformer_2" / "weights.safetensors"))
-    model = build_meta_model(_config(folders[A14B], A14B), encoders=False)
+    model = build_model_to_shard(_config(folders[A14B], A14B), encoders=False)
     materialize_(model, "cpu")
     with pytest.raises(ValueError, match=r"cut: 1 transformer weights missing.*proj_out\.bias"):
         load_wan_shards(model, folder)
@@ -282,7 +282,7 @@ def _check_reads(reads: list[Counter], folder: Path, *, world: int) -> None:
     """Each rank reads at most ceil(rows / world) rows (dim 0) of each stored tensor per
     parameter it initialises, about 1/world of everything: no rank reads a whole transformer.
     With the logs of all ``world`` ranks: every element is read exactly once per parameter."""
-    model = build_meta_model(_config(folder, A14B), encoders=False)
+    model = build_model_to_shard(_config(folder, A14B), encoders=False)
     uses = Counter(wan_weight_sources(model).values())
     shapes = {}
     for sub in ("transformer", "transformer_2"):

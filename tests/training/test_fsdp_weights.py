@@ -13,7 +13,7 @@ from torch import nn
 from genprop.configs import preset
 from genprop.model import CONFIG_NAME, WEIGHTS_NAME, GenPropModel
 from genprop.sharded_weights import (
-    build_meta_model,
+    build_model_to_shard,
     load_genprop_shards,
     materialize_,
     safetensors_index,
@@ -33,7 +33,7 @@ def _seeded_model() -> GenPropModel:
 def test_meta_build_loads_every_weight_from_a_folder(tmp_path: Path) -> None:
     source = _seeded_model()
     folder = source.save_pretrained(tmp_path / "m")
-    model = build_meta_model(source.config)
+    model = build_model_to_shard(source.config)
     assert all(p.is_meta for p in model.backbone.parameters())
     materialize_(model, "cpu")
     assert load_genprop_shards(model, folder) == []
@@ -52,7 +52,7 @@ def test_stage1_folder_initialises_sce_and_mpd_from_the_backbone(tmp_path: Path)
     (folder / CONFIG_NAME).write_text((tmp_path / "full" / CONFIG_NAME).read_text())
     backbone = {k: v for k, v in source.state_dict().items() if k.startswith("backbone.")}
     save_file(backbone, str(folder / WEIGHTS_NAME))
-    model = build_meta_model(source.config)
+    model = build_model_to_shard(source.config)
     materialize_(model, "cpu")
     defaults = load_genprop_shards(model, folder)
     # MPD norm + head and the injections' first layers: default init, never left unallocated
@@ -71,7 +71,7 @@ def test_loader_rejects_a_shape_mismatch(tmp_path: Path) -> None:
     source = _seeded_model()
     folder = source.save_pretrained(tmp_path / "m")
     save_file({"task_embedding.weight": torch.zeros(2, 2)}, str(folder / WEIGHTS_NAME))
-    model = build_meta_model(source.config)
+    model = build_model_to_shard(source.config)
     materialize_(model, "cpu")
     with pytest.raises(ValueError, match=r"task_embedding.weight.*shape"):
         load_genprop_shards(model, folder)

@@ -33,7 +33,7 @@ def test_last_line_is_the_plan_of_the_composed_training_config(
 def test_sharded_multi_gpu_config_without_l_grad(capsys: pytest.CaptureFixture[str]) -> None:
     record = _plan(
         capsys,
-        "model=cpu_test",
+        "model.net.preset_name=cpu_test",
         "trainer=fsdp",
         "trainer.devices=4",
         "trainer.num_nodes=2",

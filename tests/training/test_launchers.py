@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,14 @@ def test_slurm_profile_follows_the_experiments_devices() -> None:
     assert multi["cfg"].trainer.strategy._target_.endswith("FSDPStrategy")
 
 
+def test_ablation_names_the_run_and_its_cluster_jobs() -> None:
+    got = _launcher(["cluster=slurm_cpu", "experiment=tiny_cpu", "ablation=no_mpd",
+                     "data.shards=x"])  # fmt: skip
+    launcher, cfg = got["launcher"], got["cfg"]
+    assert cfg.name == "tiny_cpu_no_mpd" and launcher["name"] == "genprop-tiny_cpu_no_mpd"
+    assert Path(launcher["submitit_folder"]).parts[-4:-2] == ("tiny_cpu_no_mpd", "multirun")
+
+
 def test_slurm_profile_needs_a_device_count() -> None:
     with pytest.raises(Exception, match=r"trainer\.devices=N"):
         _launcher(["cluster=slurm", "experiment=paper", "data.shards=x"])
@@ -73,7 +82,7 @@ def test_run_folders_exclude_only_where_a_run_executes() -> None:
     excluded = excluded_run_keys(CONF_DIR / "train.yaml")
     assert {"cluster", "cluster.partition", "cluster.timeout_min", "resume"} <= set(excluded)
     assert not {"data.num_workers", "trainer.devices", "trainer.accelerator", "cluster.nodes",
-                "experiment", "trainer.max_steps"} & set(excluded)  # fmt: skip
+                "experiment", "ablation", "trainer.max_steps"} & set(excluded)  # fmt: skip
     check_sweep_overrides(["-m", "cluster.partition=gpu", "trainer.max_steps=1,2"], excluded)
     check_sweep_overrides(["data.num_workers=0,2", "hydra/launcher=submitit_local"], excluded)
     for swept in ("cluster.partition=a,b", "cluster=slurm,slurm_cpu", "resume=auto,null"):
@@ -114,6 +123,18 @@ def test_local_sweep_basic_launcher(shard_dir: Path, tmp_path: Path) -> None:
         ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
         assert ckpt["global_step"] == steps
         assert (run / "export" / "last" / "config.json").is_file()
+
+
+@pytest.mark.slow  # ~25 s on 2 cores (two runs); test_ablation_names_the_run_... is the fast check
+def test_local_sweep_over_ablations(shard_dir: Path, tmp_path: Path) -> None:
+    # Each point runs under its own name (<experiment>_<ablation>), in a folder named by the point.
+    ablations = ["ablation=no_mpd,gate", "trainer.max_steps=1"]
+    _run(["-m", *_cli_overrides(shard_dir, tmp_path), *ablations], tmp_path)
+    for ablation in ("no_mpd", "gate"):
+        sweep = tmp_path / f"tiny_cpu_{ablation}" / "multirun"
+        (run,) = [p for p in sweep.iterdir() if p.name.startswith(f"ablation={ablation},")]
+        exported = json.loads((run / "export" / "last" / "config.json").read_text())
+        assert exported["content_gate"] is (ablation == "gate")
 
 
 def test_sweep_submitit_local_launcher(shard_dir: Path, tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ def wan_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _wan_overrides(pipeline: Path, shards: Path, run_dir: Path) -> list[str]:
-    base = [o for o in tiny_overrides(shards, run_dir) if not o.startswith("model=")]
+    preset = "model.net.preset_name="  # a pretrained backbone has no preset
+    base = [o for o in tiny_overrides(shards, run_dir) if not o.startswith(preset)]
     return [
         *base,
         f"model.net.pretrained={pipeline}",

@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue
 from training.cache.key import LatentCacheError
 from training.cache.runner import CacheJobFailed, run_cache
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf" / "training")
 
 
 def run(cfg: DictConfig) -> int:

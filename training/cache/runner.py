@@ -14,14 +14,19 @@ Without ``ray.address`` the job starts its own local Ray; ``ray.enabled=false`` 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from datagen.jobs import (
+    Progress,
+    clear_other_jobs,
+    failed_shards_line,
+    remove_stale_temporaries,
+    run_in_process,
+    write_json_atomic,
+    write_jsonl,
+)
 from datagen.schema import SCHEMA_VERSION
 from training.cache.key import (
     CACHE_FORMAT,
@@ -32,13 +37,7 @@ from training.cache.key import (
     encoder_identity,
 )
 from training.cache.latent_sample import DTYPES, EMPTY_PROMPT, read_storage_metadata
-from training.cache.shard_job import (
-    CacheSpec,
-    cache_shard,
-    finished_stats,
-    write_empty_prompt,
-    write_json_atomic,
-)
+from training.cache.shard_job import CacheSpec, cache_shard, finished_stats, write_empty_prompt
 from training.model_factory import build_config
 
 
@@ -92,22 +91,20 @@ def _sources(spec: Any) -> list[Path]:
 
 def _check_output(out: Path, job_key: str, overwrite: bool) -> None:
     """Refuse a folder holding another job's shards (or clear them with ``overwrite``)."""
-    for path in sorted(out.glob("*.json")):
-        if path.name == MANIFEST:
-            continue
-        try:
-            other = json.loads(path.read_text()).get("job_key")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            other = None
-        if other == job_key:
-            continue
-        if not overwrite:
-            raise LatentCacheError(
-                f"output_dir: {out} holds a cache of another model or dtype ({path.name}: job key "
-                f"{other!r}, this job: {job_key!r}); use a new output_dir or overwrite=true"
-            )
-        path.unlink()
-        (out / f"{path.stem}.tar").unlink(missing_ok=True)
+
+    def refusal(path: Path, other: Any) -> LatentCacheError:
+        return LatentCacheError(
+            f"output_dir: {out} holds a cache of another model or dtype ({path.name}: job key "
+            f"{other!r}, this job: {job_key!r}); use a new output_dir or overwrite=true"
+        )
+
+    clear_other_jobs(
+        sorted(p for p in out.glob("*.json") if p.name != MANIFEST),
+        key_field="job_key",
+        key=job_key,
+        overwrite=overwrite,
+        refusal=refusal,
+    )
 
 
 def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +130,7 @@ def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
     job_key = digest({"encoder_key": enc_key, "dtype": dtype, "format": CACHE_FORMAT})
     out = Path(str(cfg["output_dir"])).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.tmp-*"):
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(out)
     _check_output(out, job_key, bool(cfg.get("overwrite", False)))
     spec = CacheSpec(
         config_json=json.dumps(config.to_dict(), sort_keys=True),
@@ -147,27 +143,26 @@ def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
     todo = [s for s in sources if finished_stats(out, s, job_key) is None]
     need_empty = _empty_prompt_job(out) != job_key
     ray_cfg = cfg.get("ray") or {}
-    bar = Progress(len(sources), len(sources) - len(todo), bool(cfg.get("progress", True)))
+    show = bool(cfg.get("progress", True))
+    bar = Progress(len(sources), len(sources) - len(todo), enabled=show, desc="cache")
     if ray_cfg.get("enabled", True) and (todo or need_empty):
         from training.cache.ray_jobs import run_on_ray
 
         failed = run_on_ray(todo, spec, ray_cfg, need_empty, bar)
     else:
-        failed = []
         if need_empty:
             write_empty_prompt(spec)
-        for source in todo:
-            try:
-                bar.update(cache_shard(str(source), spec))
-            except Exception as e:  # one broken shard must not stop the others
-                failed.append({"shard": source.name, "reason": f"{type(e).__name__}: {e}"[:2000]})
+        failed = run_in_process(
+            todo,
+            lambda source: cache_shard(str(source), spec),
+            name=lambda source: source.name,
+            on_done=bar.update,
+        )
     bar.close()
     manifest = _write_manifest(out, sources, spec, identity, enc_key, failed)
     if failed:
-        first = failed[0]
         raise CacheJobFailed(
-            f"{len(failed)} shard(s) failed, first {first['shard']}: "
-            f"{first['reason'].splitlines()[0]} (rerun to resume; see {out / MANIFEST})"
+            f"{failed_shards_line(failed)} (rerun to resume; see {out / MANIFEST})"
         )
     if not manifest["samples"]:
         raise CacheJobFailed(
@@ -211,7 +206,7 @@ def _write_manifest(
         for t, n in st["tasks"].items():
             tasks[t] = tasks.get(t, 0) + n
     sources_sha = {s["name"]: s["source_sha256"] for s in shards}
-    (out / "errors.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
+    write_jsonl(out / "errors.jsonl", errors)
     config = json.loads(spec.config_json)
     manifest = {
         "format": CACHE_FORMAT,
@@ -233,33 +228,3 @@ def _write_manifest(
     }
     write_json_atomic(out / MANIFEST, manifest)
     return manifest
-
-
-class Progress:
-    """tqdm bar over shards, with samples and samples/s in the postfix."""
-
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self.samples, self.t0 = 0, time.perf_counter()
-        self.bar = tqdm(total=total, initial=done, unit="shard", desc="cache", disable=not enabled)
-
-    def update(self, stats: dict[str, Any]) -> None:
-        self.samples += int(stats["samples"])
-        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix(samples=self.samples, samples_per_s=f"{rate:.2f}")
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-@contextlib.contextmanager
-def without_env(name: str) -> Iterator[None]:
-    """Remove environment variable ``name`` inside the block, restore it after."""
-    saved = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[name] = saved

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import webdataset as wds
 
+from datagen.jobs import write_json_atomic
 from datagen.schema import Sample, decode_sample
 from genprop.configs import GenPropConfig
 from genprop.latents import EncodedBatch, LatentEncoders, encode_batch
@@ -87,13 +88,6 @@ def finished_stats(output_dir: Path, source: Path, job_key: str) -> dict[str, An
     same = isinstance(stats, dict) and stats.get("job_key") == job_key
     ident = source_identity(source)
     return stats if same and all(stats.get(k) == v for k, v in ident.items()) else None
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """JSON through a temporary file and a rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def write_empty_prompt(spec: CacheSpec) -> str:

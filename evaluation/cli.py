@@ -1,0 +1,293 @@
+"""``genprop-eval``: score methods and baselines on a folder of evaluation cases.
+
+```
+genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,paste_first_frame,...]
+             [--model DIR [--steps N] [--guidance G[,TASK=G...]] [--injection-weight W]
+              [--preserve off|latent|pixel] [--seed S] [--device cpu|cuda]] [--out DIR] [--clip DIR]
+```
+- ``--method NAME=OUTDIR`` scores existing outputs ``OUTDIR/<id>/%05d.png`` (or ``<id>.mp4``) and
+  optional MPD masks ``OUTDIR/<id>_masks/``.
+- ``--baselines`` (default: all; ``none`` to skip) computes the classical baselines from the case
+  inputs, cached as PNGs under ``OUT/baselines/<name>/<id>/`` and reused by later runs.
+- ``--model DIR`` runs GenProp on every case (``first_frame.png`` as the edit, the task and prompt
+  from ``meta.json``), writing ``OUT/genprop/<id>/`` and ``OUT/genprop/<id>_masks/``, and scores it
+  as method ``genprop``. ``--guidance 5,tracking=8`` samples tracking cases at guidance 8 and
+  every other task at 5 (per-task values picked on validation cases, see ``make guidance-sweep``);
+  a plain number applies to every task. Options not given take the export's own sampling defaults
+  (``config.json``'s ``sampling``: steps, per-task guidance, preservation), as ``genprop-propagate``
+  does. Outputs are reused when ``OUT/genprop/run.json`` shows
+  the same model weights and sampling options.
+
+Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
+:mod:`evaluation.metrics_report`); metrics exclude frame 0, the given edited first frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from evaluation.baselines import BASELINES, NotApplicableError, run_baseline
+from evaluation.cases import CaseError, EvalCase, list_cases, load_case, load_method_output
+from evaluation.clip_score import ClipScorer, ClipUnavailableError
+from evaluation.metrics_report import write_report
+from evaluation.scoring import score_case
+from genprop.cli.propagate import add_allow_path, load_model, run_propagation
+from genprop.cli.usage import (
+    EXIT_USAGE,
+    OneLineArgumentParser,
+    UsageError,
+    add_preserve_flags,
+    check_sampling_flags,
+    preserve_from_args,
+)
+from genprop.preserve import PreserveConfig
+from genprop.sampler import MAX_GUIDANCE
+from genprop.tasks import TASKS
+from genprop.video_io import write_frames_dir, write_mask_dir
+
+GENPROP_METHOD = "genprop"
+
+
+def parse_methods(specs: list[str], baselines: list[str]) -> dict[str, Path]:
+    """``["NAME=DIR", ...]`` -> ``{NAME: DIR}``; names unique, distinct from baselines."""
+    methods: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise UsageError(f"--method {spec!r}: expected NAME=OUTDIR")
+        if name in methods or name in baselines or name == GENPROP_METHOD:
+            raise UsageError(f"--method {spec!r}: the name {name!r} is already used")
+        if not Path(folder).is_dir():
+            raise UsageError(f"{folder}: --method {name} output folder not found")
+        methods[name] = Path(folder)
+    return methods
+
+
+def parse_baselines(value: str) -> list[str]:
+    """Comma list of baseline names (``all`` or ``none`` allowed)."""
+    if value == "all":
+        return list(BASELINES)
+    if value in ("none", ""):
+        return []
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise UsageError(
+            f"--baselines: unknown {unknown}; valid: {', '.join(BASELINES)}, all, none"
+        )
+    return names
+
+
+def parse_guidance(spec: str | None) -> dict[str, float]:
+    """``"G"`` or ``"G,TASK=G,..."`` -> ``{"*": G, TASK: G, ...}`` (``{}`` for None).
+
+    ``*`` is the value for tasks not named; without a leading plain number, unnamed tasks use the
+    sampler's default.
+    """
+    if spec is None:
+        return {}
+    out: dict[str, float] = {}
+    for i, part in enumerate(p.strip() for p in spec.split(",")):
+        task, sep, value = part.rpartition("=") if "=" in part else ("*", "", part)
+        if not sep and i:
+            raise UsageError(f"--guidance {spec!r}: only the first entry may be a plain number")
+        if sep and task not in TASKS:
+            raise UsageError(
+                f"--guidance {spec!r}: unknown task {task!r}; valid: {', '.join(TASKS)}"
+            )
+        if task in out:
+            raise UsageError(f"--guidance {spec!r}: {task!r} is given twice")
+        try:
+            out[task] = float(value)
+        except ValueError:
+            raise UsageError(f"--guidance {spec!r}: {value!r} is not a number") from None
+        if not (math.isfinite(out[task]) and 0 < out[task] <= MAX_GUIDANCE):
+            raise UsageError(
+                f"--guidance {spec!r}: expected a positive finite scale up to {MAX_GUIDANCE:g}, "
+                f"got {value!r}"
+            )
+    return out
+
+
+def guidance_for(guidance: dict[str, float], task: str) -> float | None:
+    """The guidance of ``task`` under a :func:`parse_guidance` map (None: the sampler default)."""
+    return guidance.get(task, guidance.get("*"))
+
+
+def _has_frames(folder: Path, T: int) -> bool:
+    return folder.is_dir() and len(list(folder.glob("*.png"))) >= T
+
+
+def ensure_baseline(name: str, case: EvalCase, root: Path) -> None:
+    """Compute baseline ``name`` on ``case`` into ``root/<id>/`` unless already there."""
+    if _has_frames(root / case.id, len(case.input)):
+        return
+    video = run_baseline(
+        name, video=case.input, first=case.first, object_mask=case.object_mask, task=case.task
+    )
+    write_frames_dir(root / case.id, video)
+
+
+def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, Any]) -> None:
+    """Run GenProp on ``case`` into ``root/<id>/`` and ``root/<id>_masks/`` unless done."""
+    T = len(case.input)
+    preserve = options["preserve"]
+    if _has_frames(root / case.id, T) and _has_frames(root / f"{case.id}_masks", T):
+        return
+    result = run_propagation(
+        model,
+        case.input,
+        case.first,
+        case.task,
+        prompt=case.prompt or None,
+        desc=case.id,
+        **{
+            **options,
+            "guidance": guidance_for(options["guidance"], case.task),
+            "preserve": None if preserve is None else PreserveConfig(**preserve),
+        },
+    )
+    write_frames_dir(root / case.id, result.video)
+    write_mask_dir(root / f"{case.id}_masks", result.masks)
+
+
+def _read_run_key(run_file: Path) -> Any:
+    """The recorded key of a previous run (None when the file is damaged: outputs are stale)."""
+    try:
+        return json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def prepare_genprop_dir(root: Path, model_dir: Path, options: dict[str, Any]) -> None:
+    """Clear stale outputs in ``root`` when the model weights or options changed."""
+    weights = (model_dir / "model.safetensors").stat()
+    key = {
+        "model": str(model_dir.resolve()),
+        "size": weights.st_size,
+        "mtime_ns": weights.st_mtime_ns,
+        # The export's sampling defaults live in config.json: a change of them is a new run.
+        "config_mtime_ns": (model_dir / "config.json").stat().st_mtime_ns,
+        "options": options,
+    }
+    run_file = root / "run.json"
+    if run_file.is_file() and _read_run_key(run_file) != key:
+        for f in sorted(root.rglob("*.png"), reverse=True):
+            f.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(key, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``genprop-eval`` argument parser."""
+    p = OneLineArgumentParser(prog="genprop-eval", description=__doc__.split("\n")[0])
+    p.add_argument("--cases", type=Path, required=True, help="case folder with index.json")
+    p.add_argument("--method", action="append", default=[], help="NAME=OUTDIR (repeatable)")
+    p.add_argument("--baselines", default="all", help=f"comma list of {', '.join(BASELINES)}")
+    p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="report folder")
+    p.add_argument("--clip", type=Path, default=None, help="local CLIP model folder")
+    p.add_argument("--model", type=Path, default=None, help="run this GenProp model on all cases")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--guidance", default=None, help="CFG scale G, or per task: G,tracking=G2,...")
+    p.add_argument("--injection-weight", type=float, default=None)
+    add_preserve_flags(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_allow_path(p)
+    return p
+
+
+def _load_clip(folder: Path | None, device: str, notes: list[str]) -> ClipScorer | None:
+    if folder is None:
+        notes.append("CLIP_T/CLIP_I skipped: no --clip folder given")
+        return None
+    try:
+        return ClipScorer(folder, device=device)
+    except ClipUnavailableError as e:
+        notes.append(f"CLIP_T/CLIP_I skipped: {e}")
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"{args.out}: --out must be a folder, but it is a file")
+        refs = list_cases(args.cases)
+        baselines = parse_baselines(args.baselines)
+        methods = parse_methods(args.method, baselines)
+        guidance = parse_guidance(args.guidance)
+        check_sampling_flags(
+            steps=args.steps, guidance=None, injection_weight=args.injection_weight
+        )
+        model, preserve = None, None
+        if args.model is not None:
+            model = load_model(args.model, args.device, args.allow_path)
+            preserve = preserve_from_args(args, model.config.sampling.preserve)
+    except (UsageError, CaseError) as e:
+        print(f"genprop-eval: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if not (methods or baselines or model is not None):
+        print(
+            "genprop-eval: error: nothing to score; give --method, --baselines or --model",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    notes: list[str] = []
+    clip = _load_clip(args.clip, args.device, notes)
+    options = {
+        "steps": args.steps,
+        "guidance": guidance,
+        "injection_weight": args.injection_weight,
+        "seed": args.seed,
+        "preserve": None if preserve is None else dataclasses.asdict(preserve),
+    }
+    folders = {n: args.out / "baselines" / n for n in baselines} | methods
+    if model is not None:
+        folders[GENPROP_METHOD] = args.out / GENPROP_METHOD
+        prepare_genprop_dir(folders[GENPROP_METHOD], args.model, options)
+    per_case: dict[str, dict[str, dict[str, float]]] = {m: {} for m in folders}
+    case_tasks: dict[str, str] = {}
+    not_applicable: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for ref in tqdm(refs, desc="cases", unit="case", file=sys.stderr):
+        try:
+            case = load_case(ref)
+        except CaseError as e:
+            errors.append(f"case {ref.id}: skipped, {e}")
+            continue
+        case_tasks[case.id] = case.task
+        for name, folder in folders.items():
+            try:
+                if name in baselines:
+                    ensure_baseline(name, case, folder)
+                elif name == GENPROP_METHOD:
+                    ensure_genprop(model, case, folder, options)
+                output, masks = load_method_output(folder, case)
+                per_case[name][case.id] = score_case(case, output, masks, clip)
+            except NotApplicableError:
+                if name not in not_applicable.setdefault(case.task, []):
+                    not_applicable[case.task].append(name)
+            except (CaseError, ValueError) as e:
+                errors.append(f"{name} on {case.id}: {e}")
+    paths = write_report(
+        args.out, per_case, case_tasks, not_applicable=not_applicable, errors=errors, notes=notes
+    )
+    print(paths["md"].read_text())
+    for problem in errors:
+        print(f"genprop-eval: warning: {problem}", file=sys.stderr)
+    print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Evaluation of propagated videos: case loading, metrics, baselines and reports."""

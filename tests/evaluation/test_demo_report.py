@@ -1,0 +1,99 @@
+"""The demo report: targets judged from the numbers, per-case win counts, the whole report file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from datagen.toyworld.benchmark import write_benchmark
+from datagen.toyworld.world import WorldConfig
+from evaluation.cli import main as eval_main
+from evaluation.demo_report import write_report
+from evaluation.targets import case_win_count, evaluate_targets
+from genprop import GenPropModel, preset
+
+
+def _metrics(gp_track: list[float], flow_track: list[float], gp_removal: float) -> dict:
+    """A metrics.json as genprop-eval writes it, for removal and tracking only."""
+    ids = [f"tracking_{i:03d}" for i in range(len(gp_track))]
+    per_case = {
+        "genprop": {i: {"J_obj+fx": v, "J_obj": v} for i, v in zip(ids, gp_track, strict=True)},
+        "flow_propagation": {
+            i: {"J_obj+fx": v, "J_obj": v} for i, v in zip(ids, flow_track, strict=True)
+        },
+    }
+    per_case["genprop"]["removal_000"] = {"PSNR_edit": gp_removal, "PSNR_m": 45.0}
+    per_case["flow_propagation"]["removal_000"] = {"PSNR_edit": 20.0, "PSNR_m": 43.0}
+    per_case["mask_inpaint"] = {"removal_000": {"PSNR_edit": 19.0}}
+    per_case["identity"] = {"removal_000": {"PSNR_edit": 11.0, "PSNR_m": 100.0}}
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    averages = {
+        "removal": {
+            "genprop": {"PSNR_edit": gp_removal, "PSNR_m": 45.0},
+            "flow_propagation": {"PSNR_edit": 20.0, "PSNR_m": 43.0},
+            "mask_inpaint": {"PSNR_edit": 19.0},
+            "identity": {"PSNR_edit": 11.0, "PSNR_m": 100.0},
+        },
+        "tracking": {
+            "genprop": {"J_obj+fx": mean(gp_track), "J_obj": mean(gp_track), "MPD_J_obj+fx": 0.6},
+            "flow_propagation": {"J_obj+fx": mean(flow_track), "J_obj": mean(flow_track)},
+        },
+    }
+    tasks = {i: "tracking" for i in ids} | {"removal_000": "removal"}
+    return {"averages": averages, "per_case": per_case, "case_tasks": tasks}
+
+
+def _row(rows: list[dict], start: str) -> dict:
+    (row,) = [r for r in rows if r["target"].startswith(start)]
+    return row
+
+
+def test_targets_follow_the_numbers_and_count_per_case_wins() -> None:
+    # One large win carries the mean although flow is better on 3 of 4 cases: not broad, not met.
+    m = _metrics([0.9, 0.2, 0.2, 0.2], [0.3, 0.3, 0.3, 0.3], gp_removal=21.0)
+    assert case_win_count(m, "tracking", "J_obj+fx", "flow_propagation") == (1, 4)
+    rows = evaluate_targets(m)
+    removal = _row(rows, "removal:")
+    assert removal["met"] and "flow_propagation 20.00, ahead on 1 of 1 cases" in removal["measured"]
+    assert _row(rows, "background (removal)")["met"]
+    assert not _row(rows, "background (edit)")["met"]  # not measured: never assumed
+    tracking = _row(rows, "tracking: J")
+    assert not tracking["met"] and "0.375 vs flow_propagation 0.300 (+0.1)" in tracking["measured"]
+    assert _row(rows, "tracking: the MPD")["met"]
+    # Ahead by >= 0.1 on 3 of 4 cases and on the mean: met.
+    broad = evaluate_targets(_metrics([0.5, 0.5, 0.5, 0.2], [0.3, 0.3, 0.3, 0.3], 19.5))
+    assert _row(broad, "tracking: J")["met"]
+    assert not _row(broad, "removal:")["met"]  # 19.5 dB is behind flow_propagation
+
+
+def test_report_from_a_real_eval_run(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    cfg = WorldConfig(width=32, height=32, num_frames=5)
+    write_benchmark(
+        demo / "cases", cfg, cases_per_task=1, tasks=("removal", "tracking"), progress=None
+    )
+    torch.manual_seed(0)
+    GenPropModel.from_config(preset("cpu_test")).save_pretrained(tmp_path / "model")
+    argv = ["--cases", str(demo / "cases"), "--model", str(tmp_path / "model"), "--steps", "1"]
+    argv += ["--baselines", "flow_propagation,mask_inpaint", "--out", str(demo / "eval")]
+    assert eval_main(argv) == 0
+    report = write_report(demo).read_text()
+    assert "## Targets" in report
+    assert "| removal: PSNR inside the edit above every baseline" in report
+    assert "of 1 cases" in report  # per-case counts from the real metrics.json
+    assert "### tracking" in report and "| genprop | 1 |" in report
+    for case_id in ("removal_000", "tracking_000"):
+        assert (demo / "report" / f"{case_id}.gif").stat().st_size > 0
+        assert f"![{case_id}](report/{case_id}.gif)" in report
+    assert "## Ablations" not in report
+    metrics = json.loads((demo / "eval" / "metrics.json").read_text())
+    abl = demo / "ablate" / "no_mpd" / "eval"
+    abl.mkdir(parents=True)
+    (abl / "metrics.json").write_text(json.dumps(metrics))
+    report = write_report(demo).read_text()
+    assert "| run | removal PSNR_edit |" in report and "outpainting PSNR_edit" in report
+    full = next(line for line in report.splitlines() if line.startswith("| GenProp (full) |"))
+    same = next(line for line in report.splitlines() if line.startswith("| no_mpd |"))
+    assert full.split("|")[2:] == same.split("|")[2:]  # same metrics file, same cells
