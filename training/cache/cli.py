@@ -1,4 +1,6 @@
-"""``genprop-cache``: the Hydra entry point of the latent cache (``conf/genprop_cache.yaml``).
+"""``genprop-cache``: the Hydra entry point of the latent cache.
+
+Config: ``conf/training/genprop_cache.yaml``.
 
     genprop-cache data.shards=DIR model.net.pretrained=FOLDER output_dir=DIR \\
         [model.net.overrides.num_frames=33] [dtype=bf16|fp16|fp32] [ray.address=auto]
