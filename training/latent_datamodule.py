@@ -7,8 +7,8 @@ samples counted and skipped), reading latent shards instead of pixel shards and 
 directly. The stream does not depend on the world size beyond the shard split, so one cache
 serves any cluster shape and resumes.
 
-:func:`training_data` is the Hydra target of ``conf/training/data/shards.yaml``: the latent module when
-``latents`` is set, the pixel one otherwise.
+:func:`training_data` is the Hydra target of ``conf/training/data/shards.yaml``: the latent
+module when ``latents`` is set, the pixel one otherwise.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def training_data(
     val_latents: str | Path | None = None,
     **kwargs: Any,
 ) -> ShardDataModule:
-    """The data module of ``conf/training/data/shards.yaml``: latents when ``latents`` is set, else pixels.
+    """The data module of ``conf/training/data/shards.yaml``: latents if ``latents`` is set.
 
     Raises:
         ValueError: when neither or both of ``shards`` and ``latents`` are set.
