@@ -17,19 +17,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evaluation.targets import average
+from evaluation.targets import HEADLINE_METRICS, average
 
 METHOD = "genprop"
-# (task, metric): what each target is stated in, plus the background of a removal.
-ROWS: tuple[tuple[str, str], ...] = (
-    ("removal", "PSNR_edit"),
-    ("removal", "PSNR_m"),
-    ("edit", "PSNR_edit"),
-    ("insertion", "PSNR_edit"),
-    ("outpainting", "PSNR_edit"),
-    ("tracking", "J_obj+fx"),
-    ("tracking", "MPD_J_obj+fx"),
-)
 
 
 def parse_run(spec: str) -> tuple[float, Path]:
@@ -45,9 +35,9 @@ def parse_run(spec: str) -> tuple[float, Path]:
 
 
 def curve_rows(runs: dict[float, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (task, metric) in :data:`ROWS` measured by at least one run: its value per scale."""
+    """Per headline (task, metric) measured by at least one run: its value per scale."""
     rows = []
-    for task, metric in ROWS:
+    for task, metric in HEADLINE_METRICS:
         values = {s: average(m, task, METHOD, metric) for s, m in sorted(runs.items())}
         if any(math.isfinite(v) for v in values.values()):
             rows.append({"task": task, "metric": metric, "values": values})

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evaluation.targets import average, evaluate_targets
+from evaluation.targets import HEADLINE_METRICS, average, evaluate_targets
 from genprop.video_io import list_frame_files, read_image, read_video
 
 CURVE_TAGS = ("train/total", "train/diffusion", "train/mask", "train/non_mask", "train/grad",
@@ -156,15 +156,7 @@ def write_report(demo_dir: Path) -> Path:
 
 
 def _ablation_table(metrics: dict[str, Any], paths: list[Path]) -> list[str]:
-    cols = (
-        ("removal", "PSNR_edit"),
-        ("removal", "PSNR_m"),
-        ("edit", "PSNR_edit"),
-        ("insertion", "PSNR_edit"),
-        ("outpainting", "PSNR_edit"),
-        ("tracking", "J_obj+fx"),
-        ("tracking", "MPD_J_obj+fx"),
-    )
+    cols = HEADLINE_METRICS
     runs = [("GenProp (full)", metrics)]
     runs += [(p.parents[1].name, json.loads(p.read_text())) for p in paths]
     lines = [

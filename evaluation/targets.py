@@ -24,6 +24,17 @@ TRACKING_MARGIN = 0.1
 MPD_J_TARGET = 0.5
 EDIT_TASKS = ("removal", "edit", "insertion", "outpainting")
 BACKGROUND_TASKS = ("removal", "edit", "insertion", "outpainting", "tracking")
+# (task, metric) of every target's headline number, plus the background of a removal: the
+# columns of the ablation and quality-vs-compute tables.
+HEADLINE_METRICS: tuple[tuple[str, str], ...] = (
+    ("removal", "PSNR_edit"),
+    ("removal", "PSNR_m"),
+    ("edit", "PSNR_edit"),
+    ("insertion", "PSNR_edit"),
+    ("outpainting", "PSNR_edit"),
+    ("tracking", "J_obj+fx"),
+    ("tracking", "MPD_J_obj+fx"),
+)
 
 
 def average(metrics: dict[str, Any], task: str, method: str, name: str) -> float:
