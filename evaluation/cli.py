@@ -49,7 +49,7 @@ from genprop.cli.usage import (
     preserve_from_args,
 )
 from genprop.preserve import PreserveConfig
-from genprop.sampler import MAX_GUIDANCE
+from genprop.sampling_options import MAX_GUIDANCE
 from genprop.tasks import TASKS
 from genprop.video_io import write_frames_dir, write_mask_dir
 

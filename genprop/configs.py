@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from genprop.preserve import PreserveConfig
+from genprop.sampling_options import SamplingConfig
 
 
 @dataclass
@@ -92,57 +92,6 @@ class TextConfig:
     buckets: int = 1024  # hashing: size of the fixed random word table
     seed: int = 0  # hashing: seed of the fixed random word table
     path: str | None = None  # transformers: local folder with tokenizer + encoder
-
-
-@dataclass
-class SamplingConfig:
-    """Sampling defaults an export carries: ``propagate`` and the CLIs use them unless told
-    otherwise, so a user of the exported model gets what its evaluation measured."""
-
-    steps: int = 20  # Euler steps per chunk
-    guidance: float = 1.0  # classifier-free guidance (text + task); 1 = off
-    # Per-task guidance overriding ``guidance`` (e.g. {"tracking": 12.0}), chosen on validation
-    # cases (``python -m evaluation.guidance``).
-    task_guidance: dict[str, float] = field(default_factory=dict)
-    injection_weight: float = 1.0
-    preserve: PreserveConfig = field(default_factory=PreserveConfig)
-
-    def guidance_for(self, task: str) -> float:
-        """The guidance scale of ``task``."""
-        return float(self.task_guidance.get(task, self.guidance))
-
-    def check(self, where: str = "sampling") -> None:
-        """Raise ValueError naming the field when a value is out of range."""
-        from genprop.sampler import check_sampling_options
-        from genprop.tasks import TASKS
-
-        if not isinstance(self.task_guidance, dict):
-            raise ValueError(
-                f"{where}.task_guidance: expected an object, got {self.task_guidance!r}"
-            )
-        for task, g in self.task_guidance.items():
-            if task not in TASKS:
-                raise ValueError(f"{where}.task_guidance: unknown task {task!r} (one of {TASKS})")
-            try:
-                check_sampling_options(steps=1, guidance=g, injection_weight=1.0)
-            except ValueError as err:
-                raise ValueError(f"{where}.task_guidance.{task}: {err}") from None
-        try:
-            check_sampling_options(
-                steps=self.steps, guidance=self.guidance, injection_weight=self.injection_weight
-            )
-        except ValueError as err:
-            raise ValueError(f"{where}.{err}") from None
-        self.preserve.check(f"{where}.preserve")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SamplingConfig:
-        """Rebuild from its ``asdict`` form (missing keys keep their defaults)."""
-        data = dict(data)
-        preserve = data.pop("preserve", {})
-        if not isinstance(preserve, dict):
-            raise ValueError(f"field 'sampling.preserve': expected an object, got {preserve!r}")
-        return cls(preserve=PreserveConfig(**preserve), **data)
 
 
 @dataclass

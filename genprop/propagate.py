@@ -21,7 +21,8 @@ from einops import rearrange
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
 from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
-from genprop.sampler import check_sampling_options, sample_latents
+from genprop.sampler import sample_latents
+from genprop.sampling_options import check_sampling_options
 from genprop.tasks import TASKS, task_index
 
 

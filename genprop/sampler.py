@@ -8,36 +8,15 @@ unconditional pass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from numbers import Integral, Real
 
 import torch
 
 from genprop.flow import add_noise, sampling_times
 from genprop.model import GenPropModel
 from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
+from genprop.sampling_options import check_sampling_options
 from genprop.tasks import NULL_TASK
-
-MAX_STEPS = 10_000
-MAX_GUIDANCE = 1_000.0
-
-
-def check_sampling_options(*, steps: int, guidance: float, injection_weight: float) -> None:
-    """Validate the sampling options (a NaN guidance would silently give a black video).
-
-    Raises:
-        ValueError: ``"<name>: expected ..., got ..."`` for the first bad option.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps: expected an integer in [1, {MAX_STEPS}], got {steps!r}")
-    for name, value, high in (
-        ("guidance", guidance, MAX_GUIDANCE),
-        ("injection_weight", injection_weight, 1.0),
-    ):
-        number = isinstance(value, Real) and not isinstance(value, bool)
-        if not (number and math.isfinite(value) and 0.0 <= value <= high):
-            raise ValueError(f"{name}: expected a finite number in [0, {high:g}], got {value!r}")
 
 
 @torch.no_grad()

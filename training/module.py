@@ -28,7 +28,7 @@ from genprop.latents import EncodedBatch, batch_size
 from genprop.losses import CFGDropout, training_losses
 from genprop.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
-from genprop.sampler import check_sampling_options
+from genprop.sampling_options import check_sampling_options
 from genprop.sharding import is_sharded
 from genprop.video_batch import VideoBatch, check_batch_type
 from training.ema import ParameterEMA

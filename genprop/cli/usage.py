@@ -12,7 +12,7 @@ import sys
 from typing import NoReturn
 
 from genprop.preserve import PRESERVE_MODES, PRESERVE_SOURCES, PreserveConfig
-from genprop.sampler import check_sampling_options
+from genprop.sampling_options import check_sampling_options
 
 EXIT_USAGE = 2
 # Flag of each sampling option, for :func:`check_sampling_flags` messages.
