@@ -136,9 +136,11 @@ def checkpoint_blocks(model: GenPropModel) -> None:
     Covers the backbone blocks, each SCE block together with its injection MLP, the MPD block
     (all through ``Backbone.apply_block`` / ``SelectiveContentEncoder``) and the L_grad pass
     (the perturbed SCE forward of ``genprop.losses``), which are all keyed on the backbone's
-    ``gradient_checkpointing`` flag.
+    ``gradient_checkpointing`` flag: set on both experts of a two-expert backbone.
     """
     model.backbone.gradient_checkpointing = True
+    if model.expert_2 is not None:
+        model.expert_2.backbone.gradient_checkpointing = True
 
 
 def is_sharded(model: nn.Module) -> bool:

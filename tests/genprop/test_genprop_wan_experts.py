@@ -150,3 +150,18 @@ def test_save_load_keeps_both_experts(model: GenPropModel, tmp_path: Path) -> No
     w = "expert_2.content_encoder.blocks.0.ffn.net.2.weight"
     assert torch.equal(loaded.state_dict()[w], model.state_dict()[w])
     assert loaded.config.backbone.boundary_ratio == 0.9
+
+
+def test_activation_checkpointing_covers_both_experts(model: GenPropModel) -> None:
+    from genprop.sharding import checkpoint_blocks
+
+    before = (model.backbone.gradient_checkpointing, model.expert_2.backbone.gradient_checkpointing)
+    try:
+        checkpoint_blocks(model)
+        low_noise = torch.tensor([0.1])  # routed to the second (low-noise) expert
+        assert model.checkpoints_activations(torch.tensor([0.95]))
+        assert model.checkpoints_activations(low_noise)
+    finally:
+        model.backbone.gradient_checkpointing, model.expert_2.backbone.gradient_checkpointing = (
+            before
+        )
