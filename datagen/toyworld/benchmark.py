@@ -41,10 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jobs import write_json_atomic
+from ..prompts import TRACKING_PROMPT
 from .render import RenderedVideo, render_video
 from .world import ObjectSpec, WorldConfig, sample_scene
-from .writer import stderr_progress, write_json_atomic, write_png
+from .writer import stderr_progress, write_png
 
+# The shard schema's tasks (``datagen.schema.TASKS``) in the order cases are written: a case's
+# video index derives from its task's position here, so this order defines the benchmark.
 TASKS = ("removal", "insertion", "edit", "tracking", "outpainting")
 INDEX_VERSION = 1
 _MIN_AREA = 0.04  # edited object covers at least 4 % of frame 0
@@ -161,7 +165,7 @@ def build_case(task: str, case_id: str, cfg: WorldConfig, seed: int, index: int)
     elif task == "tracking":
         inp, edit = frames, inst | eff
         gt = np.where(inst[..., None], np.array([255, 0, 0], np.uint8), frames).astype(np.uint8)
-        prompt = "track colored regions"
+        prompt = TRACKING_PROMPT
     else:
         raise ValueError(f"unknown task {task!r}, expected one of {TASKS}")
     notes = (

@@ -22,7 +22,6 @@ only on ``(seed, index)``. A rerun over a complete output with the same paramete
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -34,6 +33,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..jobs import write_json_atomic
 from .ground_truth import save_ground_truth
 from .render import RenderedVideo, render_video
 from .world import SHAPES, WorldConfig, sample_scene, video_id_for
@@ -45,12 +45,6 @@ CATEGORIES = [{"id": i + 1, "name": s, "supercategory": "object"} for i, s in en
 
 def stderr_progress(message: str) -> None:
     print(f"[toyworld] {message}", file=sys.stderr, flush=True)
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

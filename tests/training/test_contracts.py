@@ -13,3 +13,11 @@ from genprop import tasks
 def test_task_vocabulary_is_the_same_on_both_sides() -> None:
     assert tasks.TASKS == schema.TASKS
     assert len(schema.TASKS) == tasks.NULL_TASK  # the dropped task of classifier-free guidance
+
+
+def test_toy_benchmark_writes_every_shard_task_and_the_tracking_prompt() -> None:
+    from datagen import prompts
+    from datagen.toyworld import benchmark
+
+    assert sorted(benchmark.TASKS) == sorted(schema.TASKS)
+    assert prompts.TRACKING_PROMPT == tasks.TRACKING_PROMPT
