@@ -16,12 +16,16 @@ region, the sampler can replace the latents outside a soft, dilated version of t
 Where the edit is (``source``):
 
 * ``"mpd"``: ``sigmoid(MPD logits)``, the region the model predicts it edits.
-* ``"change"`` (``"pixel"`` only): where the decoded output differs from the input by more than
-  ``threshold`` (largest channel difference, pixel values in [0, 1]), after a morphological
-  opening of radius ``opening`` pixels that drops isolated specks of regeneration noise. The
-  composite then only replaces pixels the model left within ``threshold`` of the input: it cannot
-  undo an edit the model made, only the noise of regenerating what it did not edit.
-* ``"union"`` (``"pixel"`` only): either of the two.
+* ``"change"``: where the model's output differs from the input by more than ``threshold``
+  (largest channel difference), after a morphological opening of radius ``opening`` cells that
+  drops isolated specks of regeneration noise. ``"pixel"``: the decoded output vs the input
+  video, pixel values in [0, 1]; the composite then only replaces pixels the model left within
+  ``threshold`` of the input, so it cannot undo an edit the model made, only the noise of
+  regenerating what it did not edit. ``"latent"``: at every step, the step's clean estimate x̂0
+  vs the input's latents, in latent units (the codec's normalised scale); a region is held to
+  the input once the model itself reproduces it, and what the model changes keeps being
+  generated.
+* ``"union"``: either of the two.
 
 The mask is then dilated by a max-filter of ``dilate`` cells and smoothed by a Gaussian of
 standard deviation ``blur`` cells (latent cells for ``"latent"``, pixels for ``"pixel"``).
@@ -39,6 +43,7 @@ from einops import rearrange
 
 PRESERVE_MODES = ("off", "latent", "pixel")
 PRESERVE_SOURCES = ("mpd", "change", "union")
+MAX_LATENT_THRESHOLD = 100.0
 
 
 @dataclass
@@ -49,8 +54,8 @@ class PreserveConfig:
     dilate: int = 1  # max-filter radius, in cells of the blended grid
     blur: float = 1.0  # Gaussian sigma, in cells of the blended grid (0 = none)
     source: str = "mpd"  # "mpd" | "change" | "union": where the edit is
-    threshold: float = 0.1  # "change": smallest output-input difference counted as an edit
-    opening: int = 1  # "change": opening radius in pixels (0 = none)
+    threshold: float = 0.1  # "change": smallest difference counted as an edit (see above)
+    opening: int = 1  # "change": opening radius in cells of the compared grid (0 = none)
 
     def check(self, where: str = "preserve") -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -69,20 +74,17 @@ class PreserveConfig:
             raise ValueError(
                 f"{where}.source: expected one of {PRESERVE_SOURCES}, got {self.source!r}"
             )
-        if self.source != "mpd" and self.mode == "latent":
-            raise ValueError(
-                f"{where}.source: {self.source!r} compares decoded frames, so it needs mode "
-                f"'pixel' (mode is 'latent')"
-            )
         thr = self.threshold
         if isinstance(thr, bool) or not isinstance(thr, int | float) or not math.isfinite(thr):
             raise ValueError(f"{where}.threshold: expected a finite number, got {thr!r}")
-        if not 0.0 < thr < 1.0:
-            raise ValueError(f"{where}.threshold: expected a pixel difference in (0, 1), got {thr}")
+        high = 1.0 if self.mode == "pixel" else MAX_LATENT_THRESHOLD
+        if not 0.0 < thr < high:
+            unit = "a pixel difference" if self.mode == "pixel" else "a latent difference"
+            raise ValueError(f"{where}.threshold: expected {unit} in (0, {high:g}), got {thr}")
         if isinstance(self.opening, bool) or not isinstance(self.opening, int):
             raise ValueError(f"{where}.opening: expected an integer, got {self.opening!r}")
         if not 0 <= self.opening <= 16:
-            raise ValueError(f"{where}.opening: expected 0..16 pixels, got {self.opening}")
+            raise ValueError(f"{where}.opening: expected 0..16 cells, got {self.opening}")
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from genprop.flow import add_noise, sampling_times
 from genprop.model import GenPropModel
-from genprop.preserve import PreserveConfig, blend_known, soft_edit_mask
+from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
 from genprop.sampling_options import check_sampling_options
 from genprop.tasks import NULL_TASK
 
@@ -50,8 +50,9 @@ def sample_latents(
         progress: Called as ``progress(step, steps)`` after each step.
         image_embeds: (B, N_img, image_dim) CLIP image tokens of the first frame for backbones
             that take them (Wan2.1-I2V, see ``GenPropModel.encode_image``), else None.
-        preserve: With ``mode="latent"`` (and ``content``), the latents outside the MPD's
-            dilated edit mask are replaced at every step by the content noised to the next time
+        preserve: With ``mode="latent"`` (and ``content``), the latents outside the dilated edit
+            mask (the MPD's, or where this step's clean estimate differs from the content) are
+            replaced at every step by the content noised to the next time
             (:mod:`genprop.preserve`); other modes sample unchanged.
 
     Returns:
@@ -104,14 +105,36 @@ def sample_latents(
         if use_cfg:
             v_cond, v_uncond = v.chunk(2)
             v = v_uncond + guidance * (v_cond - v_uncond)
+        clean_estimate = x - t_now * v  # x̂0 of rectified flow (x_t = (1 - t)·x0 + t·ε)
         x = x + (t_next - t_now) * v
         if out.mask_logits is not None:
             mask_logits = out.mask_logits[:b]
         if keep:
-            edit = soft_edit_mask(
-                torch.sigmoid(mask_logits.float()), dilate=preserve.dilate, blur=preserve.blur
-            )
+            edit = latent_edit_mask(preserve, mask_logits, clean_estimate, content)
             x = blend_known(x, add_noise(content, noise, t_next.expand(b)), edit)
         if progress is not None:
             progress(i + 1, steps)
     return x, mask_logits
+
+
+def latent_edit_mask(
+    preserve: PreserveConfig,
+    mask_logits: torch.Tensor,
+    clean_estimate: torch.Tensor,
+    content: torch.Tensor,
+) -> torch.Tensor:
+    """One step's soft edit mask (B, T', h, w) for latent preservation.
+
+    Args:
+        preserve: The preservation settings (``source``, ``threshold`` in latent units, ...).
+        mask_logits: (B, T', h, w) the MPD's logits of this step.
+        clean_estimate: (B, T', C, h, w) this step's x̂0 (guided).
+        content: (B, T', C, h, w) the input video's latents.
+    """
+    edited = torch.sigmoid(mask_logits.float())
+    if preserve.source != "mpd":
+        changed = change_mask(
+            clean_estimate, content, threshold=preserve.threshold, opening=preserve.opening
+        )
+        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
+    return soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)

@@ -72,9 +72,14 @@ def add_preserve_flags(p: argparse.ArgumentParser) -> None:
         help="where the edit is: the MPD mask, the output's change from the input, or both",
     )
     p.add_argument(
-        "--preserve-threshold", type=float, default=None, help="change: pixel difference in (0, 1)"
+        "--preserve-threshold",
+        type=float,
+        default=None,
+        help="change: pixels in (0, 1), or latent units",
     )
-    p.add_argument("--preserve-opening", type=int, default=None, help="change: opening, pixels")
+    p.add_argument(
+        "--preserve-opening", type=int, default=None, help="change: opening radius, cells"
+    )
 
 
 def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> PreserveConfig | None:

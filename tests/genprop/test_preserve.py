@@ -94,6 +94,24 @@ def test_latent_preservation_is_the_plain_model_where_everything_is_edited(
     assert torch.allclose(kept, plain, atol=1e-5)
 
 
+def test_latent_change_preservation_holds_what_the_model_reproduces() -> None:
+    """Latent "change": cells whose clean estimate stays within the threshold of the content are
+    held to it (all of them with a huge threshold); with a tiny one nothing is held."""
+    model = tiny_genprop_model().eval()
+    held, content = _sample(
+        model, PreserveConfig(mode="latent", source="change", threshold=99.0, dilate=0, blur=0.0)
+    )
+    assert torch.allclose(held[:, 1:], content[:, 1:], atol=1e-6)
+    free, _ = _sample(
+        model,
+        PreserveConfig(
+            mode="latent", source="change", threshold=1e-6, opening=0, dilate=0, blur=0.0
+        ),
+    )
+    plain, _ = _sample(model, PreserveConfig(mode="off"))
+    assert torch.allclose(free, plain, atol=1e-5)
+
+
 def _video(cfg: GenPropConfig, frames: int = 5) -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (frames, cfg.height, cfg.width, 3), dtype=np.uint8)
@@ -147,7 +165,7 @@ def test_change_preservation_never_undoes_the_models_edit(monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     "cfg, field",
     [
-        (PreserveConfig(mode="latent", source="change"), "preserve.source"),
+        (PreserveConfig(mode="latent", source="change", threshold=500.0), "preserve.threshold"),
         (PreserveConfig(mode="pixel", source="mask"), "preserve.source"),
         (PreserveConfig(mode="pixel", source="change", threshold=1.5), "preserve.threshold"),
         (PreserveConfig(mode="pixel", source="union", opening=-1), "preserve.opening"),
