@@ -158,11 +158,60 @@ demo-curve: $(DEMO)/eval/metrics.json ## Quality vs training compute (the demo a
 	$(BIN)/python -m evaluation.curve --run 1=$(DEMO)/eval \
 	  $(foreach s,$(DEMO_CURVE_SCALES),--run $(s)=$(DEMO)/curve/x$(s)/eval) --out $(DEMO)/curve
 
+# The demo on one H100/H200: the same chain at 16x128x128 clips with the toy_gpu preset (65 M
+# parameters; conf/training/experiment/toy_gpu_i2v.yaml and toy_gpu.yaml, each sized for about 4
+# GPU minutes, an estimate written there). Same recipe, benchmark and report as `make demo`.
+DEMO_GPU ?= outputs/demo_gpu
+DEMO_GPU_VIDEOS ?= 600
+DEMO_GPU_SAMPLES ?= 8192
+DEMO_GPU_STAGE1_STEPS ?= 2500
+DEMO_GPU_STAGE2_STEPS ?= 1600
+DEMO_GPU_DATA_ARGS := source=toyworld clip.frames=16 clip.size=128 ray.num_cpus=8 \
+	samples_per_shard=128 recipes.copy_paste.synthetic_effects=0.5 mix=demo
+# Cases twice the model's clip, as in `make demo`: propagation runs over two windows.
+DEMO_GPU_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 128x128 --frames 32
+
+$(DEMO_GPU)/toyworld/world.json: | $(STAMP)
+	$(BIN)/genprop-toyworld write --out $(DEMO_GPU)/toyworld --videos $(DEMO_GPU_VIDEOS) \
+		--size 128x128 --frames 32 --workers 8
+
+$(DEMO_GPU)/shards/manifest.json: $(DEMO_GPU)/toyworld/world.json
+	$(BIN)/genprop-data $(DEMO_GPU_DATA_ARGS) source.root=$(DEMO_GPU)/toyworld \
+		output_dir=$(DEMO_GPU)/shards num_samples=$(DEMO_GPU_SAMPLES) seed=0
+
+$(DEMO_GPU)/val_shards/manifest.json: $(DEMO_GPU)/toyworld/world.json
+	$(BIN)/genprop-data $(DEMO_GPU_DATA_ARGS) source.root=$(DEMO_GPU)/toyworld \
+		output_dir=$(DEMO_GPU)/val_shards num_samples=64 samples_per_shard=32 seed=1
+
+$(DEMO_GPU)/train/stage1/export/last/config.json: $(DEMO_GPU)/shards/manifest.json $(DEMO_GPU)/val_shards/manifest.json
+	$(BIN)/genprop-train experiment=toy_gpu_i2v name=stage1 paths.log_dir=$(DEMO_GPU)/train \
+		data.shards=$(DEMO_GPU)/shards data.val_shards=$(DEMO_GPU)/val_shards \
+		trainer.max_steps=$(DEMO_GPU_STAGE1_STEPS) resume=auto
+
+$(DEMO_GPU)/train/stage2/export/last/config.json: $(DEMO_GPU)/train/stage1/export/last/config.json
+	$(BIN)/genprop-train experiment=toy_gpu name=stage2 paths.log_dir=$(DEMO_GPU)/train \
+		data.shards=$(DEMO_GPU)/shards data.val_shards=$(DEMO_GPU)/val_shards \
+		model.init_from=$(DEMO_GPU)/train/stage1/export/last \
+		trainer.max_steps=$(DEMO_GPU_STAGE2_STEPS) resume=auto
+
+$(DEMO_GPU)/cases/index.json: | $(STAMP)
+	$(BIN)/genprop-toyworld benchmark --out $(DEMO_GPU)/cases $(DEMO_GPU_CASES_ARGS)
+
+$(DEMO_GPU)/eval/metrics.json: $(DEMO_GPU)/train/stage2/export/last/config.json $(DEMO_GPU)/cases/index.json
+	$(BIN)/genprop-eval --cases $(DEMO_GPU)/cases --model $(DEMO_GPU)/train/stage2/export/last \
+		--device cuda $(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO_GPU)/eval
+
+$(DEMO_GPU)/report.md: $(DEMO_GPU)/eval/metrics.json evaluation/demo_report.py
+	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO_GPU)
+
+demo-gpu: $(DEMO_GPU)/report.md ## The demo at 128x128 with a 65 M-parameter model (one H100/H200)
+	@echo "report: $(DEMO_GPU)/report.md"
+
 toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate guidance-sweep demo-curve toyworld-preview
+.PHONY: demo data ablate guidance-sweep demo-curve demo-gpu toyworld-preview
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

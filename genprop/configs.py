@@ -208,6 +208,19 @@ PRESETS: dict[str, Any] = {
         text=64,
         pixel_stats=(-0.2, 0.3),
     ),
+    # `make demo-gpu` (one H100/H200): the toy world at 128x128x16 -> 32x32 latent (48 ch) ->
+    # 16x16 tokens per frame, 4096 tokens; the "small" preset's width and depth on toy-world pixels.
+    "toy_gpu": lambda: _dit_preset(
+        dim=384,
+        depth=12,
+        heads=6,
+        sce=6,
+        frames=16,
+        size=128,
+        codec_patch=4,
+        text=128,
+        pixel_stats=(-0.2, 0.3),
+    ),
     # GPU sizes (natural video, pixel std ~0.5 as EDM's sigma_data):
     # 256x256x16 clips -> 32x32 latent (192 ch) -> 16x16 tokens per frame, 4096 tokens.
     "small": lambda: _dit_preset(
@@ -223,7 +236,7 @@ PRESETS: dict[str, Any] = {
 
 
 def preset(name: str) -> GenPropConfig:
-    """Return a fresh config for a named preset ("cpu_test", "demo", "small", "base", "large").
+    """Return a fresh config for a named preset ("cpu_test", "demo", "toy_gpu", "small", ...).
 
     Raises:
         ValueError: If the name is unknown.

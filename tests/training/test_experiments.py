@@ -34,6 +34,8 @@ def test_all_experiments_and_ablations_listed() -> None:
         "tiny_cpu",
         "demo_i2v",  # `make demo` stage 1
         "demo_genprop",  # `make demo` stage 2, the base of `make ablate`
+        "toy_gpu_i2v",  # `make demo-gpu` stage 1
+        "toy_gpu",  # `make demo-gpu` stage 2
         "wan_paper",
     }
     assert set(ABLATIONS) == set(ABLATION_EFFECTS)
