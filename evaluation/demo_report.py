@@ -115,7 +115,8 @@ def write_report(demo_dir: Path) -> Path:
     pics.mkdir(parents=True, exist_ok=True)
     lines = ["# GenProp demo report", ""]
     lines += [
-        "Toy-world benchmark (held-out seeds), GenProp trained from scratch on CPU by `make demo`.",
+        "Toy-world benchmark (held-out seeds), GenProp trained from scratch on the toy world "
+        "(`make demo` on CPU, `make demo-gpu` on one GPU).",
         "",
         "## Targets",
         "",

@@ -27,6 +27,15 @@ Where the edit is (``source``):
   generated.
 * ``"union"``: either of the two.
 
+With ``link_radius`` > 0 the change mask keeps only the changes that continue the user's edit:
+frame 0's changed region is where the edited first frame differs from the input, and in each
+next frame a connected changed region (8-connected) is kept only if it comes within
+``link_radius`` cells of the region kept in the frame before (when that frame kept nothing, the
+search area of the frame before, grown by ``link_radius``). An edit is followed as it moves, and
+regenerated texture that changed away from any edit is put back to the input. It cannot undo a
+change that touches the edit, and it drops an edit the model made *without* any link to the
+first frame's (e.g. an effect that appears only later, far from the edited object).
+
 The mask is then dilated by a max-filter of ``dilate`` cells and smoothed by a Gaussian of
 standard deviation ``blur`` cells (latent cells for ``"latent"``, pixels for ``"pixel"``).
 Latent frame 0 is never replaced: it is the (edited) first frame.
@@ -37,6 +46,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -56,6 +67,9 @@ class PreserveConfig:
     source: str = "mpd"  # "mpd" | "change" | "union": where the edit is
     threshold: float = 0.1  # "change": smallest difference counted as an edit (see above)
     opening: int = 1  # "change": opening radius in cells of the compared grid (0 = none)
+    # "change" / "union": keep only changes linked, frame by frame, to the first frame's edit,
+    # across gaps of at most this many cells (0 = keep every change; see above).
+    link_radius: int = 0
 
     def check(self, where: str = "preserve") -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -85,6 +99,14 @@ class PreserveConfig:
             raise ValueError(f"{where}.opening: expected an integer, got {self.opening!r}")
         if not 0 <= self.opening <= 16:
             raise ValueError(f"{where}.opening: expected 0..16 cells, got {self.opening}")
+        link = self.link_radius
+        if isinstance(link, bool) or not isinstance(link, int) or not 0 <= link <= 64:
+            raise ValueError(f"{where}.link_radius: expected an integer 0..64 cells, got {link!r}")
+        if link and self.source == "mpd":
+            raise ValueError(
+                f"{where}.link_radius: links changes to the first frame's edit, so it needs "
+                f"source 'change' or 'union', got source 'mpd'"
+            )
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
@@ -136,6 +158,37 @@ def change_mask(
         m = F.max_pool2d(m, kernel_size=k, stride=1, padding=r)
         changed = rearrange(m, "(b t) 1 h w -> b t h w", b=b, t=t)
     return changed
+
+
+def link_to_first_frame(changed: torch.Tensor, radius: int) -> torch.Tensor:
+    """Keep the changed regions linked, frame by frame, to frame 0's: (B, T, h, w) -> same.
+
+    Frame 0 is kept as it is (it is the user's edit). In frame t a connected changed region
+    (8-connected) is kept when it overlaps the region kept in frame t − 1 dilated by ``radius``
+    cells (a square max-filter); when frame t − 1 kept nothing, the search area of frame t − 1
+    grown by ``radius`` again, so an edit that is briefly occluded or unchanged is still found
+    when it reappears near where it was.
+
+    Args:
+        changed: (B, T, h, w) change mask, nonzero where changed (see :func:`change_mask`).
+        radius: Largest gap, in cells, a link may cross between consecutive frames (>= 1).
+    """
+    if radius < 1:
+        raise ValueError(f"link_radius: expected >= 1 cells, got {radius}")
+    masks = (changed.detach().cpu().numpy() > 0).astype(np.uint8)
+    kept = np.zeros_like(masks)
+    grow = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    for b in range(masks.shape[0]):
+        kept[b, 0] = masks[b, 0]
+        search = cv2.dilate(kept[b, 0], grow)
+        for t in range(1, masks.shape[1]):
+            count, labels = cv2.connectedComponents(masks[b, t], connectivity=8)
+            if count > 1:
+                hits = np.unique(labels[(search > 0) & (masks[b, t] > 0)])
+                kept[b, t] = np.isin(labels, hits[hits > 0])
+            base = kept[b, t] if kept[b, t].any() else search
+            search = cv2.dilate(base, grow)
+    return torch.from_numpy(kept).to(device=changed.device, dtype=changed.dtype)
 
 
 def blend_known(

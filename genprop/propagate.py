@@ -20,7 +20,13 @@ from einops import rearrange
 
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
-from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
+from genprop.preserve import (
+    PreserveConfig,
+    blend_known,
+    change_mask,
+    link_to_first_frame,
+    soft_edit_mask,
+)
 from genprop.sampler import sample_latents
 from genprop.sampling_options import check_sampling_options
 from genprop.tasks import TASKS, task_index
@@ -84,6 +90,8 @@ def _keep_input_pixels(
             threshold=preserve.threshold,
             opening=preserve.opening,
         )
+        if preserve.link_radius:
+            changed = link_to_first_frame(changed, preserve.link_radius)
         edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
     edit = soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
     out = blend_known(frames[0], frames[1], edit)

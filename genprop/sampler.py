@@ -14,7 +14,13 @@ import torch
 
 from genprop.flow import add_noise, sampling_times
 from genprop.model import GenPropModel
-from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
+from genprop.preserve import (
+    PreserveConfig,
+    blend_known,
+    change_mask,
+    link_to_first_frame,
+    soft_edit_mask,
+)
 from genprop.sampling_options import check_sampling_options
 from genprop.tasks import NULL_TASK
 
@@ -136,5 +142,7 @@ def latent_edit_mask(
         changed = change_mask(
             clean_estimate, content, threshold=preserve.threshold, opening=preserve.opening
         )
+        if preserve.link_radius:
+            changed = link_to_first_frame(changed, preserve.link_radius)
         edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
     return soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)

@@ -56,7 +56,7 @@ def check_sampling_flags(
 
 def add_preserve_flags(p: argparse.ArgumentParser) -> None:
     """``--preserve MODE`` (+ ``--preserve-source``, ``-dilate``, ``-blur``, ``-threshold``,
-    ``-opening``): see genprop.preserve."""
+    ``-opening``, ``-link-radius``): see genprop.preserve."""
     p.add_argument(
         "--preserve",
         choices=PRESERVE_MODES,
@@ -80,6 +80,13 @@ def add_preserve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preserve-opening", type=int, default=None, help="change: opening radius, cells"
     )
+    p.add_argument(
+        "--preserve-link-radius",
+        type=int,
+        default=None,
+        help="change: keep only changes linked frame by frame to the first frame's edit, "
+        "across gaps of at most this many cells (0 = keep every change)",
+    )
 
 
 def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> PreserveConfig | None:
@@ -90,7 +97,7 @@ def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> Pre
     Raises:
         UsageError: A value is out of range (names the flag).
     """
-    names = ("dilate", "blur", "source", "threshold", "opening")
+    names = ("dilate", "blur", "source", "threshold", "opening", "link_radius")
     given = {n: getattr(args, f"preserve_{n}") for n in names}
     given = {n: v for n, v in given.items() if v is not None}
     if args.preserve is None and not given:

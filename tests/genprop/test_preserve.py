@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import importlib
 
 import numpy as np
@@ -11,8 +13,15 @@ from genprop_helpers import tiny_genprop_model
 
 import genprop.sampler as sampler_module
 from genprop import GenPropModel
+from genprop.cli.usage import UsageError, add_preserve_flags, preserve_from_args
 from genprop.configs import GenPropConfig, SamplingConfig
-from genprop.preserve import PreserveConfig, blend_known, change_mask, soft_edit_mask
+from genprop.preserve import (
+    PreserveConfig,
+    blend_known,
+    change_mask,
+    link_to_first_frame,
+    soft_edit_mask,
+)
 from genprop.propagate import propagate
 from genprop.sampler import sample_latents
 
@@ -162,6 +171,80 @@ def test_change_preservation_never_undoes_the_models_edit(monkeypatch: pytest.Mo
     assert np.array_equal(kept.video[0], edited)
 
 
+def test_linking_follows_the_first_frames_edit_and_drops_unlinked_changes() -> None:
+    changed = torch.zeros(1, 5, 16, 16)
+    changed[0, 0, 2:5, 2:5] = 1  # the user's edit in the first frame
+    changed[0, 1, 3:6, 4:7] = 1  # the edit moved: overlaps the first frame's
+    changed[0, 1, 12:14, 12:14] = 1  # regeneration noise far from any edit
+    changed[0, 2, 5:8, 7:10] = 1  # moved on, one cell from frame 1's region (no overlap)
+    # frame 3: nothing changed (the edited object is hidden)
+    changed[0, 4, 8:10, 11:13] = 1  # reappears two cells further on: found by the grown search
+    changed[0, 4, 0:2, 14:16] = 1  # noise
+    kept = link_to_first_frame(changed, radius=1)
+    expected = changed.clone()
+    expected[0, 1, 12:14, 12:14] = 0
+    expected[0, 4, 0:2, 14:16] = 0
+    assert torch.equal(kept, expected)
+    assert kept.dtype == changed.dtype
+    # Overlap-or-gap is what links: with the gap in frame 2 the edit is lost from there on.
+    far = changed.clone()
+    far[0, 2] = 0
+    far[0, 2, 5:8, 8:11] = 1  # two cells from frame 1's region
+    lost = link_to_first_frame(far, radius=1)
+    assert lost[0, 2].sum() == 0 and lost[0, 1, 3:6, 4:7].eq(1).all()
+    with pytest.raises(ValueError, match="link_radius"):
+        link_to_first_frame(changed, radius=0)
+
+
+def test_linked_change_preservation_is_the_linked_composite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The output keeps the model's pixels on the changes linked to the first frame's edit only."""
+    model = tiny_genprop_model().eval()
+    video = _video(model.config)
+    edited = video[0].copy()
+    edited[4:12, 4:12] = 255 - edited[4:12, 4:12]  # the user's edit: cells 1..2 of the 4x4 codec
+    real = sampler_module.sample_latents
+
+    def model_output(*args, **kwargs):  # the input, changed near the edit and far from it
+        _, logits = real(*args, **kwargs)
+        latents = kwargs["content"].clone()
+        latents[:, 1:, :, 2:4, 2:4] += 2.0  # the edit moved by one cell: linked
+        latents[:, 1:, :, 6:8, 6:8] -= 2.0  # regenerated texture far from any edit
+        return latents, logits
+
+    monkeypatch.setattr(propagate_module, "sample_latents", model_output)
+    plain = propagate(model, video, edited, "removal", steps=1)
+    cfg = PreserveConfig(
+        mode="pixel", source="change", threshold=0.1, opening=0, dilate=0, blur=0, link_radius=1
+    )
+    kept = propagate(model, video, edited, "removal", steps=1, preserve=cfg)
+    changed = np.abs(plain.video.astype(int) - video.astype(int)).max(-1) > 0.1 * 255
+    near, far = np.zeros_like(changed), np.zeros_like(changed)
+    near[1:, 8:16, 8:16] = far[1:, 24:32, 24:32] = True
+    assert changed[near].mean() > 0.5 and changed[far].mean() > 0.5
+    assert not changed[1:][~(near | far)[1:]].any()
+    linked = changed & near
+    assert np.array_equal(kept.video[linked], plain.video[linked])  # the linked change: the model's
+    assert np.array_equal(kept.video[1:][~linked[1:]], video[1:][~linked[1:]])  # the rest: input
+    assert np.array_equal(kept.video[0], edited)
+    unlinked = dataclasses.replace(cfg, link_radius=0)
+    both = propagate(model, video, edited, "removal", steps=1, preserve=unlinked)
+    assert np.array_equal(both.video[changed & far], plain.video[changed & far])  # noise stays
+
+
+def test_preserve_flags_set_the_link_radius() -> None:
+    parser = argparse.ArgumentParser()
+    add_preserve_flags(parser)
+    default = PreserveConfig(mode="pixel", source="change")
+    cfg = preserve_from_args(parser.parse_args(["--preserve-link-radius", "2"]), default)
+    assert cfg == PreserveConfig(mode="pixel", source="change", link_radius=2)
+    assert preserve_from_args(parser.parse_args([]), default) is None
+    args = parser.parse_args(["--preserve-source", "mpd", "--preserve-link-radius", "1"])
+    with pytest.raises(UsageError, match="--preserve-link_radius"):
+        preserve_from_args(args, default)
+
+
 @pytest.mark.parametrize(
     "cfg, field",
     [
@@ -169,6 +252,8 @@ def test_change_preservation_never_undoes_the_models_edit(monkeypatch: pytest.Mo
         (PreserveConfig(mode="pixel", source="mask"), "preserve.source"),
         (PreserveConfig(mode="pixel", source="change", threshold=1.5), "preserve.threshold"),
         (PreserveConfig(mode="pixel", source="union", opening=-1), "preserve.opening"),
+        (PreserveConfig(mode="pixel", source="change", link_radius=-1), "preserve.link_radius"),
+        (PreserveConfig(mode="pixel", source="mpd", link_radius=1), "preserve.link_radius"),
     ],
 )
 def test_bad_preserve_options_are_refused_naming_the_field(cfg: PreserveConfig, field: str) -> None:

@@ -11,6 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from shard_factory import tiny_overrides
 
+from genprop.preserve import PreserveConfig
+from training.model_factory import build_config
 from training.train import CONF_DIR, register_resolvers, resolve_precision, train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -131,6 +133,18 @@ def _diff(a: dict[str, object], b: dict[str, object]) -> set[str]:
     return {
         k.lstrip(".") for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>")
     }
+
+
+def test_demo_export_carries_the_sampling_defaults_chosen_on_validation(compose_cfg) -> None:
+    """What `make demo`'s export samples with unless told otherwise (README, Results)."""
+    cfg = compose_cfg(["experiment=demo_genprop", "data.shards=x"])
+    built = build_config(preset_name=cfg.model.net.preset_name, overrides=cfg.model.net.overrides)
+    sampling = built.sampling
+    assert (sampling.steps, sampling.guidance) == (16, 3.0)
+    assert sampling.task_guidance == {"removal": 8.0, "tracking": 12.0}
+    assert sampling.preserve == PreserveConfig(
+        mode="pixel", source="change", threshold=0.1, opening=1, link_radius=1, dilate=1, blur=1.0
+    )
 
 
 @pytest.mark.parametrize("cluster", ["slurm", "slurm_multinode"])

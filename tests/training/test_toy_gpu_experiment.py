@@ -1,7 +1,7 @@
 """``experiment=toy_gpu_i2v`` / ``experiment=toy_gpu`` (``make demo-gpu``): they compose to the
 toy_gpu preset on one GPU, carry the demo's stage-2 recipe, and the sizing written in their YAML
-comments (parameters, tokens, FLOPs per step, planned memory, steps for ~8 GPU minutes at an
-assumed MFU) is what the repo's own planner computes for them. One GPU test trains 3 steps."""
+comments (parameters, tokens, FLOPs per step, planned memory, steps for ~4 GPU minutes per stage
+at an assumed MFU) is what the repo's own planner computes for them. One GPU test trains 3 steps."""
 
 from __future__ import annotations
 
