@@ -36,6 +36,11 @@ regenerated texture that changed away from any edit is put back to the input. It
 change that touches the edit, and it drops an edit the model made *without* any link to the
 first frame's (e.g. an effect that appears only later, far from the edited object).
 
+For the tasks in ``fixed_region_tasks`` the edit region does not move: outpainting extends the
+canvas by the same band in every frame, so every frame's change mask is frame 0's (where the
+edited first frame differs from the input), taken as it is (no dilation or blur: the band is
+known exactly), and with ``source="change"`` everything outside it stays the input exactly.
+
 The mask is then dilated by a max-filter of ``dilate`` cells and smoothed by a Gaussian of
 standard deviation ``blur`` cells (latent cells for ``"latent"``, pixels for ``"pixel"``).
 Latent frame 0 is never replaced: it is the (edited) first frame.
@@ -44,13 +49,15 @@ Latent frame 0 is never replaced: it is the (edited) first frame.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+
+from genprop.tasks import TASKS
 
 PRESERVE_MODES = ("off", "latent", "pixel")
 PRESERVE_SOURCES = ("mpd", "change", "union")
@@ -70,6 +77,15 @@ class PreserveConfig:
     # "change" / "union": keep only changes linked, frame by frame, to the first frame's edit,
     # across gaps of at most this many cells (0 = keep every change; see above).
     link_radius: int = 0
+    # "change" / "union": tasks whose edit region is frame 0's in every frame (see above).
+    fixed_region_tasks: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Any sequence of names (a tuple, a Hydra list) is stored as a plain list.
+        if not isinstance(self.fixed_region_tasks, str | bytes | dict) and hasattr(
+            self.fixed_region_tasks, "__iter__"
+        ):
+            self.fixed_region_tasks = list(self.fixed_region_tasks)
 
     def check(self, where: str = "preserve") -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -107,6 +123,32 @@ class PreserveConfig:
                 f"{where}.link_radius: links changes to the first frame's edit, so it needs "
                 f"source 'change' or 'union', got source 'mpd'"
             )
+        fixed = self.fixed_region_tasks
+        if not isinstance(fixed, list) or any(t not in TASKS for t in fixed):
+            raise ValueError(
+                f"{where}.fixed_region_tasks: expected a list of task names from {TASKS}, "
+                f"got {fixed!r}"
+            )
+        if fixed and self.source == "mpd":
+            raise ValueError(
+                f"{where}.fixed_region_tasks: holds the first frame's change, so it needs "
+                f"source 'change' or 'union', got source 'mpd'"
+            )
+
+    def fixed_for(self, task: torch.Tensor) -> torch.Tensor:
+        """(B,) long task indices -> (B,) bool: the task's edit region is fixed."""
+        fixed = [TASKS.index(t) for t in self.fixed_region_tasks]
+        return torch.isin(task, torch.tensor(fixed, dtype=task.dtype, device=task.device))
+
+    def edit_region(self, changed: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
+        """A (B, T, h, w) change mask -> the changes kept as the edit (``link_radius``,
+        ``fixed_region_tasks``); ``fixed``: (B,) bool, the clips whose region is frame 0's."""
+        if self.link_radius:
+            changed = link_to_first_frame(changed, self.link_radius)
+        if fixed is not None and bool(fixed.any()):
+            held = changed[:, :1].expand_as(changed)
+            changed = torch.where(fixed.to(changed.device).view(-1, 1, 1, 1), held, changed)
+        return changed
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:

@@ -24,7 +24,6 @@ from genprop.preserve import (
     PreserveConfig,
     blend_known,
     change_mask,
-    link_to_first_frame,
     soft_edit_mask,
 )
 from genprop.sampler import sample_latents
@@ -76,9 +75,16 @@ def _check_inputs(video: np.ndarray, first: np.ndarray) -> None:
 
 
 def _keep_input_pixels(
-    result: np.ndarray, video: np.ndarray, masks: torch.Tensor, preserve: PreserveConfig
+    result: np.ndarray,
+    video: np.ndarray,
+    masks: torch.Tensor,
+    preserve: PreserveConfig,
+    *,
+    fixed: bool = False,
 ) -> np.ndarray:
-    """Composite (T, H, W, 3) uint8 frames: the input outside the dilated, blurred edit mask."""
+    """Composite (T, H, W, 3) uint8 frames: the input outside the dilated, blurred edit mask.
+
+    ``fixed``: the task's edit region is frame 0's in every frame (``fixed_region_tasks``)."""
     frames = [
         rearrange(torch.from_numpy(v).float(), "t h w c -> 1 t c h w") for v in (result, video)
     ]
@@ -90,10 +96,10 @@ def _keep_input_pixels(
             threshold=preserve.threshold,
             opening=preserve.opening,
         )
-        if preserve.link_radius:
-            changed = link_to_first_frame(changed, preserve.link_radius)
+        changed = preserve.edit_region(changed, torch.tensor([fixed]))
         edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
-    edit = soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
+    # A fixed region is known exactly (the canvas band): a hard edge, no dilation or blur.
+    edit = edited if fixed else soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
     out = blend_known(frames[0], frames[1], edit)
     return rearrange(out[0].round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()
 
@@ -202,6 +208,7 @@ def propagate(
     result[0] = edited_first_frame
     masks = torch.cat(out_masks).clamp(0, 1)
     if preserve.mode == "pixel":
-        result = _keep_input_pixels(result, video, masks, preserve)
+        fixed = task_name in preserve.fixed_region_tasks
+        result = _keep_input_pixels(result, video, masks, preserve, fixed=fixed)
     masks_np = masks.cpu().numpy().astype(np.float32)
     return PropagationResult(video=result, masks=masks_np)

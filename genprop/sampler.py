@@ -18,7 +18,6 @@ from genprop.preserve import (
     PreserveConfig,
     blend_known,
     change_mask,
-    link_to_first_frame,
     soft_edit_mask,
 )
 from genprop.sampling_options import check_sampling_options
@@ -70,8 +69,11 @@ def sample_latents(
     """
     check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
     keep = preserve is not None and preserve.mode == "latent" and content is not None
+    fixed = None
     if keep:
         preserve.check()
+        if task is not None:
+            fixed = preserve.fixed_for(task)
     b = first_latent.shape[0]
     device = first_latent.device
     context, context_mask = model.encode_prompts(prompts, b)
@@ -116,7 +118,7 @@ def sample_latents(
         if out.mask_logits is not None:
             mask_logits = out.mask_logits[:b]
         if keep:
-            edit = latent_edit_mask(preserve, mask_logits, clean_estimate, content)
+            edit = latent_edit_mask(preserve, mask_logits, clean_estimate, content, fixed)
             x = blend_known(x, add_noise(content, noise, t_next.expand(b)), edit)
         if progress is not None:
             progress(i + 1, steps)
@@ -128,6 +130,7 @@ def latent_edit_mask(
     mask_logits: torch.Tensor,
     clean_estimate: torch.Tensor,
     content: torch.Tensor,
+    fixed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One step's soft edit mask (B, T', h, w) for latent preservation.
 
@@ -136,13 +139,17 @@ def latent_edit_mask(
         mask_logits: (B, T', h, w) the MPD's logits of this step.
         clean_estimate: (B, T', C, h, w) this step's x̂0 (guided).
         content: (B, T', C, h, w) the input video's latents.
+        fixed: (B,) bool, the clips whose task has a fixed edit region (or None).
     """
     edited = torch.sigmoid(mask_logits.float())
     if preserve.source != "mpd":
         changed = change_mask(
             clean_estimate, content, threshold=preserve.threshold, opening=preserve.opening
         )
-        if preserve.link_radius:
-            changed = link_to_first_frame(changed, preserve.link_radius)
+        changed = preserve.edit_region(changed, fixed)
         edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
-    return soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
+    soft = soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
+    if fixed is None or not bool(fixed.any()):
+        return soft
+    # A fixed region is known exactly (the canvas band): a hard edge, no dilation or blur.
+    return torch.where(fixed.to(soft.device).view(-1, 1, 1, 1), edited.to(soft.dtype), soft)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from typing import NoReturn
 
@@ -54,6 +55,11 @@ def check_sampling_flags(
         raise UsageError(f"{SAMPLING_FLAGS.get(name, name)}:{rest}") from None
 
 
+def _task_list(text: str) -> list[str]:
+    """``"outpainting,edit"`` -> ``["outpainting", "edit"]``; ``"none"`` -> ``[]``."""
+    return [] if text.strip().lower() == "none" else [t.strip() for t in text.split(",") if t]
+
+
 def add_preserve_flags(p: argparse.ArgumentParser) -> None:
     """``--preserve MODE`` (+ ``--preserve-source``, ``-dilate``, ``-blur``, ``-threshold``,
     ``-opening``, ``-link-radius``): see genprop.preserve."""
@@ -87,6 +93,14 @@ def add_preserve_flags(p: argparse.ArgumentParser) -> None:
         help="change: keep only changes linked frame by frame to the first frame's edit, "
         "across gaps of at most this many cells (0 = keep every change)",
     )
+    p.add_argument(
+        "--preserve-fixed-region-tasks",
+        type=_task_list,
+        default=None,
+        metavar="TASK,...|none",
+        help="change: tasks whose edit region is the first frame's in every frame "
+        "(e.g. outpainting); 'none' for no task",
+    )
 
 
 def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> PreserveConfig | None:
@@ -97,7 +111,15 @@ def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> Pre
     Raises:
         UsageError: A value is out of range (names the flag).
     """
-    names = ("dilate", "blur", "source", "threshold", "opening", "link_radius")
+    names = (
+        "dilate",
+        "blur",
+        "source",
+        "threshold",
+        "opening",
+        "link_radius",
+        "fixed_region_tasks",
+    )
     given = {n: getattr(args, f"preserve_{n}") for n in names}
     given = {n: v for n, v in given.items() if v is not None}
     if args.preserve is None and not given:
@@ -107,5 +129,8 @@ def preserve_from_args(args: argparse.Namespace, default: PreserveConfig) -> Pre
     try:
         cfg.check("--preserve")
     except ValueError as err:
-        raise UsageError(str(err).replace("--preserve.", "--preserve-")) from None
+        flag = re.sub(
+            r"--preserve\.(\w+)", lambda m: "--preserve-" + m[1].replace("_", "-"), str(err)
+        )
+        raise UsageError(flag) from None
     return cfg

@@ -23,7 +23,8 @@ from genprop.preserve import (
     soft_edit_mask,
 )
 from genprop.propagate import propagate
-from genprop.sampler import sample_latents
+from genprop.sampler import latent_edit_mask, sample_latents
+from genprop.tasks import task_index
 
 # ``genprop.propagate`` the attribute is the function; the module is needed for monkeypatch.
 propagate_module = importlib.import_module("genprop.propagate")
@@ -233,6 +234,69 @@ def test_linked_change_preservation_is_the_linked_composite(
     assert np.array_equal(both.video[changed & far], plain.video[changed & far])  # noise stays
 
 
+def test_fixed_region_tasks_hold_the_first_frames_region_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Outpainting: the band edited in frame 0 is the model's in every frame, the rest the input."""
+    model = tiny_genprop_model().eval()
+    video = _video(model.config)
+    edited = video[0].copy()
+    edited[:, :8] = 255 - edited[:, :8]  # the canvas band the user filled in frame 0
+    real = sampler_module.sample_latents
+
+    def model_output(*args, **kwargs):  # the input, changed everywhere (regeneration noise)
+        _, logits = real(*args, **kwargs)
+        return kwargs["content"] + 1.5, logits
+
+    monkeypatch.setattr(propagate_module, "sample_latents", model_output)
+    cfg = PreserveConfig(
+        mode="pixel",
+        source="change",
+        threshold=0.1,
+        link_radius=1,
+        dilate=2,
+        blur=1.0,
+        fixed_region_tasks=["outpainting"],
+    )
+    plain = propagate(model, video, edited, "outpainting", steps=1)
+    held = propagate(model, video, edited, "outpainting", steps=1, preserve=cfg)
+    assert np.array_equal(held.video[:, :, :8], plain.video[:, :, :8])  # hard edge: no blur
+    assert np.array_equal(held.video[1:, :, 8:], video[1:, :, 8:])
+    assert not np.array_equal(plain.video[1:, :, 8:], video[1:, :, 8:])
+    # Another task with the same settings follows the (linked) change instead: all of it here.
+    other = propagate(model, video, edited, "removal", steps=1, preserve=cfg)
+    assert not np.array_equal(other.video[1:, :, 8:], video[1:, :, 8:])
+    # The setting travels with an export.
+    model.config.sampling = SamplingConfig(preserve=cfg)
+    model.save_pretrained(tmp_path / "export")
+    assert GenPropModel.from_pretrained(tmp_path / "export").config.sampling.preserve == cfg
+
+
+def test_latent_edit_mask_holds_frame_zero_for_fixed_clips() -> None:
+    cfg = PreserveConfig(
+        mode="latent",
+        source="change",
+        threshold=0.5,
+        opening=0,
+        dilate=1,
+        blur=1.0,
+        fixed_region_tasks=["outpainting"],
+    )
+    content = torch.zeros(2, 3, 4, 8, 8)
+    estimate = content.clone()
+    estimate[:, 0, :, :, :2] = 3.0  # frame 0: the band
+    estimate[:, 1:, :, 4:6, 4:6] = 3.0  # later frames: a change elsewhere
+    logits = torch.zeros(2, 3, 8, 8)
+    task = torch.tensor([task_index("outpainting"), task_index("removal")])
+    edit = latent_edit_mask(cfg, logits, estimate, content, cfg.fixed_for(task))
+    band = torch.zeros(8, 8)
+    band[:, :2] = 1
+    assert torch.equal(edit[0], band.expand(3, 8, 8))  # held and hard
+    # The other clip follows its own change, softly, and frame 0's band is not held there.
+    assert edit[1, 1, 4, 4] > 0.5 and edit[1, 1, :, :2].max() < 0.1
+    assert ((edit[1] > 0) & (edit[1] < 1)).any()
+
+
 def test_preserve_flags_set_the_link_radius() -> None:
     parser = argparse.ArgumentParser()
     add_preserve_flags(parser)
@@ -240,8 +304,16 @@ def test_preserve_flags_set_the_link_radius() -> None:
     cfg = preserve_from_args(parser.parse_args(["--preserve-link-radius", "2"]), default)
     assert cfg == PreserveConfig(mode="pixel", source="change", link_radius=2)
     assert preserve_from_args(parser.parse_args([]), default) is None
+    fixed = parser.parse_args(["--preserve-fixed-region-tasks", "outpainting,edit"])
+    assert preserve_from_args(fixed, default).fixed_region_tasks == ["outpainting", "edit"]
+    held = dataclasses.replace(default, fixed_region_tasks=["outpainting"])
+    none = parser.parse_args(["--preserve-fixed-region-tasks", "none"])
+    assert preserve_from_args(none, held).fixed_region_tasks == []
+    bad = parser.parse_args(["--preserve-fixed-region-tasks", "outpaint"])
+    with pytest.raises(UsageError, match="--preserve-fixed-region-tasks: expected"):
+        preserve_from_args(bad, default)
     args = parser.parse_args(["--preserve-source", "mpd", "--preserve-link-radius", "1"])
-    with pytest.raises(UsageError, match="--preserve-link_radius"):
+    with pytest.raises(UsageError, match="--preserve-link-radius: links"):
         preserve_from_args(args, default)
 
 
@@ -254,6 +326,14 @@ def test_preserve_flags_set_the_link_radius() -> None:
         (PreserveConfig(mode="pixel", source="union", opening=-1), "preserve.opening"),
         (PreserveConfig(mode="pixel", source="change", link_radius=-1), "preserve.link_radius"),
         (PreserveConfig(mode="pixel", source="mpd", link_radius=1), "preserve.link_radius"),
+        (
+            PreserveConfig(mode="pixel", source="change", fixed_region_tasks=["outpaint"]),
+            "preserve.fixed_region_tasks",
+        ),
+        (
+            PreserveConfig(mode="pixel", source="mpd", fixed_region_tasks=["outpainting"]),
+            "preserve.fixed_region_tasks",
+        ),
     ],
 )
 def test_bad_preserve_options_are_refused_naming_the_field(cfg: PreserveConfig, field: str) -> None:

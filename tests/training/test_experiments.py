@@ -143,7 +143,14 @@ def test_demo_export_carries_the_sampling_defaults_chosen_on_validation(compose_
     assert (sampling.steps, sampling.guidance) == (16, 3.0)
     assert sampling.task_guidance == {"removal": 8.0, "tracking": 12.0}
     assert sampling.preserve == PreserveConfig(
-        mode="pixel", source="change", threshold=0.1, opening=1, link_radius=1, dilate=1, blur=1.0
+        mode="pixel",
+        source="change",
+        threshold=0.1,
+        opening=1,
+        link_radius=1,
+        fixed_region_tasks=["outpainting"],
+        dilate=1,
+        blur=1.0,
     )
 
 
