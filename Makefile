@@ -136,6 +136,23 @@ guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/i
 	$(BIN)/python -m evaluation.guidance $(addprefix $(DEMO)/guidance/g,$(DEMO_GUIDANCES)) \
 	    --out $(DEMO)/guidance/best.json
 
+# Pixel-preservation settings scored side by side on the same validation samples (no resampling):
+# the choice behind the export's sampling.preserve; see README, Results.
+PRESERVE_VARIANTS ?= mpd_d3b2=source=mpd,dilate=3,blur=2 \
+	change_0.10=source=change,threshold=0.1 change_0.15=source=change,threshold=0.15 \
+	linked_0.10=source=change,threshold=0.1,link_radius=1 \
+	linked_0.10_r2=source=change,threshold=0.1,link_radius=2 \
+	linked_0.12=source=change,threshold=0.12,link_radius=1 \
+	linked_0.15=source=change,threshold=0.15,link_radius=1 \
+	linked_0.10_held=source=change,threshold=0.1,link_radius=1,fixed_region_tasks=outpainting
+preserve-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## Score pixel-preservation settings on validation cases (world seed 20000)
+	test -f $(DEMO)/preserve/off/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/val_cases \
+	  --model $(DEMO)/train/stage2/export/last --baselines flow_propagation $(EVAL_STEPS) \
+	  $(EVAL_GUIDANCE) --preserve off --out $(DEMO)/preserve/off
+	$(BIN)/python -m evaluation.preserve_sweep --cases $(DEMO)/val_cases \
+	  --outputs $(DEMO)/preserve/off/genprop $(addprefix --variant ,$(PRESERVE_VARIANTS)) \
+	  --out $(DEMO)/preserve/sweep
+
 # Quality vs training compute: both stages' steps times each scale, same world, shards and cases;
 # scale 1 is the demo itself. Writes $(DEMO)/curve/curve.{md,json,png}.
 DEMO_CURVE_SCALES ?= 0.5 2 4
@@ -211,7 +228,7 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate guidance-sweep demo-curve demo-gpu toyworld-preview
+.PHONY: demo data ablate guidance-sweep preserve-sweep demo-curve demo-gpu toyworld-preview
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

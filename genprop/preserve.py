@@ -249,3 +249,42 @@ def blend_known(
         m = m.clone()
         m[:, :1] = 1.0
     return m * x + (1.0 - m) * known
+
+
+def keep_input_pixels(
+    result: np.ndarray,
+    video: np.ndarray,
+    masks: torch.Tensor,
+    preserve: PreserveConfig,
+    *,
+    fixed: bool = False,
+) -> np.ndarray:
+    """Pixel preservation: the output where it edited, the input elsewhere.
+
+    Args:
+        result: (T, H, W, 3) uint8 output frames (frame 0: the edited first frame).
+        video: (T, H, W, 3) uint8 input frames.
+        masks: (T, H, W) the MPD's edit probabilities in [0, 1] (read by source mpd / union).
+        preserve: The settings (``mode`` is not read: this is the pixel composite).
+        fixed: The task's edit region is frame 0's in every frame (``fixed_region_tasks``).
+
+    Returns:
+        (T, H, W, 3) uint8 frames.
+    """
+    frames = [
+        rearrange(torch.from_numpy(v).float(), "t h w c -> 1 t c h w") for v in (result, video)
+    ]
+    edited = masks[None].cpu().float()
+    if preserve.source != "mpd":
+        changed = change_mask(
+            frames[0] / 255.0,
+            frames[1] / 255.0,
+            threshold=preserve.threshold,
+            opening=preserve.opening,
+        )
+        changed = preserve.edit_region(changed, torch.tensor([fixed]))
+        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
+    # A fixed region is known exactly (the canvas band): a hard edge, no dilation or blur.
+    edit = edited if fixed else soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
+    out = blend_known(frames[0], frames[1], edit)
+    return rearrange(out[0].round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()

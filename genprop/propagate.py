@@ -20,12 +20,7 @@ from einops import rearrange
 
 from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
-from genprop.preserve import (
-    PreserveConfig,
-    blend_known,
-    change_mask,
-    soft_edit_mask,
-)
+from genprop.preserve import PreserveConfig, keep_input_pixels
 from genprop.sampler import sample_latents
 from genprop.sampling_options import check_sampling_options
 from genprop.tasks import TASKS, task_index
@@ -72,36 +67,6 @@ def _check_inputs(video: np.ndarray, first: np.ndarray) -> None:
             f"edited_first_frame: shape {first.shape} differs from the video's frames "
             f"{video.shape[1:]}"
         )
-
-
-def _keep_input_pixels(
-    result: np.ndarray,
-    video: np.ndarray,
-    masks: torch.Tensor,
-    preserve: PreserveConfig,
-    *,
-    fixed: bool = False,
-) -> np.ndarray:
-    """Composite (T, H, W, 3) uint8 frames: the input outside the dilated, blurred edit mask.
-
-    ``fixed``: the task's edit region is frame 0's in every frame (``fixed_region_tasks``)."""
-    frames = [
-        rearrange(torch.from_numpy(v).float(), "t h w c -> 1 t c h w") for v in (result, video)
-    ]
-    edited = masks[None].cpu().float()
-    if preserve.source != "mpd":
-        changed = change_mask(
-            frames[0] / 255.0,
-            frames[1] / 255.0,
-            threshold=preserve.threshold,
-            opening=preserve.opening,
-        )
-        changed = preserve.edit_region(changed, torch.tensor([fixed]))
-        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
-    # A fixed region is known exactly (the canvas band): a hard edge, no dilation or blur.
-    edit = edited if fixed else soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
-    out = blend_known(frames[0], frames[1], edit)
-    return rearrange(out[0].round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()
 
 
 def propagate(
@@ -209,6 +174,6 @@ def propagate(
     masks = torch.cat(out_masks).clamp(0, 1)
     if preserve.mode == "pixel":
         fixed = task_name in preserve.fixed_region_tasks
-        result = _keep_input_pixels(result, video, masks, preserve, fixed=fixed)
+        result = keep_input_pixels(result, video, masks, preserve, fixed=fixed)
     masks_np = masks.cpu().numpy().astype(np.float32)
     return PropagationResult(video=result, masks=masks_np)
