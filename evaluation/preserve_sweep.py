@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ from evaluation.scoring import score_case
 from genprop.preserve import PreserveConfig, keep_input_pixels
 from genprop.video_io import VideoReadError, list_frame_files, read_image
 
-FIELD_TYPES = {"dilate": int, "blur": float, "source": str, "threshold": float, "opening": int}
-FIELD_TYPES |= {"link_radius": int, "fixed_region_tasks": list}
+# The settable fields and their types, from the dataclass itself (mode is always "pixel").
+FIELD_TYPES = {k: v for k, v in typing.get_type_hints(PreserveConfig).items() if k != "mode"}
 
 
 def parse_variant(spec: str) -> tuple[str, PreserveConfig]:
@@ -54,7 +55,10 @@ def parse_variant(spec: str) -> tuple[str, PreserveConfig]:
                 f"{sorted(FIELD_TYPES)}"
             )
         try:
-            fields[key] = [t for t in value.split("+") if t] if kind is list else kind(value)
+            if typing.get_origin(kind) is list:
+                fields[key] = [t for t in value.split("+") if t]
+            else:
+                fields[key] = kind(value)
         except ValueError:
             raise ValueError(
                 f"--variant {name}: {key}={value!r} is not a {kind.__name__}"

@@ -49,6 +49,7 @@ Latent frame 0 is never replaced: it is the (edited) first frame.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -82,8 +83,8 @@ class PreserveConfig:
 
     def __post_init__(self) -> None:
         # Any sequence of names (a tuple, a Hydra list) is stored as a plain list.
-        if not isinstance(self.fixed_region_tasks, str | bytes | dict) and hasattr(
-            self.fixed_region_tasks, "__iter__"
+        if isinstance(self.fixed_region_tasks, Sequence) and not isinstance(
+            self.fixed_region_tasks, str
         ):
             self.fixed_region_tasks = list(self.fixed_region_tasks)
 
@@ -251,6 +252,36 @@ def blend_known(
     return m * x + (1.0 - m) * known
 
 
+def edit_mask(
+    preserve: PreserveConfig,
+    mpd_prob: torch.Tensor,
+    output: torch.Tensor,
+    reference: torch.Tensor,
+    fixed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Where the output is kept: (B, T, h, w) in [0, 1], 1 on the edit (see the module docstring).
+
+    Args:
+        preserve: The settings (``source``, ``threshold``, ``opening``, ``link_radius``, ...).
+        mpd_prob: (B, T, h, w) the MPD's edit probabilities (read by source mpd / union).
+        output: (B, T, C, h, w) what was generated (decoded frames in [0, 1], or x̂0 latents).
+        reference: (B, T, C, h, w) the input video, in the same space as ``output``.
+        fixed: (B,) bool, the clips whose task has a fixed edit region (or None): their mask is
+            the held region as it is, without dilation or blur (the band is known exactly).
+    """
+    edited = mpd_prob.float()
+    if preserve.source != "mpd":
+        changed = change_mask(
+            output, reference, threshold=preserve.threshold, opening=preserve.opening
+        )
+        changed = preserve.edit_region(changed, fixed)
+        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
+    soft = soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
+    if fixed is None or not bool(fixed.any()):
+        return soft
+    return torch.where(fixed.to(soft.device).view(-1, 1, 1, 1), edited.to(soft.dtype), soft)
+
+
 def keep_input_pixels(
     result: np.ndarray,
     video: np.ndarray,
@@ -274,17 +305,7 @@ def keep_input_pixels(
     frames = [
         rearrange(torch.from_numpy(v).float(), "t h w c -> 1 t c h w") for v in (result, video)
     ]
-    edited = masks[None].cpu().float()
-    if preserve.source != "mpd":
-        changed = change_mask(
-            frames[0] / 255.0,
-            frames[1] / 255.0,
-            threshold=preserve.threshold,
-            opening=preserve.opening,
-        )
-        changed = preserve.edit_region(changed, torch.tensor([fixed]))
-        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
-    # A fixed region is known exactly (the canvas band): a hard edge, no dilation or blur.
-    edit = edited if fixed else soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
+    mpd = masks[None].cpu().float()
+    edit = edit_mask(preserve, mpd, frames[0] / 255.0, frames[1] / 255.0, torch.tensor([fixed]))
     out = blend_known(frames[0], frames[1], edit)
     return rearrange(out[0].round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()

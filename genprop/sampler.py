@@ -14,12 +14,7 @@ import torch
 
 from genprop.flow import add_noise, sampling_times
 from genprop.model import GenPropModel
-from genprop.preserve import (
-    PreserveConfig,
-    blend_known,
-    change_mask,
-    soft_edit_mask,
-)
+from genprop.preserve import PreserveConfig, blend_known, edit_mask
 from genprop.sampling_options import check_sampling_options
 from genprop.tasks import NULL_TASK
 
@@ -141,15 +136,4 @@ def latent_edit_mask(
         content: (B, T', C, h, w) the input video's latents.
         fixed: (B,) bool, the clips whose task has a fixed edit region (or None).
     """
-    edited = torch.sigmoid(mask_logits.float())
-    if preserve.source != "mpd":
-        changed = change_mask(
-            clean_estimate, content, threshold=preserve.threshold, opening=preserve.opening
-        )
-        changed = preserve.edit_region(changed, fixed)
-        edited = changed if preserve.source == "change" else torch.maximum(edited, changed)
-    soft = soft_edit_mask(edited, dilate=preserve.dilate, blur=preserve.blur)
-    if fixed is None or not bool(fixed.any()):
-        return soft
-    # A fixed region is known exactly (the canvas band): a hard edge, no dilation or blur.
-    return torch.where(fixed.to(soft.device).view(-1, 1, 1, 1), edited.to(soft.dtype), soft)
+    return edit_mask(preserve, torch.sigmoid(mask_logits.float()), clean_estimate, content, fixed)

@@ -66,7 +66,7 @@ def test_stage2_carries_the_demo_recipe(compose_cfg) -> None:
     assert ablated.name == "toy_gpu_no_mpd" and ablated.model.loss_weights.mpd == 0
 
 
-def test_stages_share_the_clip_geometry_the_makefile_writes(compose_cfg) -> None:
+def test_both_stages_build_the_same_clip_geometry(compose_cfg) -> None:
     # Stage 2 is initialised from stage 1's export: same model, same clips.
     configs = [
         build_config(preset_name=c.model.net.preset_name, overrides={})
