@@ -68,43 +68,54 @@ DEMO_GUIDANCE ?=
 EVAL_STEPS = $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
 EVAL_GUIDANCE = $(if $(DEMO_GUIDANCE),--guidance $(DEMO_GUIDANCE))
 DEMO_GUIDANCES ?= 1 2 3 5 8 12
-DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
+DEMO_WORLD_ARGS = --videos $(DEMO_VIDEOS) --size 64x64 --frames 24
+DEMO_DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
 	recipes.copy_paste.synthetic_effects=0.5 mix=demo
+DEMO_STAGE1_EXPERIMENT := demo_i2v
+DEMO_STAGE2_EXPERIMENT := demo_genprop
+DEMO_EVAL_ARGS :=
+# Benchmark cases and the guidance-sweep validation cases: same shape, different world seeds.
+DEMO_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 64x64 --frames 16
 
-$(DEMO)/toyworld/world.json: | $(STAMP)
-	$(BIN)/genprop-toyworld write --out $(DEMO)/toyworld --videos $(DEMO_VIDEOS) --size 64x64 --frames 24
+# The chain, written once for `make demo` and `make demo-gpu`: $(call demo_chain,P) makes the rules
+# for the output folder $(P), configured by the variables P_WORLD_ARGS (genprop-toyworld write),
+# P_DATA_ARGS and P_SAMPLES (genprop-data), P_STAGE1_EXPERIMENT / P_STAGE1_STEPS,
+# P_STAGE2_EXPERIMENT / P_STAGE2_STEPS / P_STAGE2_ARGS (genprop-train), P_CASES_ARGS (the
+# benchmark) and P_EVAL_ARGS (genprop-eval).
+define demo_chain
+$$($(1))/toyworld/world.json: | $$(STAMP)
+	$$(BIN)/genprop-toyworld write --out $$($(1))/toyworld $$($(1)_WORLD_ARGS)
 
-$(DEMO)/shards/manifest.json: $(DEMO)/toyworld/world.json
-	$(BIN)/genprop-data $(DATA_ARGS) source.root=$(DEMO)/toyworld output_dir=$(DEMO)/shards \
-		num_samples=$(DEMO_SAMPLES) seed=0
+$$($(1))/shards/manifest.json: $$($(1))/toyworld/world.json
+	$$(BIN)/genprop-data $$($(1)_DATA_ARGS) source.root=$$($(1))/toyworld output_dir=$$($(1))/shards \
+		num_samples=$$($(1)_SAMPLES) seed=0
 
-$(DEMO)/val_shards/manifest.json: $(DEMO)/toyworld/world.json
-	$(BIN)/genprop-data $(DATA_ARGS) source.root=$(DEMO)/toyworld output_dir=$(DEMO)/val_shards \
+$$($(1))/val_shards/manifest.json: $$($(1))/toyworld/world.json
+	$$(BIN)/genprop-data $$($(1)_DATA_ARGS) source.root=$$($(1))/toyworld output_dir=$$($(1))/val_shards \
 		num_samples=64 samples_per_shard=32 seed=1
 
-$(DEMO)/train/stage1/export/last/config.json: $(DEMO)/shards/manifest.json $(DEMO)/val_shards/manifest.json
-	$(BIN)/genprop-train experiment=demo_i2v name=stage1 paths.log_dir=$(DEMO)/train \
-		data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
-		trainer.max_steps=$(DEMO_STAGE1_STEPS) resume=auto
+$$($(1))/train/stage1/export/last/config.json: $$($(1))/shards/manifest.json $$($(1))/val_shards/manifest.json
+	$$(BIN)/genprop-train experiment=$$($(1)_STAGE1_EXPERIMENT) name=stage1 paths.log_dir=$$($(1))/train \
+		data.shards=$$($(1))/shards data.val_shards=$$($(1))/val_shards \
+		trainer.max_steps=$$($(1)_STAGE1_STEPS) resume=auto
 
-$(DEMO)/train/stage2/export/last/config.json: $(DEMO)/train/stage1/export/last/config.json
-	$(BIN)/genprop-train experiment=demo_genprop name=stage2 paths.log_dir=$(DEMO)/train \
-		data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
-		model.init_from=$(DEMO)/train/stage1/export/last \
-		trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto $(DEMO_STAGE2_ARGS)
+$$($(1))/train/stage2/export/last/config.json: $$($(1))/train/stage1/export/last/config.json
+	$$(BIN)/genprop-train experiment=$$($(1)_STAGE2_EXPERIMENT) name=stage2 paths.log_dir=$$($(1))/train \
+		data.shards=$$($(1))/shards data.val_shards=$$($(1))/val_shards \
+		model.init_from=$$($(1))/train/stage1/export/last \
+		trainer.max_steps=$$($(1)_STAGE2_STEPS) resume=auto $$($(1)_STAGE2_ARGS)
 
-# Benchmark cases and the guidance-sweep validation cases: same shape, different world seeds.
-CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 64x64 --frames 16
+$$($(1))/cases/index.json: | $$(STAMP)
+	$$(BIN)/genprop-toyworld benchmark --out $$($(1))/cases $$($(1)_CASES_ARGS)
 
-$(DEMO)/cases/index.json: | $(STAMP)
-	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/cases $(CASES_ARGS)
+$$($(1))/eval/metrics.json: $$($(1))/train/stage2/export/last/config.json $$($(1))/cases/index.json
+	$$(BIN)/genprop-eval --cases $$($(1))/cases --model $$($(1))/train/stage2/export/last \
+		$$($(1)_EVAL_ARGS) $$(EVAL_STEPS) $$(EVAL_GUIDANCE) --out $$($(1))/eval
 
-$(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/cases/index.json
-	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
-		$(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO)/eval
-
-$(DEMO)/report.md: $(DEMO)/eval/metrics.json evaluation/demo_report.py
-	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO)
+$$($(1))/report.md: $$($(1))/eval/metrics.json evaluation/demo_report.py
+	$$(BIN)/python -m evaluation.demo_report --demo-dir $$($(1))
+endef
+$(eval $(call demo_chain,DEMO))
 
 demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~35 min): writes outputs/demo/report.md
 	@echo "report: $(DEMO)/report.md"
@@ -115,7 +126,7 @@ data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the 
 ABLATIONS := no_mpd no_ra_loss gate  # conf/training/ablation/<name>.yaml on demo_genprop; the paper's two first
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
-	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=demo_genprop \
+	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=$(DEMO_STAGE2_EXPERIMENT) \
 	    ablation=$$a name=$$a paths.log_dir=$(DEMO)/ablate \
 	    data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
@@ -126,7 +137,7 @@ ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ##
 	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO)
 
 $(DEMO)/val_cases/index.json: | $(STAMP)
-	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/val_cases $(CASES_ARGS) --seed 20000
+	$(BIN)/genprop-toyworld benchmark --out $(DEMO)/val_cases $(DEMO_CASES_ARGS) --seed 20000
 
 guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## Pick DEMO_GUIDANCE per task on validation cases (world seed 20000, not the benchmark's)
 	for g in $(DEMO_GUIDANCES); do \
@@ -162,10 +173,10 @@ demo-curve: $(DEMO)/eval/metrics.json ## Quality vs training compute (the demo a
 	  n1=$$(awk "BEGIN{print int($(DEMO_STAGE1_STEPS) * $$s + 0.5)}"); \
 	  n2=$$(awk "BEGIN{print int($(DEMO_STAGE2_STEPS) * $$s + 0.5)}"); \
 	  test -f $$d/stage2/export/last/config.json || { \
-	    $(BIN)/genprop-train experiment=demo_i2v name=stage1 paths.log_dir=$$d \
+	    $(BIN)/genprop-train experiment=$(DEMO_STAGE1_EXPERIMENT) name=stage1 paths.log_dir=$$d \
 	      data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 	      trainer.max_steps=$$n1 resume=auto && \
-	    $(BIN)/genprop-train experiment=demo_genprop name=stage2 paths.log_dir=$$d \
+	    $(BIN)/genprop-train experiment=$(DEMO_STAGE2_EXPERIMENT) name=stage2 paths.log_dir=$$d \
 	      data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
 	      model.init_from=$$d/stage1/export/last trainer.max_steps=$$n2 resume=auto; } || exit 1; \
 	  test -f $$d/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
@@ -183,43 +194,17 @@ DEMO_GPU_VIDEOS ?= 600
 DEMO_GPU_SAMPLES ?= 8192
 DEMO_GPU_STAGE1_STEPS ?= 2500
 DEMO_GPU_STAGE2_STEPS ?= 1600
+DEMO_GPU_STAGE2_ARGS ?=
+DEMO_GPU_STAGE1_EXPERIMENT := toy_gpu_i2v
+DEMO_GPU_STAGE2_EXPERIMENT := toy_gpu
+DEMO_GPU_WORLD_ARGS = --videos $(DEMO_GPU_VIDEOS) --size 128x128 --frames 32 --workers 8
+DEMO_GPU_EVAL_ARGS := --device cuda
 DEMO_GPU_DATA_ARGS := source=toyworld clip.frames=16 clip.size=128 ray.num_cpus=8 \
 	samples_per_shard=128 recipes.copy_paste.synthetic_effects=0.5 mix=demo
 # Cases twice the model's clip, as in `make demo`: propagation runs over two windows.
 DEMO_GPU_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 128x128 --frames 32
 
-$(DEMO_GPU)/toyworld/world.json: | $(STAMP)
-	$(BIN)/genprop-toyworld write --out $(DEMO_GPU)/toyworld --videos $(DEMO_GPU_VIDEOS) \
-		--size 128x128 --frames 32 --workers 8
-
-$(DEMO_GPU)/shards/manifest.json: $(DEMO_GPU)/toyworld/world.json
-	$(BIN)/genprop-data $(DEMO_GPU_DATA_ARGS) source.root=$(DEMO_GPU)/toyworld \
-		output_dir=$(DEMO_GPU)/shards num_samples=$(DEMO_GPU_SAMPLES) seed=0
-
-$(DEMO_GPU)/val_shards/manifest.json: $(DEMO_GPU)/toyworld/world.json
-	$(BIN)/genprop-data $(DEMO_GPU_DATA_ARGS) source.root=$(DEMO_GPU)/toyworld \
-		output_dir=$(DEMO_GPU)/val_shards num_samples=64 samples_per_shard=32 seed=1
-
-$(DEMO_GPU)/train/stage1/export/last/config.json: $(DEMO_GPU)/shards/manifest.json $(DEMO_GPU)/val_shards/manifest.json
-	$(BIN)/genprop-train experiment=toy_gpu_i2v name=stage1 paths.log_dir=$(DEMO_GPU)/train \
-		data.shards=$(DEMO_GPU)/shards data.val_shards=$(DEMO_GPU)/val_shards \
-		trainer.max_steps=$(DEMO_GPU_STAGE1_STEPS) resume=auto
-
-$(DEMO_GPU)/train/stage2/export/last/config.json: $(DEMO_GPU)/train/stage1/export/last/config.json
-	$(BIN)/genprop-train experiment=toy_gpu name=stage2 paths.log_dir=$(DEMO_GPU)/train \
-		data.shards=$(DEMO_GPU)/shards data.val_shards=$(DEMO_GPU)/val_shards \
-		model.init_from=$(DEMO_GPU)/train/stage1/export/last \
-		trainer.max_steps=$(DEMO_GPU_STAGE2_STEPS) resume=auto
-
-$(DEMO_GPU)/cases/index.json: | $(STAMP)
-	$(BIN)/genprop-toyworld benchmark --out $(DEMO_GPU)/cases $(DEMO_GPU_CASES_ARGS)
-
-$(DEMO_GPU)/eval/metrics.json: $(DEMO_GPU)/train/stage2/export/last/config.json $(DEMO_GPU)/cases/index.json
-	$(BIN)/genprop-eval --cases $(DEMO_GPU)/cases --model $(DEMO_GPU)/train/stage2/export/last \
-		--device cuda $(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO_GPU)/eval
-
-$(DEMO_GPU)/report.md: $(DEMO_GPU)/eval/metrics.json evaluation/demo_report.py
-	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO_GPU)
+$(eval $(call demo_chain,DEMO_GPU))
 
 demo-gpu: $(DEMO_GPU)/report.md ## The demo at 128x128 with a 65 M-parameter model (one H100/H200)
 	@echo "report: $(DEMO_GPU)/report.md"
