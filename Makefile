@@ -156,13 +156,23 @@ PRESERVE_VARIANTS ?= mpd_d3b2=source=mpd,dilate=3,blur=2 \
 	linked_0.12=source=change,threshold=0.12,link_radius=1 \
 	linked_0.15=source=change,threshold=0.15,link_radius=1 \
 	linked_0.10_held=source=change,threshold=0.1,link_radius=1,fixed_region_tasks=outpainting
-preserve-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## Score pixel-preservation settings on validation cases (world seed 20000)
-	test -f $(DEMO)/preserve/off/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/val_cases \
+# GenProp on the validation cases with preservation off: the samples that the preservation and
+# mask-threshold sweeps score without resampling.
+$(DEMO)/preserve/off/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json
+	$(BIN)/genprop-eval --cases $(DEMO)/val_cases \
 	  --model $(DEMO)/train/stage2/export/last --baselines flow_propagation $(EVAL_STEPS) \
 	  $(EVAL_GUIDANCE) --preserve off --out $(DEMO)/preserve/off
+
+preserve-sweep: $(DEMO)/preserve/off/metrics.json ## Score pixel-preservation settings on validation cases (world seed 20000)
 	$(BIN)/python -m evaluation.preserve_sweep --cases $(DEMO)/val_cases \
 	  --outputs $(DEMO)/preserve/off/genprop $(addprefix --variant ,$(PRESERVE_VARIANTS)) \
 	  --out $(DEMO)/preserve/sweep
+
+# The MPD's probability from which a pixel is the edited region, per task: the export's
+# sampling.mask_threshold / task_mask_threshold (conf/training/experiment/demo_genprop.yaml).
+mask-threshold-sweep: $(DEMO)/preserve/off/metrics.json ## Pick the MPD mask threshold per task on validation cases (world seed 20000)
+	$(BIN)/python -m evaluation.mask_threshold --cases $(DEMO)/val_cases \
+	  --outputs $(DEMO)/preserve/off/genprop --out $(DEMO)/mask_threshold.json
 
 # Quality vs training compute: both stages' steps times each scale, same world, shards and cases;
 # scale 1 is the demo itself. Writes $(DEMO)/curve/curve.{md,json,png}.
@@ -213,7 +223,7 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate guidance-sweep preserve-sweep demo-curve demo-gpu toyworld-preview
+.PHONY: demo data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

@@ -20,7 +20,13 @@ import numpy as np
 
 from genprop.jsonfile import read_json_object
 from genprop.tasks import TASKS
-from genprop.video_io import VideoReadError, read_image, read_mask_dir, read_video
+from genprop.video_io import (
+    VideoReadError,
+    list_frame_files,
+    read_image,
+    read_mask_dir,
+    read_video,
+)
 
 INDEX_VERSION = 1
 
@@ -152,8 +158,11 @@ def load_case(ref: CaseRef) -> EvalCase:
     )
 
 
-def load_method_output(out_dir: str | Path, case: EvalCase) -> tuple[np.ndarray, np.ndarray | None]:
-    """A method's ``(T, H, W, 3)`` output for ``case`` and its optional ``(T, H, W)`` masks.
+def load_method_output(
+    out_dir: str | Path, case: EvalCase, *, mask_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A method's ``(T, H, W, 3)`` output for ``case`` and its optional ``(T, H, W)`` bool masks
+    (a mask PNG's pixel is inside when it reaches ``mask_threshold`` of 255).
 
     Extra frames beyond the case's length are ignored; fewer frames or another size is an error.
     """
@@ -179,9 +188,24 @@ def load_method_output(out_dir: str | Path, case: EvalCase) -> tuple[np.ndarray,
     mask_dir = out_dir / f"{case.id}_masks"
     if mask_dir.is_dir():
         try:
-            masks = read_mask_dir(mask_dir, max_frames=T)
+            masks = read_mask_dir(mask_dir, max_frames=T, threshold=mask_threshold)
         except VideoReadError as e:
             raise CaseError(str(e)) from e
         if masks.shape != (T, H, W):
             raise CaseError(f"{mask_dir}: masks of shape {masks.shape}, expected {(T, H, W)}")
     return video, masks
+
+
+def load_mask_probabilities(folder: str | Path, frames: int) -> np.ndarray | None:
+    """``(T, H, W)`` float32 MPD probabilities from a folder of 8-bit PNGs (``genprop-eval``'s
+    ``<id>_masks/``), or None without the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    try:
+        files = list_frame_files(folder)[:frames]
+        if len(files) < frames:
+            raise CaseError(f"{folder}: {len(files)} mask frames, expected {frames}")
+        return np.stack([read_image(f, mode="L") for f in files]).astype(np.float32) / 255.0
+    except VideoReadError as e:
+        raise CaseError(str(e)) from e

@@ -3,7 +3,8 @@
 ```
 genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,paste_first_frame,...]
              [--model DIR [--steps N] [--guidance G[,TASK=G...]] [--injection-weight W]
-              [--preserve off|latent|pixel] [--seed S] [--device cpu|cuda]] [--out DIR] [--clip DIR]
+              [--preserve off|latent|pixel] [--mask-threshold P[,TASK=P...]] [--seed S]
+              [--device cpu|cuda]] [--out DIR] [--clip DIR]
 ```
 - ``--method NAME=OUTDIR`` scores existing outputs ``OUTDIR/<id>/%05d.png`` (or ``<id>.mp4``) and
   optional MPD masks ``OUTDIR/<id>_masks/``.
@@ -17,6 +18,10 @@ genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,past
   (``config.json``'s ``sampling``: steps, per-task guidance, preservation), as ``genprop-propagate``
   does. Outputs are reused when ``OUT/genprop/run.json`` shows
   the same model weights and sampling options.
+- GenProp's MPD masks are saved as probabilities and scored as the edited region from the
+  export's threshold for the task (``sampling.task_mask_threshold``, see ``make
+  mask-threshold-sweep``) or ``--mask-threshold``; a new threshold rescores the same outputs.
+  Other methods' mask PNGs count from 128.
 
 Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
 :mod:`evaluation.metrics_report`); metrics exclude frame 0, the given edited first frame.
@@ -29,6 +34,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +92,13 @@ def parse_baselines(value: str) -> list[str]:
     return names
 
 
-def parse_guidance(spec: str | None) -> dict[str, float]:
-    """``"G"`` or ``"G,TASK=G,..."`` -> ``{"*": G, TASK: G, ...}`` (``{}`` for None).
+def parse_per_task(
+    spec: str | None, flag: str, valid: Callable[[float], bool], expected: str
+) -> dict[str, float]:
+    """``"V"`` or ``"V,TASK=V,..."`` -> ``{"*": V, TASK: V, ...}`` (``{}`` for None).
 
     ``*`` is the value for tasks not named; without a leading plain number, unnamed tasks use the
-    sampler's default.
+    export's default. Every value must pass ``valid`` (``expected`` says what it takes).
     """
     if spec is None:
         return {}
@@ -98,28 +106,38 @@ def parse_guidance(spec: str | None) -> dict[str, float]:
     for i, part in enumerate(p.strip() for p in spec.split(",")):
         task, sep, value = part.rpartition("=") if "=" in part else ("*", "", part)
         if not sep and i:
-            raise UsageError(f"--guidance {spec!r}: only the first entry may be a plain number")
+            raise UsageError(f"{flag} {spec!r}: only the first entry may be a plain number")
         if sep and task not in TASKS:
-            raise UsageError(
-                f"--guidance {spec!r}: unknown task {task!r}; valid: {', '.join(TASKS)}"
-            )
+            raise UsageError(f"{flag} {spec!r}: unknown task {task!r}; valid: {', '.join(TASKS)}")
         if task in out:
-            raise UsageError(f"--guidance {spec!r}: {task!r} is given twice")
+            raise UsageError(f"{flag} {spec!r}: {task!r} is given twice")
         try:
             out[task] = float(value)
         except ValueError:
-            raise UsageError(f"--guidance {spec!r}: {value!r} is not a number") from None
-        if not (math.isfinite(out[task]) and 0 < out[task] <= MAX_GUIDANCE):
-            raise UsageError(
-                f"--guidance {spec!r}: expected a positive finite scale up to {MAX_GUIDANCE:g}, "
-                f"got {value!r}"
-            )
+            raise UsageError(f"{flag} {spec!r}: {value!r} is not a number") from None
+        if not valid(out[task]):
+            raise UsageError(f"{flag} {spec!r}: expected {expected}, got {value!r}")
     return out
 
 
-def guidance_for(guidance: dict[str, float], task: str) -> float | None:
-    """The guidance of ``task`` under a :func:`parse_guidance` map (None: the sampler default)."""
-    return guidance.get(task, guidance.get("*"))
+def parse_guidance(spec: str | None) -> dict[str, float]:
+    """``--guidance``: ``"G"`` or ``"G,TASK=G,..."`` (see :func:`parse_per_task`)."""
+    return parse_per_task(
+        spec,
+        "--guidance",
+        lambda g: math.isfinite(g) and 0 < g <= MAX_GUIDANCE,
+        f"a positive finite scale up to {MAX_GUIDANCE:g}",
+    )
+
+
+def parse_mask_threshold(spec: str | None) -> dict[str, float]:
+    """``--mask-threshold``: ``"P"`` or ``"P,TASK=P,..."``, probabilities in (0, 1)."""
+    return parse_per_task(spec, "--mask-threshold", lambda t: 0 < t < 1, "a number in (0, 1)")
+
+
+def value_for(values: dict[str, float], task: str) -> float | None:
+    """The value of ``task`` under a :func:`parse_per_task` map (None: the export's default)."""
+    return values.get(task, values.get("*"))
 
 
 def _has_frames(folder: Path, T: int) -> bool:
@@ -151,7 +169,7 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
         desc=case.id,
         **{
             **options,
-            "guidance": guidance_for(options["guidance"], case.task),
+            "guidance": value_for(options["guidance"], case.task),
             "preserve": None if preserve is None else PreserveConfig(**preserve),
         },
     )
@@ -197,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="run this GenProp model on all cases")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", default=None, help="CFG scale G, or per task: G,tracking=G2,...")
+    p.add_argument(
+        "--mask-threshold",
+        default=None,
+        help="MPD probability scored as the edited region, P or per task: P,tracking=P2,... "
+        "(default: the export's)",
+    )
     p.add_argument("--injection-weight", type=float, default=None)
     add_preserve_flags(p)
     p.add_argument("--seed", type=int, default=0)
@@ -226,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         baselines = parse_baselines(args.baselines)
         methods = parse_methods(args.method, baselines)
         guidance = parse_guidance(args.guidance)
+        mask_thresholds = parse_mask_threshold(args.mask_threshold)
         check_sampling_flags(
             steps=args.steps, guidance=None, injection_weight=args.injection_weight
         )
@@ -259,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     case_tasks: dict[str, str] = {}
     not_applicable: dict[str, list[str]] = {}
     errors: list[str] = []
+    used_thresholds: dict[str, float] = {}
     for ref in tqdm(refs, desc="cases", unit="case", file=sys.stderr):
         try:
             case = load_case(ref)
@@ -268,17 +294,27 @@ def main(argv: list[str] | None = None) -> int:
         case_tasks[case.id] = case.task
         for name, folder in folders.items():
             try:
+                threshold = 0.5  # a mask PNG's midpoint, for methods that write binary masks
                 if name in baselines:
                     ensure_baseline(name, case, folder)
                 elif name == GENPROP_METHOD:
                     ensure_genprop(model, case, folder, options)
-                output, masks = load_method_output(folder, case)
+                    threshold = value_for(mask_thresholds, case.task) or (
+                        model.config.sampling.mask_threshold_for(case.task)
+                    )
+                    used_thresholds[case.task] = threshold
+                output, masks = load_method_output(folder, case, mask_threshold=threshold)
                 per_case[name][case.id] = score_case(case, output, masks, clip)
             except NotApplicableError:
                 if name not in not_applicable.setdefault(case.task, []):
                     not_applicable[case.task].append(name)
             except (CaseError, ValueError) as e:
                 errors.append(f"{name} on {case.id}: {e}")
+    if used_thresholds:
+        notes.append(
+            "GenProp's MPD masks count as the edited region where their probability reaches "
+            + ", ".join(f"{t:g} ({task})" for task, t in sorted(used_thresholds.items()))
+        )
     paths = write_report(
         args.out, per_case, case_tasks, not_applicable=not_applicable, errors=errors, notes=notes
     )

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +69,20 @@ def pick_per_task(runs: dict[float, dict[str, Any]]) -> dict[str, dict[str, Any]
     return best
 
 
+def per_task_spec(winners: dict[str, float], tie: Callable[[float], float] = float) -> str:
+    """``"V,TASK=V,..."``: the most common value first (ties: the lowest ``tie(V)``, by default
+    the lower value), then the exceptions."""
+    if not winners:
+        raise ValueError("no task has a headline metric in the sweep")
+    counts = Counter(winners.values())
+    default = min(counts, key=lambda v: (-counts[v], tie(v)))
+    parts = [f"{default:g}"] + [f"{t}={v:g}" for t, v in winners.items() if v != default]
+    return ",".join(parts)
+
+
 def guidance_spec(best: dict[str, dict[str, Any]]) -> str:
     """The ``genprop-eval --guidance`` spec: the most common winner, then the exceptions."""
-    if not best:
-        raise ValueError("no task has a headline metric in the sweep")
-    winners = [b["guidance"] for b in best.values()]
-    counts = Counter(winners)
-    default = min(counts, key=lambda g: (-counts[g], g))
-    parts = [f"{default:g}"] + [
-        f"{task}={b['guidance']:g}" for task, b in best.items() if b["guidance"] != default
-    ]
-    return ",".join(parts)
+    return per_task_spec({task: b["guidance"] for task, b in best.items()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,11 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.cases import CaseError, list_cases, load_case, load_method_output
+from evaluation.cases import (
+    CaseError,
+    list_cases,
+    load_case,
+    load_mask_probabilities,
+    load_method_output,
+)
 from evaluation.metrics_report import write_report
 from evaluation.scoring import score_case
 from genprop.preserve import PreserveConfig, keep_input_pixels
-from genprop.video_io import VideoReadError, list_frame_files, read_image
+from genprop.video_io import VideoReadError
 
 # The settable fields and their types, from the dataclass itself (mode is always "pixel").
 FIELD_TYPES = {k: v for k, v in typing.get_type_hints(PreserveConfig).items() if k != "mode"}
@@ -68,16 +74,6 @@ def parse_variant(spec: str) -> tuple[str, PreserveConfig]:
     return name, cfg
 
 
-def _soft_masks(folder: Path, frames: int) -> np.ndarray | None:
-    """``(T, H, W)`` float32 MPD probabilities from 8-bit PNGs, or None without the folder."""
-    if not folder.is_dir():
-        return None
-    files = list_frame_files(folder)[:frames]
-    if len(files) < frames:
-        raise CaseError(f"{folder}: {len(files)} mask frames, expected {frames}")
-    return np.stack([read_image(f, mode="L") for f in files]).astype(np.float32) / 255.0
-
-
 def sweep(
     cases: Path, outputs: Path, variants: dict[str, PreserveConfig]
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, str]]:
@@ -88,7 +84,7 @@ def sweep(
         case = load_case(ref)
         tasks[case.id] = case.task
         out, _ = load_method_output(outputs, case)
-        soft = _soft_masks(outputs / f"{case.id}_masks", len(out))
+        soft = load_mask_probabilities(outputs / f"{case.id}_masks", len(out))
         needs_mpd = [n for n, c in variants.items() if c.source != "change"]
         if soft is None and needs_mpd:
             raise CaseError(

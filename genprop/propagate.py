@@ -22,7 +22,7 @@ from genprop.mask_decoder import upsample_masks
 from genprop.model import GenPropModel
 from genprop.preserve import PreserveConfig, keep_input_pixels
 from genprop.sampler import sample_latents
-from genprop.sampling_options import check_sampling_options
+from genprop.sampling_options import check_mask_threshold, check_sampling_options
 from genprop.tasks import TASKS, task_index
 
 
@@ -33,10 +33,18 @@ class PropagationResult:
     Attributes:
         video: (T, H, W, 3) uint8, the edited video at the input size.
         masks: (T, H, W) float32 in [0, 1], the MPD's predicted edit masks at the input size.
+        mask_threshold: the probability above which :attr:`masks` count as edited
+            (:attr:`regions`).
     """
 
     video: np.ndarray
     masks: np.ndarray
+    mask_threshold: float = 0.5
+
+    @property
+    def regions(self) -> np.ndarray:
+        """(T, H, W) bool, the predicted edited region: :attr:`masks` ≥ :attr:`mask_threshold`."""
+        return self.masks >= self.mask_threshold
 
 
 def _to_model(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -81,6 +89,7 @@ def propagate(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     preserve: PreserveConfig | None = None,
+    mask_threshold: float | None = None,
 ) -> PropagationResult:
     """Generate the edited video.
 
@@ -98,6 +107,8 @@ def propagate(
         progress: Called as ``progress(done_steps, total_steps)`` over all chunks.
         preserve: How the unedited region is kept (:mod:`genprop.preserve`; None: the model's
             ``config.sampling.preserve``).
+        mask_threshold: Probability in (0, 1) above which the MPD's mask is the edited region
+            (:attr:`PropagationResult.regions`; None: ``config.sampling.mask_threshold_for(task)``).
 
     Returns:
         :class:`PropagationResult` at the input size and length.
@@ -113,7 +124,10 @@ def propagate(
     guidance = defaults.guidance_for(task_name) if guidance is None else guidance
     injection_weight = defaults.injection_weight if injection_weight is None else injection_weight
     preserve = defaults.preserve if preserve is None else preserve
+    if mask_threshold is None:
+        mask_threshold = defaults.mask_threshold_for(task_name)
     check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
+    check_mask_threshold(mask_threshold)
     preserve.check()
     num_frames, total = cfg.num_frames, video.shape[0]
     in_size, model_size = video.shape[1:3], (cfg.height, cfg.width)
@@ -176,4 +190,4 @@ def propagate(
         fixed = task_name in preserve.fixed_region_tasks
         result = keep_input_pixels(result, video, masks, preserve, fixed=fixed)
     masks_np = masks.cpu().numpy().astype(np.float32)
-    return PropagationResult(video=result, masks=masks_np)
+    return PropagationResult(video=result, masks=masks_np, mask_threshold=float(mask_threshold))

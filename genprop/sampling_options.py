@@ -35,6 +35,17 @@ def check_sampling_options(*, steps: int, guidance: float, injection_weight: flo
             raise ValueError(f"{name}: expected a finite number in [0, {high:g}], got {value!r}")
 
 
+def check_mask_threshold(value: float, name: str = "mask_threshold") -> None:
+    """An MPD mask threshold is a probability strictly between 0 and 1.
+
+    Raises:
+        ValueError: ``"<name>: expected a number in (0, 1), got ..."``.
+    """
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    if not (number and 0.0 < value < 1.0):
+        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}")
+
+
 @dataclass
 class SamplingConfig:
     """Sampling defaults an export carries: ``propagate`` and the CLIs use them unless told
@@ -47,20 +58,30 @@ class SamplingConfig:
     task_guidance: dict[str, float] = field(default_factory=dict)
     injection_weight: float = 1.0
     preserve: PreserveConfig = field(default_factory=PreserveConfig)
+    # The MPD's probability above which a pixel is in the predicted edited region
+    # (:attr:`genprop.propagate.PropagationResult.regions`), and per-task values overriding it,
+    # chosen on validation cases (``python -m evaluation.mask_threshold``).
+    mask_threshold: float = 0.5
+    task_mask_threshold: dict[str, float] = field(default_factory=dict)
 
     def guidance_for(self, task: str) -> float:
         """The guidance scale of ``task``."""
         return float(self.task_guidance.get(task, self.guidance))
 
+    def mask_threshold_for(self, task: str) -> float:
+        """The MPD mask threshold of ``task``."""
+        return float(self.task_mask_threshold.get(task, self.mask_threshold))
+
     def check(self, where: str = "sampling") -> None:
         """Raise ValueError naming the field when a value is out of range."""
-        if not isinstance(self.task_guidance, dict):
-            raise ValueError(
-                f"{where}.task_guidance: expected an object, got {self.task_guidance!r}"
-            )
+        for name in ("task_guidance", "task_mask_threshold"):
+            per_task = getattr(self, name)
+            if not isinstance(per_task, dict):
+                raise ValueError(f"{where}.{name}: expected an object, got {per_task!r}")
+            unknown = [task for task in per_task if task not in TASKS]
+            if unknown:
+                raise ValueError(f"{where}.{name}: unknown task {unknown[0]!r} (one of {TASKS})")
         for task, g in self.task_guidance.items():
-            if task not in TASKS:
-                raise ValueError(f"{where}.task_guidance: unknown task {task!r} (one of {TASKS})")
             try:
                 check_sampling_options(steps=1, guidance=g, injection_weight=1.0)
             except ValueError as err:
@@ -71,6 +92,9 @@ class SamplingConfig:
             )
         except ValueError as err:
             raise ValueError(f"{where}.{err}") from None
+        check_mask_threshold(self.mask_threshold, f"{where}.mask_threshold")
+        for task, value in self.task_mask_threshold.items():
+            check_mask_threshold(value, f"{where}.task_mask_threshold.{task}")
         self.preserve.check(f"{where}.preserve")
 
     @classmethod

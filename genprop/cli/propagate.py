@@ -3,12 +3,15 @@
 ```
 genprop-propagate --model DIR --video IN.mp4|FRAMES_DIR --first-frame EDIT.png --task removal \
     --out OUT.mp4|OUT_DIR [--prompt TEXT] [--steps N] [--guidance G] [--injection-weight W] \
-    [--masks-out DIR] [--seed S] [--device cpu|cuda] [--max-frames N]
+    [--masks-out DIR] [--regions-out DIR [--mask-threshold P]] [--seed S] [--device cpu|cuda] \
+    [--max-frames N]
 ```
 The output has the input's size, length (or ``--max-frames``) and frame rate; ``--out`` ending in
 ``.mp4`` writes H.264, anything without a suffix a folder of PNG frames. ``--masks-out`` writes the
-Mask Prediction Decoder's edit masks as 0..255 PNGs. Bad input exits with code 2 and one line
-naming the file and the fix.
+Mask Prediction Decoder's edit probabilities as 0..255 PNGs; ``--regions-out`` the edited region
+they predict, 0/255 PNGs: the pixels whose probability reaches ``--mask-threshold`` (default: the
+export's threshold for the task, ``config.json``'s ``sampling.task_mask_threshold``). Bad input
+exits with code 2 and one line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from genprop.cli.usage import (
     check_sampling_flags,
     preserve_from_args,
 )
+from genprop.sampling_options import check_mask_threshold
 from genprop.tasks import TASKS, TRACKING_PROMPT
 from genprop.video_io import (
     VideoReadError,
@@ -163,7 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="sampling steps per chunk")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--injection-weight", type=float, default=None, help="SCE injection scale 0..1")
-    p.add_argument("--masks-out", type=Path, default=None, help="folder for predicted masks")
+    p.add_argument("--masks-out", type=Path, default=None, help="folder for MPD probabilities")
+    p.add_argument("--regions-out", type=Path, default=None, help="folder for edited regions")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=None,
+        help="probability in (0, 1) above which a pixel is in the edited region (default: the "
+        "export's for the task)",
+    )
     add_preserve_flags(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -191,8 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         task = check_task(args.task)
         check_output_path(args.out)
-        if args.masks_out is not None and args.masks_out.exists() and not args.masks_out.is_dir():
-            raise UsageError(f"{args.masks_out}: --masks-out must be a folder, but it is a file")
+        for flag, folder in (("--masks-out", args.masks_out), ("--regions-out", args.regions_out)):
+            if folder is not None and folder.exists() and not folder.is_dir():
+                raise UsageError(f"{folder}: {flag} must be a folder, but it is a file")
+        if args.mask_threshold is not None:
+            try:
+                check_mask_threshold(args.mask_threshold, "--mask-threshold")
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         if args.max_frames is not None and args.max_frames < 1:
             raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
         check_sampling_flags(
@@ -212,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             injection_weight=args.injection_weight,
             seed=args.seed,
             preserve=preserve,
+            mask_threshold=args.mask_threshold,
         )
-        out = write_result(args.out, args.masks_out, result, fps)
+        out = write_result(
+            args.out, result, fps, masks_out=args.masks_out, regions_out=args.regions_out
+        )
     except (UsageError, ValueError) as e:  # ValueError: input the model cannot take
         print(f"genprop-propagate: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -222,21 +243,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.masks_out is not None:
         print(f"wrote masks to {args.masks_out}")
+    if args.regions_out is not None:
+        print(f"wrote regions (threshold {result.mask_threshold:g}) to {args.regions_out}")
     return 0
 
 
-def write_result(out: Path, masks_out: Path | None, result: Any, fps: float) -> Path:
-    """Write the video (and masks); an unwritable path is a :class:`UsageError`."""
+def write_result(
+    out: Path,
+    result: Any,
+    fps: float,
+    *,
+    masks_out: Path | None = None,
+    regions_out: Path | None = None,
+) -> Path:
+    """Write the video (and masks, regions); an unwritable path is a :class:`UsageError`."""
     try:
         written = write_output(out, result.video, fps)
     except OSError as e:
         raise UsageError(f"{out}: cannot write the output ({e.strerror or e}); check --out") from e
-    if masks_out is not None:
+    for flag, folder, masks in (
+        ("--masks-out", masks_out, result.masks),
+        ("--regions-out", regions_out, result.regions),
+    ):
+        if folder is None:
+            continue
         try:
-            write_mask_dir(masks_out, result.masks)
+            write_mask_dir(folder, masks)
         except OSError as e:
             raise UsageError(
-                f"{masks_out}: cannot write the masks ({e.strerror or e}); check --masks-out"
+                f"{folder}: cannot write the masks ({e.strerror or e}); check {flag}"
             ) from e
     return written
 

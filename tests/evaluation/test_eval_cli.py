@@ -131,15 +131,15 @@ def test_eval_runs_a_genprop_model(cases: Path, tmp_path: Path) -> None:
 
 
 def test_guidance_spec_parses_per_task_values_and_rejects_bad_ones() -> None:
-    from evaluation.cli import guidance_for, parse_guidance
+    from evaluation.cli import parse_guidance, value_for
     from genprop.cli.propagate import UsageError
 
     g = parse_guidance("5, tracking=8,outpainting=3")
     assert g == {"*": 5.0, "tracking": 8.0, "outpainting": 3.0}
-    assert guidance_for(g, "tracking") == 8.0 and guidance_for(g, "removal") == 5.0
+    assert value_for(g, "tracking") == 8.0 and value_for(g, "removal") == 5.0
     only = parse_guidance("tracking=8")
-    assert guidance_for(only, "tracking") == 8.0 and guidance_for(only, "edit") is None
-    assert parse_guidance(None) == {} and guidance_for({}, "edit") is None
+    assert value_for(only, "tracking") == 8.0 and value_for(only, "edit") is None
+    assert parse_guidance(None) == {} and value_for({}, "edit") is None
     for bad, why in [
         ("5,tracking=8,6", "first entry"),
         ("5,trakcing=8", "unknown task 'trakcing'"),
@@ -174,3 +174,37 @@ def test_eval_samples_each_task_at_its_own_guidance(
     assert run["options"]["guidance"] == {"*": 2.0, "tracking": 4.0}
     assert main([*argv, "--guidance", "2,trakcing=4"]) == 2
     assert "unknown task 'trakcing'" in capsys.readouterr().err
+
+
+def test_mpd_masks_are_scored_at_the_exports_threshold_per_task(
+    cases: Path, tmp_path: Path, capsys
+) -> None:
+    torch.manual_seed(0)
+    model = GenPropModel.from_config(preset("cpu_test"))
+    model.config.sampling.task_mask_threshold = {"tracking": 0.3}  # 0.5 for the other tasks
+    model.save_pretrained(tmp_path / "model")
+    base = ["--cases", str(cases), "--model", str(tmp_path / "model"), "--steps", "1"]
+    argv = [*base, "--baselines", "none", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    # Every saved MPD probability becomes 100/255 (0.39): above tracking's 0.3, below 0.5.
+    for ref in list_cases(cases):
+        write_mask_dir(
+            tmp_path / "r" / "genprop" / f"{ref.id}_masks", np.full((4, 32, 32), 100, np.uint8)
+        )
+
+    def mpd_j(*extra: str) -> dict[str, float]:
+        assert main([*argv, *extra]) == 0  # outputs reused: the threshold is not a new run
+        data = json.loads((tmp_path / "r" / "metrics.json").read_text())
+        avg = {t: data["averages"][t]["genprop"] for t in ("tracking", "removal")}
+        return {"tracking": avg["tracking"]["MPD_J_obj"], "removal": avg["removal"]["MPD_J_edit"]}
+
+    default = mpd_j()
+    assert default["tracking"] > 0 and default["removal"] == 0.0
+    notes = json.loads((tmp_path / "r" / "metrics.json").read_text())["notes"]
+    assert any("0.3 (tracking)" in n and "0.5 (removal)" in n for n in notes)
+    both = mpd_j("--mask-threshold", "0.35")
+    assert both["tracking"] == default["tracking"] and both["removal"] > 0
+    assert mpd_j("--mask-threshold", "0.35,tracking=0.45")["tracking"] == 0.0
+    capsys.readouterr()
+    assert main([*argv, "--mask-threshold", "1.2"]) == 2
+    assert "--mask-threshold '1.2': expected a number in (0, 1)" in capsys.readouterr().err

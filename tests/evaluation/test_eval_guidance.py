@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.cli import guidance_for, parse_guidance
+from evaluation.cli import parse_guidance, value_for
 from evaluation.guidance import guidance_spec, main, pick_per_task, read_sweep_run
 
 
@@ -41,7 +41,7 @@ def test_each_task_gets_the_scale_with_its_best_headline_metric() -> None:
     spec = guidance_spec(best)
     assert spec == "3,removal=5,tracking=8"
     g = parse_guidance(spec)  # the spec is what genprop-eval --guidance accepts
-    assert [guidance_for(g, t) for t in ("removal", "tracking", "outpainting", "edit")] == [
+    assert [value_for(g, t) for t in ("removal", "tracking", "outpainting", "edit")] == [
         5.0,
         8.0,
         3.0,

@@ -350,6 +350,8 @@ def test_propagate_uses_the_exports_sampling_defaults(
         guidance=3.0,
         task_guidance={"tracking": 12.0},
         preserve=PreserveConfig(mode="latent", dilate=2, blur=0.5),
+        mask_threshold=0.4,
+        task_mask_threshold={"tracking": 0.1},
     )
     model.save_pretrained(tmp_path / "export")
     loaded = GenPropModel.from_pretrained(tmp_path / "export").eval()
@@ -363,12 +365,17 @@ def test_propagate_uses_the_exports_sampling_defaults(
 
     monkeypatch.setattr(propagate_module, "sample_latents", spy)
     video = _video(loaded.config, frames=loaded.config.num_frames)  # one chunk per call
-    propagate(loaded, video, video[0], "tracking")
-    propagate(loaded, video, video[0], "removal")
-    propagate(loaded, video, video[0], "removal", guidance=1.0, steps=1)
+    results = [
+        propagate(loaded, video, video[0], "tracking"),
+        propagate(loaded, video, video[0], "removal"),
+        propagate(loaded, video, video[0], "removal", guidance=1.0, steps=1, mask_threshold=0.7),
+    ]
     assert [s["guidance"] for s in seen] == [12.0, 3.0, 1.0]
     assert [s["steps"] for s in seen] == [2, 2, 1]
     assert seen[0]["preserve"] == PreserveConfig(mode="latent", dilate=2, blur=0.5)
+    assert [r.mask_threshold for r in results] == [0.1, 0.4, 0.7]
+    for r in results:
+        np.testing.assert_array_equal(r.regions, r.masks >= r.mask_threshold)
 
 
 @pytest.mark.parametrize(
@@ -379,6 +386,10 @@ def test_propagate_uses_the_exports_sampling_defaults(
         ({"preserve": {"blur": float("nan")}}, "sampling.preserve.blur"),
         ({"task_guidance": {"painting": 2.0}}, "sampling.task_guidance"),
         ({"task_guidance": {"edit": float("inf")}}, "sampling.task_guidance.edit"),
+        ({"mask_threshold": 1.0}, "sampling.mask_threshold"),
+        ({"task_mask_threshold": {"painting": 0.2}}, "sampling.task_mask_threshold"),
+        ({"task_mask_threshold": {"edit": float("nan")}}, "sampling.task_mask_threshold.edit"),
+        ({"task_mask_threshold": {"edit": 0}}, "sampling.task_mask_threshold.edit"),
         ({"steps": 0}, "sampling.steps"),
     ],
 )

@@ -94,6 +94,41 @@ def test_real_run_mp4_out_with_masks(inputs) -> None:
     assert read_mask_dir(masks).shape == (5, 32, 32)
 
 
+def _mask_pngs(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(f)) for f in sorted(folder.glob("*.png"))])
+
+
+def test_regions_are_the_probabilities_at_the_threshold(inputs, capsys) -> None:
+    masks, regions = inputs["dir"] / "masks", inputs["dir"] / "regions"
+    over = {"--masks-out": masks, "--regions-out": regions, "--mask-threshold": 0.45}
+    assert main(_args(inputs, **over)) == 0
+    assert "threshold 0.45" in capsys.readouterr().out
+    probs, kept = _mask_pngs(masks) / 255.0, _mask_pngs(regions)
+    assert set(np.unique(kept)) <= {0, 255}
+    # The PNG probabilities are rounded to 1/255: compare away from the threshold.
+    clear = np.abs(probs - 0.45) > 1 / 255
+    assert clear.mean() > 0.5
+    np.testing.assert_array_equal((kept == 255)[clear], (probs >= 0.45)[clear])
+
+
+def test_regions_default_to_the_exports_threshold_for_the_task(inputs, capsys) -> None:
+    model = GenPropModel.from_pretrained(inputs["model"])
+    model.config.sampling.task_mask_threshold = {"removal": 0.3}
+    model.save_pretrained(inputs["model"])
+    argv = _args(inputs, **{"--regions-out": inputs["dir"] / "regions", "--max-frames": 3})
+    assert main(argv) == 0
+    assert "(threshold 0.3)" in capsys.readouterr().out
+    argv = _args(inputs, **{"--regions-out": inputs["dir"] / "r2", "--task": "edit"})
+    assert main([*argv, "--max-frames", "3"]) == 0
+    assert "(threshold 0.5)" in capsys.readouterr().out  # edit: the export's mask_threshold
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5", "nan"])
+def test_bad_mask_threshold_is_one_line(inputs, capsys, bad: str) -> None:
+    err = _error(capsys, _args(inputs, **{"--mask-threshold": bad}))
+    assert "--mask-threshold" in err and "(0, 1)" in err and bad in err
+
+
 def test_real_run_frames_out_first_frame_is_the_edit(inputs) -> None:
     out_dir = inputs["dir"] / "out_frames"
     assert main(_args(inputs, **{"--out": out_dir, "--task": "tracking", "--max-frames": 3})) == 0

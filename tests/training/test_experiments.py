@@ -152,6 +152,13 @@ def test_demo_export_carries_the_sampling_defaults_chosen_on_validation(compose_
         dilate=1,
         blur=1.0,
     )
+    assert sampling.mask_threshold == 0.4
+    assert sampling.task_mask_threshold == {
+        "insertion": 0.05,
+        "edit": 0.15,
+        "tracking": 0.1,
+        "outpainting": 0.35,
+    }
 
 
 @pytest.mark.parametrize("cluster", ["slurm", "slurm_multinode"])
