@@ -169,6 +169,17 @@ def _overrides(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``genprop-plan`` (the overrides of ``genprop-train``)."""
     args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        return 0
+    flags = [a for a in args if a.startswith("-") and "=" not in a]
+    if flags:
+        print(
+            f"genprop-plan: unknown option {flags[0]}; it takes genprop-train's overrides "
+            "(KEY=VALUE), see genprop-plan --help",
+            file=sys.stderr,
+        )
+        return 2
     register_resolvers()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):

@@ -54,3 +54,13 @@ def test_bad_override_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str])
     assert main(["model.net.preset_name=nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("genprop-plan:") and "nope" in err[0]
+
+
+def test_help_prints_the_usage_and_other_flags_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--help"]) == 0
+    assert "genprop-plan experiment=wan_paper" in capsys.readouterr().out
+    assert main(["experiment=demo_genprop", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--dry-run" in err and "KEY=VALUE" in err
