@@ -158,11 +158,10 @@ def load_case(ref: CaseRef) -> EvalCase:
     )
 
 
-def load_method_output(
-    out_dir: str | Path, case: EvalCase, *, mask_threshold: float = 0.5
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A method's ``(T, H, W, 3)`` output for ``case`` and its optional ``(T, H, W)`` bool masks
-    (a mask PNG's pixel is inside when it reaches ``mask_threshold`` of 255).
+def load_method_output(out_dir: str | Path, case: EvalCase) -> tuple[np.ndarray, np.ndarray | None]:
+    """A method's ``(T, H, W, 3)`` output for ``case`` and its optional ``(T, H, W)`` float32 mask
+    values in [0, 1] (``<id>_masks/``, 8-bit PNGs: a method's binary masks, or GenProp's MPD
+    probabilities); the caller thresholds them (0.5: a PNG value of 128 and above).
 
     Extra frames beyond the case's length are ignored; fewer frames or another size is an error.
     """
@@ -184,21 +183,17 @@ def load_method_output(
             f"{src}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
             f"expected {T} frames of {W}x{H}"
         )
-    masks = None
     mask_dir = out_dir / f"{case.id}_masks"
-    if mask_dir.is_dir():
-        try:
-            masks = read_mask_dir(mask_dir, max_frames=T, threshold=mask_threshold)
-        except VideoReadError as e:
-            raise CaseError(str(e)) from e
-        if masks.shape != (T, H, W):
-            raise CaseError(f"{mask_dir}: masks of shape {masks.shape}, expected {(T, H, W)}")
+    masks = load_mask_probabilities(mask_dir, T)
+    if masks is not None and masks.shape != (T, H, W):
+        raise CaseError(f"{mask_dir}: masks of shape {masks.shape}, expected {(T, H, W)}")
     return video, masks
 
 
 def load_mask_probabilities(folder: str | Path, frames: int) -> np.ndarray | None:
-    """``(T, H, W)`` float32 MPD probabilities from a folder of 8-bit PNGs (``genprop-eval``'s
-    ``<id>_masks/``), or None without the folder."""
+    """``(T, H, W)`` float32 values in [0, 1] from the first ``frames`` 8-bit PNGs of a mask
+    folder (``genprop-eval`` writes GenProp's MPD probabilities to ``<id>_masks/``), or None
+    without the folder."""
     folder = Path(folder)
     if not folder.is_dir():
         return None

@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                         model.config.sampling.mask_threshold_for(case.task)
                     )
                     used_thresholds[case.task] = threshold
-                output, masks = load_method_output(folder, case, mask_threshold=threshold)
+                output, values = load_method_output(folder, case)
+                masks = None if values is None else values >= threshold
                 per_case[name][case.id] = score_case(case, output, masks, clip)
             except NotApplicableError:
                 if name not in not_applicable.setdefault(case.task, []):

@@ -69,13 +69,17 @@ def pick_per_task(runs: dict[float, dict[str, Any]]) -> dict[str, dict[str, Any]
     return best
 
 
-def per_task_spec(winners: dict[str, float], tie: Callable[[float], float] = float) -> str:
-    """``"V,TASK=V,..."``: the most common value first (ties: the lowest ``tie(V)``, by default
-    the lower value), then the exceptions."""
+def most_common(winners: dict[str, float], tie: Callable[[float], float] = float) -> float:
+    """The value most tasks won with (ties: the lowest ``tie(V)``, by default the lower value)."""
     if not winners:
         raise ValueError("no task has a headline metric in the sweep")
     counts = Counter(winners.values())
-    default = min(counts, key=lambda v: (-counts[v], tie(v)))
+    return min(counts, key=lambda v: (-counts[v], tie(v)))
+
+
+def per_task_spec(winners: dict[str, float], tie: Callable[[float], float] = float) -> str:
+    """``"V,TASK=V,..."``: the :func:`most_common` value first, then the exceptions."""
+    default = most_common(winners, tie)
     parts = [f"{default:g}"] + [f"{t}={v:g}" for t, v in winners.items() if v != default]
     return ",".join(parts)
 

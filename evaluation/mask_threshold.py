@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.cases import CaseError, EvalCase, list_cases, load_case, load_mask_probabilities
-from evaluation.guidance import per_task_spec
+from evaluation.guidance import most_common, per_task_spec
 from evaluation.metrics import region_j
 
 GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
@@ -76,8 +76,13 @@ def pick(table: dict[str, Any]) -> dict[str, float]:
         values = {t: v for t, v in e["values"].items() if not math.isnan(v)}
         if values:
             top = max(values.values())
-            best[task] = min((t for t, v in values.items() if v == top), key=lambda t: abs(t - 0.5))
+            best[task] = min((t for t, v in values.items() if v == top), key=_nearest_half)
     return best
+
+
+def _nearest_half(threshold: float) -> float:
+    """Tie-break key: a threshold nearer 0.5 departs less from the plain reading of a mask."""
+    return abs(threshold - 0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     except CaseError as e:
         raise SystemExit(f"python -m evaluation.mask_threshold: error: {e}") from None
     best = pick(table)
-    spec = per_task_spec(best, tie=lambda t: abs(t - 0.5))
-    default = float(spec.split(",")[0])
+    spec = per_task_spec(best, tie=_nearest_half)
+    default = most_common(best, tie=_nearest_half)
     print("| task | metric | cases | " + " | ".join(f"{t:g}" for t in GRID) + " | best |")
     print("|---|---|---|" + "---|" * (len(GRID) + 1))
     for task, e in table.items():

@@ -30,7 +30,6 @@ from evaluation.cases import (
     CaseError,
     list_cases,
     load_case,
-    load_mask_probabilities,
     load_method_output,
 )
 from evaluation.metrics_report import write_report
@@ -80,23 +79,23 @@ def sweep(
     """Score the saved outputs (``off``) and each variant's composite on every case."""
     per_case: dict[str, dict[str, dict[str, float]]] = {"off": {}, **{n: {} for n in variants}}
     tasks: dict[str, str] = {}
+    needs_mpd = [n for n, c in variants.items() if c.source != "change"]
     for ref in list_cases(cases):
         case = load_case(ref)
         tasks[case.id] = case.task
-        out, _ = load_method_output(outputs, case)
-        soft = load_mask_probabilities(outputs / f"{case.id}_masks", len(out))
-        needs_mpd = [n for n, c in variants.items() if c.source != "change"]
+        out, soft = load_method_output(outputs, case)
         if soft is None and needs_mpd:
             raise CaseError(
                 f"{outputs / (case.id + '_masks')}: missing; variants {needs_mpd} read the MPD "
                 "masks (genprop-eval saves them)"
             )
         mask = np.zeros(out.shape[:3], np.float32) if soft is None else soft
-        per_case["off"][case.id] = score_case(case, out, mask >= 0.5)
+        region = mask >= 0.5  # the MPD's region is the same for every variant
+        per_case["off"][case.id] = score_case(case, out, region)
         for name, cfg in variants.items():
             fixed = case.task in cfg.fixed_region_tasks
             kept = keep_input_pixels(out, case.input, torch.from_numpy(mask), cfg, fixed=fixed)
-            per_case[name][case.id] = score_case(case, kept, mask >= 0.5)
+            per_case[name][case.id] = score_case(case, kept, region)
     if not tasks:
         raise CaseError(f"{cases}: no cases")
     return per_case, tasks

@@ -231,13 +231,10 @@ def write_mask_dir(folder: str | Path, masks: np.ndarray) -> Path:
     return write_frames_dir(folder, masks)
 
 
-def read_mask_dir(
-    folder: str | Path, *, max_frames: int | None = None, threshold: float = 0.5
-) -> np.ndarray:
-    """``(T, H, W)`` bool masks from a folder of L/RGB PNGs: a pixel is inside when its value
-    reaches ``threshold`` of 255 (0.5: 128 and above)."""
+def read_mask_dir(folder: str | Path, *, max_frames: int | None = None) -> np.ndarray:
+    """``(T, H, W)`` bool masks from a folder of L/RGB PNGs (pixel >= 128 is inside)."""
     files = list_frame_files(folder)[:max_frames]
-    return np.stack([read_image(f, mode="L") >= threshold * 255.0 for f in files])
+    return np.stack([read_image(f, mode="L") >= 128 for f in files])
 
 
 def write_output(path: str | Path, frames: np.ndarray, fps: float, *, codec: str = "h264") -> Path:
