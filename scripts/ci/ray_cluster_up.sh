@@ -29,23 +29,37 @@ agent_flags() { python "$ROOT/scripts/ray/free_ports.py" --agent-flags; }
 COMMON=(--num-cpus="$CPUS_PER_NODE" --min-worker-port=0 --max-worker-port=0 --block
         --disable-usage-stats)
 
-start_worker() {  # start_worker ADDRESS: the second raylet, joined to the head
+source "$ROOT/scripts/ray/start_nodes.sh"  # ray_start_nodes: a node that exits while starting is launched again
+launch_head() {  # fresh ports on every attempt
+  local gcs client dash
+  read -r gcs client dash <<<"$(python "$ROOT/scripts/ray/free_ports.py" 3)"
+  RAY_CLUSTER_ADDRESS=127.0.0.1:$gcs
   # shellcheck disable=SC2046  # the flags are meant to split
-  setsid ray start --address="$1" --node-ip-address=127.0.0.1 $(agent_flags) \
-    --temp-dir="$STATE/worker" "${COMMON[@]}" >"$STATE/worker.log" 2>&1 </dev/null &
-  echo $! >"$STATE/worker.pid"
-  "$ROOT/scripts/ray/wait_for_nodes.sh" "$1" 2 180 "$!" || {
-    tail -20 "$STATE/worker.log" >&2; exit 1; }
+  setsid ray start --head --node-ip-address=127.0.0.1 --port="$gcs" \
+    --ray-client-server-port="$client" --include-dashboard=false --dashboard-port="$dash" \
+    $(agent_flags) --temp-dir="$STATE/head" "${COMMON[@]}" >>"$STATE/head.log" 2>&1 </dev/null &
+  RAY_NODE_PID=$!
+  echo "$RAY_NODE_PID" >"$STATE/head.pid"
+}
+launch_worker() {  # the second raylet, joined to the head
+  # shellcheck disable=SC2046
+  setsid ray start --address="$RAY_CLUSTER_ADDRESS" --node-ip-address=127.0.0.1 $(agent_flags) \
+    --temp-dir="$STATE/worker" "${COMMON[@]}" >>"$STATE/worker.log" 2>&1 </dev/null &
+  RAY_NODE_PID=$!
+  echo "$RAY_NODE_PID" >"$STATE/worker.pid"
+}
+start_worker() {
+  ray_start_nodes 2 launch_worker worker || { tail -20 "$STATE/worker.log" >&2; exit 1; }
 }
 
 if alive "$STATE/head.pid" && [ -s "$STATE/address" ]; then
-  ADDRESS=$(cat "$STATE/address")
+  RAY_CLUSTER_ADDRESS=$(cat "$STATE/address")
   if alive "$STATE/worker.pid"; then
-    echo "ray_cluster_up.sh: already up at $ADDRESS"
+    echo "ray_cluster_up.sh: already up at $RAY_CLUSTER_ADDRESS"
   else  # the worker node died (or was killed by a test): start it again
     export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$STATE/auth_token
-    start_worker "$ADDRESS"
-    echo "ray_cluster_up.sh: worker node restarted at $ADDRESS"
+    start_worker
+    echo "ray_cluster_up.sh: worker node restarted at $RAY_CLUSTER_ADDRESS"
   fi
   exit 0
 fi
@@ -57,16 +71,8 @@ python -c 'import secrets; print(secrets.token_hex(32))' >"$STATE/auth_token"
 umask 022
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$STATE/auth_token
 
-read -r GCS CLIENT DASH <<<"$(python "$ROOT/scripts/ray/free_ports.py" 3)"
-ADDRESS=127.0.0.1:$GCS
-# shellcheck disable=SC2046
-setsid ray start --head --node-ip-address=127.0.0.1 --port="$GCS" \
-  --ray-client-server-port="$CLIENT" --include-dashboard=false --dashboard-port="$DASH" \
-  $(agent_flags) --temp-dir="$STATE/head" "${COMMON[@]}" >"$STATE/head.log" 2>&1 </dev/null &
-echo $! >"$STATE/head.pid"
-"$ROOT/scripts/ray/wait_for_nodes.sh" "$ADDRESS" 1 180 "$!" || {
-  tail -20 "$STATE/head.log" >&2; exit 1; }
-start_worker "$ADDRESS"
+ray_start_nodes 1 launch_head head || { tail -20 "$STATE/head.log" >&2; exit 1; }
+start_worker
 
-echo "$ADDRESS" >"$STATE/address"  # written last: the cluster is up
-echo "ray_cluster_up.sh: 2 raylets at $ADDRESS (state in $STATE)"
+echo "$RAY_CLUSTER_ADDRESS" >"$STATE/address"  # written last: the cluster is up
+echo "ray_cluster_up.sh: 2 raylets at $RAY_CLUSTER_ADDRESS (state in $STATE)"
