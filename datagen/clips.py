@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from datagen.recipes.base import SkipSample
-from datagen.record import Clip, VideoRecord
+from datagen.record import Clip, SkipSample, VideoRecord
 
 
 def clip_starts(record: VideoRecord, *, frames: int, stride: int) -> list[int]:

@@ -48,8 +48,7 @@ from datagen.jobs import (
     write_jsonl,
 )
 from datagen.plan import ShardPlan, make_plan
-from datagen.recipes.base import SKIP_KINDS
-from datagen.record import DatasetError
+from datagen.record import SKIP_KINDS, DatasetError
 from datagen.schema import SCHEMA_VERSION
 from datagen.shard_task import (
     JobSpec,

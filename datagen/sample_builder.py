@@ -73,7 +73,7 @@ class BuildResult:
         errors: ``{"video", "reason", "sample", "kind"}`` per failed attempt; ``kind`` is
             ``"bad_video"``, ``"build_error"`` (unexpected exception) or ``"encode_error"``.
         skips: ``{"video", "reason", "sample", "kind"}`` per skipped attempt (``kind``: a key
-            of :data:`datagen.recipes.base.SKIP_KINDS`).
+            of :data:`datagen.record.SKIP_KINDS`).
     """
 
     sample: Sample | None

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from datagen.recipes.base import Recipe, RecipeOutput, SkipSample
+from datagen.recipes.base import Recipe, RecipeOutput
 from datagen.recipes.border_fill import BorderFill
 from datagen.recipes.color_fill import ColorFill
 from datagen.recipes.copy_paste import CopyPaste
 from datagen.recipes.mask_fill import MaskFill
+from datagen.record import SkipSample
 
 __all__ = [
     "BorderFill",

@@ -12,30 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from datagen.record import Clip
-
-# Skip kinds: the run summary counts skips per kind (see ``SKIP_KINDS`` for their wording).
-SKIP_KINDS = {
-    "clip_longer_than_video": "clip longer than the video",
-    "too_few_annotated_frames": "too few consecutive annotated frames for a clip",
-    "object_absent": "object absent from the first frame of every clip",
-    "no_objects": "video has no usable object",
-    "area_out_of_range": "object area outside filters.min_area..max_area",
-    "recipe": "recipe could not apply to the clip",
-}
-
-
-class SkipSample(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """This sample cannot be built from this clip (instance absent, area out of range, ...).
-
-    Args:
-        message: what went wrong, for ``errors.jsonl``.
-        kind: a key of :data:`SKIP_KINDS`, for the per-reason counts of the run summary.
-    """
-
-    def __init__(self, message: str, kind: str = "recipe") -> None:
-        super().__init__(message)
-        self.kind = kind if kind in SKIP_KINDS else "recipe"
+from datagen.record import Clip, SkipSample
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from datagen.recipes.base import RecipeOutput, SkipSample, require_first_frame
-from datagen.record import Clip
+from datagen.recipes.base import RecipeOutput, require_first_frame
+from datagen.record import Clip, SkipSample
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (255, 0, 0),

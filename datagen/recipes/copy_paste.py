@@ -14,8 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from datagen.recipes.base import RecipeOutput, SkipSample, require_first_frame
-from datagen.record import Clip
+from datagen.recipes.base import RecipeOutput, require_first_frame
+from datagen.record import Clip, SkipSample
 
 
 class CopyPaste:
