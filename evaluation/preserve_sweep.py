@@ -26,12 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.cases import (
-    CaseError,
-    list_cases,
-    load_case,
-    load_method_output,
-)
+from evaluation.cases import CaseError, list_cases, load_case, load_method_output
 from evaluation.metrics_report import write_report
 from evaluation.scoring import score_case
 from genprop.preserve import PreserveConfig, keep_input_pixels

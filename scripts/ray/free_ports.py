@@ -4,7 +4,8 @@
     python scripts/ray/free_ports.py --agent-flags # this node's agent/metrics port flags
 
 The ports are bound together, so they differ from each other, then released; another process
-could take one before Ray binds it, which `ray start` reports as a failure to start. Passing every
+could take one before Ray binds it, which `ray start` reports as a failure to start (the
+launch scripts then start that node again on fresh ports: start_nodes.sh). Passing every
 per-node agent port explicitly also spares Ray the port files its agents otherwise write and the
 raylet waits for.
 """

@@ -13,22 +13,21 @@ out=$(mktemp)
 probe=
 trap 'rm -f "$out"; [ -n "$probe" ] && kill "$probe" 2>/dev/null' EXIT
 
-exited() {  # the first watched PID that is gone, if any
+check_watched() {  # exit 1 when one of the watched PIDs is gone
   local pid
   for pid in "${watched[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { echo "$pid"; return 0; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "ray cluster $address: process $pid exited while starting" >&2
+      exit 1
+    fi
   done
-  return 1
 }
 
 while ((SECONDS < deadline)); do
   ray status --address="$address" >"$out" 2>/dev/null &
   probe=$!
   while kill -0 "$probe" 2>/dev/null && ((SECONDS < deadline)); do
-    if pid=$(exited); then
-      echo "ray cluster $address: process $pid exited while starting" >&2
-      exit 1
-    fi
+    check_watched
     sleep 1
   done
   wait "$probe" 2>/dev/null
@@ -39,10 +38,7 @@ while ((SECONDS < deadline)); do
     echo "ray cluster $address: $nodes node(s) up"
     exit 0
   fi
-  if pid=$(exited); then
-    echo "ray cluster $address: process $pid exited while starting" >&2
-    exit 1
-  fi
+  check_watched
   sleep 2
 done
 echo "ray cluster $address: $nodes of $want node(s) after ${timeout}s" >&2
