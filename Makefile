@@ -76,6 +76,8 @@ DEMO_STAGE2_EXPERIMENT := demo_genprop
 DEMO_EVAL_ARGS :=
 # Benchmark cases and the guidance-sweep validation cases: same shape, different world seeds.
 DEMO_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 64x64 --frames 16
+# The report is also published as docs/results.md (+ docs/results/); make demo-gpu does not publish.
+DEMO_PUBLISH ?= --publish docs
 
 # The chain, written once for `make demo` and `make demo-gpu`: $(call demo_chain,P) makes the rules
 # for the output folder $(P), configured by the variables P_WORLD_ARGS (genprop-toyworld write),
@@ -113,7 +115,7 @@ $$($(1))/eval/metrics.json: $$($(1))/train/stage2/export/last/config.json $$($(1
 		$$($(1)_EVAL_ARGS) $$(EVAL_STEPS) $$(EVAL_GUIDANCE) --out $$($(1))/eval
 
 $$($(1))/report.md: $$($(1))/eval/metrics.json evaluation/demo_report.py
-	$$(BIN)/python -m evaluation.demo_report --demo-dir $$($(1))
+	$$(BIN)/python -m evaluation.demo_report --demo-dir $$($(1)) $$($(1)_PUBLISH)
 endef
 $(eval $(call demo_chain,DEMO))
 
@@ -213,6 +215,7 @@ DEMO_GPU_DATA_ARGS := source=toyworld clip.frames=16 clip.size=128 ray.num_cpus=
 	samples_per_shard=128 recipes.copy_paste.synthetic_effects=0.5 mix=demo
 # Cases twice the model's clip, as in `make demo`: propagation runs over two windows.
 DEMO_GPU_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 128x128 --frames 32
+DEMO_GPU_PUBLISH ?=
 
 $(eval $(call demo_chain,DEMO_GPU))
 

@@ -2,7 +2,8 @@
 
     python -m benchmarks.cache [--frames 9] [--size 64] [--samples 8] [--out outputs/bench/cache]
 
-On the CPU, with a tiny random Wan2.2-A14B folder (``genprop.pretrained.write_tiny_wan_pipeline``)
+On the CPU, with a tiny random Wan2.2-A14B folder
+(``genprop.backbones.wan.pretrained.write_tiny_wan_pipeline``)
 and pixel shards of smooth synthetic clips (H.264, as ``genprop-data`` writes them by default):
 
 * **training step**: median wall time of one GenProp step (``training_losses`` + backward +
@@ -32,11 +33,12 @@ import torch
 import webdataset as wds
 from safetensors.torch import load_file
 
-from datagen.schema import SCHEMA_VERSION, TASKS, Sample, decode_sample, encode_sample
-from genprop.latents import LatentEncoders
+from contracts.schema import SCHEMA_VERSION, Sample, decode_sample, encode_sample
+from contracts.tasks import TASKS
+from genprop.backbones.wan.pretrained import write_tiny_wan_pipeline
 from genprop.losses import training_losses
-from genprop.model import GenPropModel
-from genprop.pretrained import write_tiny_wan_pipeline
+from genprop.modeling.latents import LatentEncoders
+from genprop.modeling.model import GenPropModel
 from training.batch import collate_samples, to_model_batch
 from training.cache.latent_sample import EMPTY_PROMPT, collate_latents, decode_members
 from training.cache.runner import run_cache

@@ -9,7 +9,7 @@ loss with L_grad (``genprop.losses.training_losses``) + backward + optimizer ste
 median wall time of ``--steps`` steps after ``--warmup``, the peak of
 ``torch.cuda.max_memory_allocated``, the planned peak (``genprop-plan``'s model of the same step,
 as a check of the planner), model FLOPs per step from the planner's counter
-(:class:`genprop.flops.PhaseFlopCounter`: forward + backward, no recomputation, no frozen
+(:class:`genprop.scale.flops.PhaseFlopCounter`: forward + backward, no recomputation, no frozen
 encoders) and MFU = model FLOPs / step time / the card's dense bf16 peak
 (:data:`benchmarks.mfu.PEAK_BF16_TFLOPS`, or ``--peak-tflops``).
 
@@ -40,15 +40,15 @@ from typing import Any
 import torch
 
 from benchmarks.mfu import markdown_table, mfu, peak_tflops
+from genprop.backbones.wan.folder import wan_config
 from genprop.configs import GenPropConfig, preset
 from genprop.jsonfile import read_json_object
 from genprop.losses import training_losses
-from genprop.memory_plan import ClusterSpec, StepSpec, plan_training
-from genprop.meta_model import build_meta_model, build_random_model, write_config_folder
-from genprop.meta_step import meta_batch
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
+from genprop.scale.memory_plan import ClusterSpec, StepSpec, plan_training
+from genprop.scale.meta_model import build_meta_model, build_random_model, write_config_folder
+from genprop.scale.meta_step import meta_batch
 from genprop.video_batch import VideoBatch
-from genprop.wan_folder import wan_config
 
 WAN_CONFIGS = Path(__file__).resolve().parents[1] / "tests/genprop/wan_configs"
 WAN_14B = WAN_CONFIGS / "wan2.1-i2v-14b-480p.json"

@@ -3,7 +3,7 @@
 Measures in one run, on the same device: the bare backbone's I2V training step (forward +
 backward + AdamW), GenProp's training step with a frozen backbone (with and without L_grad), their
 ratio, sampling time per output frame, and peak memory. On CUDA it also runs in bf16 autocast and
-reports model FLOPs utilisation from :func:`genprop.flops.estimate_flops` and the card's peak
+reports model FLOPs utilisation from :func:`genprop.scale.flops.estimate_flops` and the card's peak
 (:data:`benchmarks.mfu.PEAK_BF16_TFLOPS`).
 """
 
@@ -22,11 +22,11 @@ import torch
 
 from benchmarks.mfu import mfu, peak_tflops
 from genprop.configs import preset
-from genprop.flops import estimate_flops
+from genprop.inference.sampler import sample_latents
 from genprop.losses import training_losses
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
-from genprop.sampler import sample_latents
+from genprop.scale.flops import estimate_flops
 from genprop.video_batch import VideoBatch
 
 

@@ -15,7 +15,7 @@ head-room the loader has; when they share cores in a real run, the data-wait fra
 :class:`training.callbacks.TrainingSpeedMonitor` is the direct measure. Without ``--shards`` a
 synthetic set in the real schema (H.264, as ``genprop-data`` writes by default) is generated
 first. With CUDA, the ``--gpu-preset`` step is also timed in bf16 autocast and reported with the
-card's name and the MFU from ``genprop.flops.estimate_flops`` (train step = 3 x forward FLOPs)
+card's name and the MFU from ``genprop.scale.flops.estimate_flops`` (train step = 3 x forward FLOPs)
 against the card's peak in :data:`benchmarks.mfu.PEAK_BF16_TFLOPS`.
 Writes ``--out`` (JSON) and the same name with ``.md`` (a table for the README).
 """
@@ -34,9 +34,10 @@ import torch
 import webdataset as wds
 
 from benchmarks.mfu import mfu, peak_tflops
-from datagen.schema import SCHEMA_VERSION, TASKS, Sample, encode_sample
+from contracts.schema import SCHEMA_VERSION, Sample, encode_sample
+from contracts.tasks import TASKS
 from genprop.configs import preset
-from genprop.flops import estimate_flops
+from genprop.scale.flops import estimate_flops
 from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
 from training.datamodule import ShardDataModule

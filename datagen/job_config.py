@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from datagen.schema import CODECS, MAX_FRAMES, MAX_SIDE
+from contracts.schema import CODECS, MAX_FRAMES, MAX_SIDE
 
 X264_PRESETS = (
     "ultrafast",

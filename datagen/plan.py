@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datagen.schema import TASKS
+from contracts.tasks import TASKS
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import webdataset as wds
 from PIL import Image, ImageDraw
 
-from datagen.schema import Sample, decode_sample
+from contracts.schema import Sample, decode_sample
 
 CAPTION_H = 14
 GAP = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-TRACKING_PROMPT = "track colored regions"
+from contracts.tasks import TRACKING_PROMPT
 
 
 def category_prompt(categories: Sequence[str | None], *, template: str = "a video of {}") -> str:

@@ -34,8 +34,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from datagen.job_config import ConfigError, check_job_config, check_output_dir
-from datagen.jobs import (
+from contracts.jobs import (
     Progress,
     clear_other_jobs,
     failed_shards_line,
@@ -47,9 +46,10 @@ from datagen.jobs import (
     write_json_atomic,
     write_jsonl,
 )
+from contracts.schema import SCHEMA_VERSION
+from datagen.job_config import ConfigError, check_job_config, check_output_dir
 from datagen.plan import ShardPlan, make_plan
 from datagen.record import SKIP_KINDS, DatasetError
-from datagen.schema import SCHEMA_VERSION
 from datagen.shard_task import (
     JobSpec,
     build_shard,

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from contracts.schema import MAX_FPS, SCHEMA_VERSION, Sample
 from datagen.augment import ClipAugment
 from datagen.clips import sample_clip
 from datagen.plan import SamplePlan, sample_rng
 from datagen.prompts import sample_prompt
 from datagen.recipes import Recipe, SkipSample
 from datagen.record import BadVideo, Clip, VideoRecord
-from datagen.schema import MAX_FPS, SCHEMA_VERSION, Sample
 
 Encoder = Callable[[Sample], dict[str, bytes | str]]
 
@@ -137,7 +137,7 @@ class SampleBuilder:
 
         Args:
             plan: the planned sample.
-            encode: optional ``encode(sample) -> dict`` (e.g. :func:`datagen.schema.encode_sample`
+            encode: optional ``encode(sample) -> dict`` (e.g. :func:`contracts.schema.encode_sample`
                 with the job's codec); its failures are recorded like bad videos.
         """
         result = BuildResult(None)

@@ -26,12 +26,12 @@ from typing import Any
 
 import cv2
 
+from contracts.schema import encode_sample
 from datagen.augment import AugmentConfig, ClipAugment
 from datagen.plan import ShardPlan
 from datagen.recipes import build_recipes
 from datagen.record import Reader
 from datagen.sample_builder import BuildConfig, BuildResult, SampleBuilder
-from datagen.schema import encode_sample
 from datagen.shards import write_shard
 
 # Thread-count variables of the OpenMP and BLAS runtimes numpy, OpenCV and torch may load.

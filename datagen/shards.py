@@ -2,7 +2,7 @@
 
 Files of shard ``NAME`` in the output folder:
 
-- ``NAME.tar`` — the samples (``datagen.schema`` keys); tar headers carry a fixed mtime, mode,
+- ``NAME.tar`` — the samples (``contracts.schema`` keys); tar headers carry a fixed mtime, mode,
   user and group (uid/gid 0), and videos are encoded bit-exactly, so the same samples give the
   same bytes.
 - ``NAME.json`` — per-shard stats, written (atomically) *after* the tar: a shard is finished iff
@@ -22,8 +22,8 @@ from typing import Any
 
 import webdataset as wds
 
-from datagen.jobs import write_json_atomic
-from datagen.schema import Sample, encode_sample
+from contracts.jobs import write_json_atomic
+from contracts.schema import Sample, encode_sample
 
 
 def shard_paths(output_dir: Path, name: str) -> tuple[Path, Path]:
@@ -63,10 +63,10 @@ def write_shard(
         name: shard name (no extension).
         samples: the samples, in order (consumed lazily: one sample in memory at a time),
             each a :class:`Sample` (encoded here) or a dict already made by
-            :func:`datagen.schema.encode_sample` (the shard task encodes inside its per-sample
+            :func:`contracts.schema.encode_sample` (the shard task encodes inside its per-sample
             error handling).
         config_hash: the job's config hash (stored in the stats: the "finished" marker).
-        codec, crf, preset: passed to :func:`datagen.schema.encode_sample`.
+        codec, crf, preset: passed to :func:`contracts.schema.encode_sample`.
         extra_stats: merged into the stats (errors, skips, timings from the caller).
 
     Returns:

@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from genprop.jsonfile import read_json_object
-from genprop.tasks import TASKS
-from genprop.video_io import (
+from contracts.tasks import TASKS
+from genprop.inference.video_io import (
     VideoReadError,
     list_frame_files,
     read_image,
     read_mask_dir,
     read_video,
 )
+from genprop.jsonfile import read_json_object
 
 INDEX_VERSION = 1
 

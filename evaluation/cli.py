@@ -40,6 +40,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from contracts.tasks import TASKS
 from evaluation.baselines import BASELINES, NotApplicableError, run_baseline
 from evaluation.cases import CaseError, EvalCase, list_cases, load_case, load_method_output
 from evaluation.clip_score import ClipScorer, ClipUnavailableError
@@ -54,10 +55,8 @@ from genprop.cli.usage import (
     check_sampling_flags,
     preserve_from_args,
 )
-from genprop.preserve import PreserveConfig
-from genprop.sampling_options import MAX_GUIDANCE
-from genprop.tasks import TASKS
-from genprop.video_io import write_frames_dir, write_mask_dir
+from genprop.inference.video_io import write_frames_dir, write_mask_dir
+from genprop.sampling_options import MAX_GUIDANCE, PreserveConfig
 
 GENPROP_METHOD = "genprop"
 

@@ -1,6 +1,7 @@
 """Choose pixel preservation on validation cases without resampling: score settings side by side.
 
-Pixel preservation (:func:`genprop.preserve.keep_input_pixels`) is a composite applied after
+Pixel preservation (:func:`genprop.inference.preserve.keep_input_pixels`) is a composite applied
+after
 sampling, so every setting can be scored on the *same* samples: run ``genprop-eval --preserve
 off`` once on validation cases, then::
 
@@ -8,7 +9,8 @@ off`` once on validation cases, then::
         --variant change=source=change,threshold=0.1 \\
         --variant linked=source=change,threshold=0.1,link_radius=1,fixed_region_tasks=outpainting
 
-Each ``--variant NAME=FIELD=VALUE,...`` sets fields of :class:`genprop.preserve.PreserveConfig`
+Each ``--variant NAME=FIELD=VALUE,...`` sets fields of
+:class:`genprop.inference.preserve.PreserveConfig`
 (mode is always ``pixel``; several tasks are joined with ``+``). The saved outputs are scored
 too, as ``off``. Writes ``metrics.{json,md,png}`` under ``--out``, one "method" per variant.
 The MPD masks are read back from the 8-bit PNGs ``genprop-eval`` saved (``<id>_masks/``), so
@@ -29,8 +31,9 @@ import torch
 from evaluation.cases import CaseError, list_cases, load_case, load_method_output
 from evaluation.metrics_report import write_report
 from evaluation.scoring import score_case
-from genprop.preserve import PreserveConfig, keep_input_pixels
-from genprop.video_io import VideoReadError
+from genprop.inference.preserve import keep_input_pixels
+from genprop.inference.video_io import VideoReadError
+from genprop.sampling_options import PreserveConfig
 
 # The settable fields and their types, from the dataclass itself (mode is always "pixel").
 FIELD_TYPES = {k: v for k, v in typing.get_type_hints(PreserveConfig).items() if k != "mode"}

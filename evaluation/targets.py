@@ -23,7 +23,7 @@ BROAD_FRACTION = 0.75  # ahead on >= 6 of 8 cases
 TRACKING_MARGIN = 0.1
 MPD_J_TARGET = 0.5
 EDIT_TASKS = ("removal", "edit", "insertion", "outpainting")
-BACKGROUND_TASKS = ("removal", "edit", "insertion", "outpainting", "tracking")
+BACKGROUND_TASKS = (*EDIT_TASKS, "tracking")
 # (task, metric) of every target's headline number, plus the background of a removal: the
 # columns of the ablation and quality-vs-compute tables.
 HEADLINE_METRICS: tuple[tuple[str, str], ...] = (

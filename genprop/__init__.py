@@ -4,8 +4,8 @@ Tensor conventions: videos (B, T, 3, H, W) float in [-1, 1]; first frame (B, 3, 
 (B, T, H, W) float in [0, 1]; task (B,) long index into :data:`TASKS`; prompts list[str] or None.
 """
 
+from contracts.tasks import NULL_TASK, TASKS, TRACKING_PROMPT, task_index
 from genprop.backbones import Backbone, Conditioning, TinyDiT, build_backbone
-from genprop.codec import DiffusersVAECodec, LatentCodec, SpaceToDepthCodec, build_codec
 from genprop.configs import (
     PRESETS,
     CodecConfig,
@@ -15,16 +15,16 @@ from genprop.configs import (
     WanConfig,
     preset,
 )
-from genprop.content_encoder import SelectiveContentEncoder
-from genprop.flops import count_parameters, estimate_flops, model_report
+from genprop.inference.propagate import PropagationResult, propagate
+from genprop.inference.sampler import sample_latents
 from genprop.losses import CFGDropout, training_losses
-from genprop.mask_decoder import MaskPredictionDecoder, upsample_masks
-from genprop.model import GenPropModel, GenPropOutput
-from genprop.propagate import PropagationResult, propagate
+from genprop.modeling.codec import DiffusersVAECodec, LatentCodec, SpaceToDepthCodec, build_codec
+from genprop.modeling.content_encoder import SelectiveContentEncoder
+from genprop.modeling.mask_decoder import MaskPredictionDecoder, upsample_masks
+from genprop.modeling.model import GenPropModel, GenPropOutput
+from genprop.modeling.text import HashingTextEncoder, TransformersTextEncoder, build_text_encoder
 from genprop.region_aware_loss import LossWeights
-from genprop.sampler import sample_latents
-from genprop.tasks import NULL_TASK, TASKS, TRACKING_PROMPT, task_index
-from genprop.text import HashingTextEncoder, TransformersTextEncoder, build_text_encoder
+from genprop.scale.flops import count_parameters, estimate_flops, model_report
 from genprop.video_batch import VideoBatch
 
 __all__ = [

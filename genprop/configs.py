@@ -107,7 +107,8 @@ class GenPropConfig:
     width: int = 64
     timestep_shift: float = 1.0  # SD3-style shift of the sampling schedule (>1: noisier)
     # Ours, beyond the paper: a zero-initialised per-element gate that copies the content video
-    # into the prediction where the model decides nothing changes (genprop/content_gate.py).
+    # into the prediction where the model decides nothing changes
+    # (genprop/modeling/content_gate.py).
     content_gate: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 

@@ -1,12 +1,14 @@
 """Training losses: stage 1 (plain I2V flow matching) and stage 2 (full GenProp loss).
 
-Classifier-free-guidance dropout (training side of :mod:`genprop.sampler`'s guidance): the text
+Classifier-free-guidance dropout (training side of :mod:`genprop.inference.sampler`'s guidance):
+the text
 prompt is replaced by the empty prompt with probability ``cfg_dropout.text``, and (stage 2) the task
 label by the null task with probability ``cfg_dropout.task``. The first frame and the SCE content
 are never dropped: they define the problem, and guidance contrasts "with / without text and task".
 
 A step starts either from pixels (the frozen encoders run here:
-:func:`genprop.latents.encode_batch`) or from an :class:`~genprop.latents.EncodedBatch`
+:func:`genprop.modeling.latents.encode_batch`) or from an
+:class:`~genprop.modeling.latents.EncodedBatch`
 (precomputed by ``genprop-cache``): both give the same loss for the same samples and generator,
 since the encoders draw no random numbers and dropped prompts get the empty prompt's embedding
 either way.
@@ -20,17 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from genprop.experts import choose_training_expert, expert_time_range
+from contracts.tasks import NULL_TASK
 from genprop.flow import add_noise, sample_training_time, velocity_target
-from genprop.latents import EncodedBatch, encode_batch
-from genprop.model import GenPropModel
+from genprop.modeling.experts import choose_training_expert, expert_time_range
+from genprop.modeling.latents import EncodedBatch, encode_batch
+from genprop.modeling.model import GenPropModel
 from genprop.region_aware_loss import (
     LossWeights,
     feature_sensitivity,
     mpd_loss,
     region_split_mse,
 )
-from genprop.tasks import NULL_TASK
 from genprop.video_batch import VideoBatch, check_batch_type
 
 
@@ -69,7 +71,7 @@ def training_losses(
         generator: CPU generator for times, noise and dropout (reproducible losses).
         expert_seed: Two-expert backbones: seed of this step's expert choice, the same on every
             rank (e.g. the global step) so all ranks train the same expert; None draws it from
-            ``generator`` (one process). See :mod:`genprop.experts`.
+            ``generator`` (one process). See :mod:`genprop.modeling.experts`.
 
     Returns:
         ``"diffusion"`` (plain MSE of the output velocity, frames 2..T), every term with a

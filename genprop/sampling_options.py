@@ -7,12 +7,89 @@ validate the same options with :func:`check_sampling_options`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
-from genprop.preserve import PreserveConfig
-from genprop.tasks import TASKS
+from contracts.tasks import TASKS
+
+PRESERVE_MODES = ("off", "latent", "pixel")
+PRESERVE_SOURCES = ("mpd", "change", "union")
+MAX_LATENT_THRESHOLD = 100.0
+
+
+@dataclass
+class PreserveConfig:
+    """How the unedited region is kept (see :mod:`genprop.inference.preserve`)."""
+
+    mode: str = "off"  # "off" | "latent" | "pixel"
+    dilate: int = 1  # max-filter radius, in cells of the blended grid
+    blur: float = 1.0  # Gaussian sigma, in cells of the blended grid (0 = none)
+    source: str = "mpd"  # "mpd" | "change" | "union": where the edit is
+    threshold: float = 0.1  # "change": smallest difference counted as an edit (see above)
+    opening: int = 1  # "change": opening radius in cells of the compared grid (0 = none)
+    # "change" / "union": keep only changes linked, frame by frame, to the first frame's edit,
+    # across gaps of at most this many cells (0 = keep every change; see above).
+    link_radius: int = 0
+    # "change" / "union": tasks whose edit region is frame 0's in every frame (see above).
+    fixed_region_tasks: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Any sequence of names (a tuple, a Hydra list) is stored as a plain list.
+        if isinstance(self.fixed_region_tasks, Sequence) and not isinstance(
+            self.fixed_region_tasks, str
+        ):
+            self.fixed_region_tasks = list(self.fixed_region_tasks)
+
+    def check(self, where: str = "preserve") -> None:
+        """Raise ValueError naming the field when a value is out of range."""
+        if self.mode not in PRESERVE_MODES:
+            raise ValueError(f"{where}.mode: expected one of {PRESERVE_MODES}, got {self.mode!r}")
+        if isinstance(self.dilate, bool) or not isinstance(self.dilate, int):
+            raise ValueError(f"{where}.dilate: expected an integer, got {self.dilate!r}")
+        if not 0 <= self.dilate <= 64:
+            raise ValueError(f"{where}.dilate: expected 0..64 cells, got {self.dilate}")
+        blur = self.blur
+        if isinstance(blur, bool) or not isinstance(blur, int | float) or not math.isfinite(blur):
+            raise ValueError(f"{where}.blur: expected a finite number, got {blur!r}")
+        if not 0.0 <= blur <= 32.0:
+            raise ValueError(f"{where}.blur: expected 0..32 cells, got {blur}")
+        if self.source not in PRESERVE_SOURCES:
+            raise ValueError(
+                f"{where}.source: expected one of {PRESERVE_SOURCES}, got {self.source!r}"
+            )
+        thr = self.threshold
+        if isinstance(thr, bool) or not isinstance(thr, int | float) or not math.isfinite(thr):
+            raise ValueError(f"{where}.threshold: expected a finite number, got {thr!r}")
+        high = 1.0 if self.mode == "pixel" else MAX_LATENT_THRESHOLD
+        if not 0.0 < thr < high:
+            unit = "a pixel difference" if self.mode == "pixel" else "a latent difference"
+            raise ValueError(f"{where}.threshold: expected {unit} in (0, {high:g}), got {thr}")
+        if isinstance(self.opening, bool) or not isinstance(self.opening, int):
+            raise ValueError(f"{where}.opening: expected an integer, got {self.opening!r}")
+        if not 0 <= self.opening <= 16:
+            raise ValueError(f"{where}.opening: expected 0..16 cells, got {self.opening}")
+        link = self.link_radius
+        if isinstance(link, bool) or not isinstance(link, int) or not 0 <= link <= 64:
+            raise ValueError(f"{where}.link_radius: expected an integer 0..64 cells, got {link!r}")
+        if link and self.source == "mpd":
+            raise ValueError(
+                f"{where}.link_radius: links changes to the first frame's edit, so it needs "
+                f"source 'change' or 'union', got source 'mpd'"
+            )
+        fixed = self.fixed_region_tasks
+        if not isinstance(fixed, list) or any(t not in TASKS for t in fixed):
+            raise ValueError(
+                f"{where}.fixed_region_tasks: expected a list of task names from {TASKS}, "
+                f"got {fixed!r}"
+            )
+        if fixed and self.source == "mpd":
+            raise ValueError(
+                f"{where}.fixed_region_tasks: holds the first frame's change, so it needs "
+                f"source 'change' or 'union', got source 'mpd'"
+            )
+
 
 MAX_STEPS = 10_000
 MAX_GUIDANCE = 1_000.0
@@ -59,7 +136,8 @@ class SamplingConfig:
     injection_weight: float = 1.0
     preserve: PreserveConfig = field(default_factory=PreserveConfig)
     # The MPD's probability above which a pixel is in the predicted edited region
-    # (:attr:`genprop.propagate.PropagationResult.regions`), and per-task values overriding it,
+    # (:attr:`genprop.inference.propagate.PropagationResult.regions`), and per-task values
+    # overriding it,
     # chosen on validation cases (``python -m evaluation.mask_threshold``).
     mask_threshold: float = 0.5
     task_mask_threshold: dict[str, float] = field(default_factory=dict)

@@ -1,8 +1,9 @@
 """The pixel batch a training step reads: :class:`VideoBatch`.
 
 Training hands the model either pixels (a :class:`VideoBatch`, encoded inside the step by
-:func:`genprop.latents.encode_batch`) or precomputed latents (a
-:class:`genprop.latents.EncodedBatch`). Both are dataclasses with a ``to(device)`` method, so
+:func:`genprop.modeling.latents.encode_batch`) or precomputed latents (a
+:class:`genprop.modeling.latents.EncodedBatch`). Both are dataclasses with a ``to(device)`` method,
+so
 Lightning moves them to the device like any tensor (``move_data_to_device`` calls ``to``).
 """
 
@@ -24,7 +25,7 @@ class VideoBatch:
     Attributes:
         target: (B, T, 3, H, W) float in [-1, 1], the video to generate.
         first: (B, 3, H, W) float in [-1, 1], the generator's first frame.
-        task: (B,) long task indices (:data:`genprop.tasks.TASKS`), or None (stage "i2v" only:
+        task: (B,) long task indices (:data:`contracts.tasks.TASKS`), or None (stage "i2v" only:
             no task).
         sce: (B, T, 3, H, W) float in [-1, 1], the SCE's content video, or None (stage "i2v").
         mask: (B, T, H, W) float in [0, 1], the edited region, or None (stage "i2v").

@@ -6,5 +6,5 @@ file:
 tensors), ``datamodule`` (``ShardDataModule``), ``module`` (``GenPropLitModule``), ``ema``,
 ``schedule`` (warmup + cosine), ``callbacks`` (export, speed), ``preview`` (validation grid),
 ``resume`` (what a resumed run restores), ``model_factory``, ``bench`` (loader vs step).
-From ``datagen`` only :mod:`datagen.schema` is imported.
+From ``datagen`` only :mod:`contracts.schema` is imported.
 """

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from datagen.schema import TASKS, Sample
+from contracts.schema import Sample
+from contracts.tasks import TASKS
 from genprop.video_batch import VideoBatch
 
 TASK_INDEX = {t: i for i, t in enumerate(TASKS)}

@@ -10,8 +10,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from genprop.latents import batch_size
-from genprop.sharding import is_sharded
+from genprop.modeling.latents import batch_size
+from genprop.scale.sharding import is_sharded
 from training.fsdp import export_pretrained
 
 log = logging.getLogger(__name__)

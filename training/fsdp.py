@@ -4,7 +4,8 @@ Why this strategy: Lightning's ``FSDPStrategy`` wraps FSDP1 (flat parameters), u
 gradient-norm clipping, a per-parameter EMA and frozen/trainable splits do not work. FSDP2
 (``torch.distributed.fsdp.fully_shard``) shards each parameter as a DTensor; Lightning's
 ``ModelParallelStrategy`` runs it, leaving the sharding plan to ``LightningModule.configure_model``
-(here :func:`configure_sharded_model`, which applies ``genprop.sharding``). This subclass adds:
+(here :func:`configure_sharded_model`, which applies ``genprop.scale.sharding``). This subclass
+adds:
 
 * a 1-D data-parallel mesh over all ranks (CPU + gloo works too: the tests use it);
 * the plan's options (compute dtype, frozen storage dtype, resharding, activation checkpointing);
@@ -41,15 +42,15 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from genprop.configs import WanConfig
-from genprop.model import GenPropModel
-from genprop.sharded_weights import (
+from genprop.modeling.model import GenPropModel
+from genprop.scale.sharded_weights import (
     build_model_to_shard,
     load_pretrained_shards,
     materialize_,
     save_pretrained_from_shards,
     trainable_state_dict,
 )
-from genprop.sharding import checkpoint_blocks, is_sharded, mixed_precision, shard_model
+from genprop.scale.sharding import checkpoint_blocks, is_sharded, mixed_precision, shard_model
 from training.ema import ParameterEMA
 from training.model_factory import build_config
 from training.resume import SHARDED_METADATA
@@ -182,7 +183,8 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
 
 
 def configure_sharded_model(module: pl.LightningModule) -> None:
-    """Apply ``genprop.sharding`` to ``module.net`` with the strategy's options (idempotent) and
+    """Apply ``genprop.scale.sharding`` to ``module.net`` with the strategy's options (idempotent)
+    and
     rebuild the EMA over the shards.
 
     Called from ``configure_model`` when the strategy provides a device mesh.

@@ -3,7 +3,7 @@
 The sibling of :class:`training.datamodule.ShardDataModule` for ``data.latents=DIR``: the same
 stream (shard choice, per-task weighting, shuffling, seeding from the trainer step, corrupt
 samples counted and skipped), reading latent shards instead of pixel shards and yielding
-:class:`genprop.latents.EncodedBatch` batches that ``genprop.losses.training_losses`` takes
+:class:`genprop.modeling.latents.EncodedBatch` batches that ``genprop.losses.training_losses`` takes
 directly. The stream does not depend on the world size beyond the shard split, so one cache
 serves any cluster shape and resumes.
 
@@ -100,7 +100,7 @@ class LatentDataModule(ShardDataModule):
         return LatentStream(empty_prompt=self.empty_prompt, **options)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
-        """The batch's :class:`~genprop.latents.EncodedBatch` (already on the device)."""
+        """The batch's :class:`~genprop.modeling.latents.EncodedBatch` (already on the device)."""
         return batch["encoded"]
 
 

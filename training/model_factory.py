@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from genprop.backbones.wan.pretrained import wan_config
 from genprop.configs import GenPropConfig, preset
-from genprop.model import GenPropModel
-from genprop.pretrained import wan_config
+from genprop.modeling.model import GenPropModel
 from training.cache.key import check_latent_cache
 
 # ``model.net.overrides`` a pretrained (Wan) model accepts: the arguments of ``wan_config``.
@@ -73,9 +73,10 @@ def build_config(
         preset_name: A ``genprop.configs`` preset; ``None`` with ``pretrained``.
         overrides: Nested dict of config fields applied to the preset; with ``pretrained`` only
             ``sce_blocks``, ``num_frames``, ``height``, ``width``, ``timestep_shift`` and
-            ``text.max_tokens`` (checked by ``genprop.pretrained.wan_config``).
+            ``text.max_tokens`` (checked by ``genprop.backbones.wan.pretrained.wan_config``).
         gradient_checkpointing: Recompute backbone block activations in backward.
-        pretrained: A local Wan2.x I2V diffusers folder (``genprop.pretrained.wan_config``).
+        pretrained: A local Wan2.x I2V diffusers folder
+        (``genprop.backbones.wan.pretrained.wan_config``).
         latents: A ``genprop-cache`` folder (``data.latents``) the model trains from: its encoder
             key is checked against this config.
 

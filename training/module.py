@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-from genprop.latents import EncodedBatch, batch_size
 from genprop.losses import CFGDropout, training_losses
-from genprop.model import GenPropModel
+from genprop.modeling.latents import EncodedBatch, batch_size
+from genprop.modeling.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
 from genprop.sampling_options import check_sampling_options
-from genprop.sharding import is_sharded
+from genprop.scale.sharding import is_sharded
 from genprop.video_batch import VideoBatch, check_batch_type
 from training.ema import ParameterEMA
 from training.fsdp import configure_sharded_model
@@ -119,7 +119,7 @@ class GenPropLitModule(pl.LightningModule):
         return [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
 
     def configure_model(self) -> None:
-        """Shard the model (FSDP2 plan of ``genprop.sharding``) when the strategy provides a
+        """Shard the model (FSDP2 plan of ``genprop.scale.sharding``) when the strategy provides a
         device mesh (``trainer=fsdp``); a no-op under DDP and single-device training."""
         if self.device_mesh is not None:
             configure_sharded_model(self)

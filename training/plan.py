@@ -6,10 +6,12 @@
 Takes the overrides of ``genprop-train`` and composes the same config (``conf/training/train.yaml``,
 through :data:`training.train.CONF_DIR` and its resolvers). ``model.net`` is turned into its
 ``GenPropConfig`` (``training.model_factory.build_config``, as training builds it), the model is
-built on the meta device (:func:`genprop.meta_model.build_meta_model`: no memory, no weight file
+built on the meta device (:func:`genprop.scale.meta_model.build_meta_model`: no memory, no weight
+file
 read, so a folder with only the pipeline's ``*.json`` files is enough) and wrapped in the
 LightningModule of ``model`` (which decides what trains), then one training step runs on the meta
-device (:func:`genprop.memory_plan.plan_training`). Prints a table, then one JSON object as the last
+device (:func:`genprop.scale.memory_plan.plan_training`). Prints a table, then one JSON object as
+the last
 line of stdout.
 
 Read from the config: ``trainer.strategy`` (DDP or a sharded strategy), ``trainer.devices`` x
@@ -34,9 +36,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from genprop.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
-from genprop.meta_model import build_meta_model
 from genprop.region_aware_loss import LossWeights
+from genprop.scale.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
+from genprop.scale.meta_model import build_meta_model
 from training.train import CONF_DIR, register_resolvers, resolve_precision
 
 DEFAULT_GPU_MEMORY_GB = 80.0

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from einops import rearrange, repeat
 
-from genprop.mask_decoder import upsample_masks
-from genprop.model import GenPropModel
-from genprop.sampler import sample_latents
+from genprop.inference.sampler import sample_latents
+from genprop.modeling.mask_decoder import upsample_masks
+from genprop.modeling.model import GenPropModel
 from genprop.video_batch import VideoBatch
 
 

@@ -1,7 +1,7 @@
 """The training/validation sample stream over WebDataset shards, as a torch ``IterableDataset``.
 
 Pipeline per (rank, worker): shard choice -> ``webdataset.tarfile_to_samples`` -> decode with
-``datagen.schema.decode_sample`` (corrupt samples counted and skipped) -> per-task weighting ->
+``contracts.schema.decode_sample`` (corrupt samples counted and skipped) -> per-task weighting ->
 shuffle buffer -> batches of uint8 tensors (see :mod:`training.batch`) -> stop after
 ``epoch_batches`` batches (WebDataset's ``with_epoch``).
 
@@ -27,7 +27,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from datagen.schema import TASKS, Sample, decode_sample
+from contracts.schema import Sample, decode_sample
+from contracts.tasks import TASKS
 from training.batch import collate_samples
 from training.resume import step_seed
 

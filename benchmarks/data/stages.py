@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import webdataset as wds
 
+from contracts.schema import encode_sample
+from contracts.tasks import TASKS
 from datagen.augment import AugmentConfig, ClipAugment
 from datagen.plan import SamplePlan, make_plan
 from datagen.readers import open_reader
@@ -30,7 +32,6 @@ from datagen.recipes import Recipe, SkipSample, build_recipes
 from datagen.recipes.base import RecipeOutput
 from datagen.record import Clip, Reader, VideoRecord
 from datagen.sample_builder import SampleBuilder
-from datagen.schema import TASKS, encode_sample
 from datagen.shard_task import build_config, reader_args
 
 # ("frames", video_id, annotated indices) or ("mask", video_id, object_id, annotated index)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from contracts.tasks import TASKS
+
 Row = tuple[str, Callable[[dict[str, Any]], Any]]
 
 
@@ -65,7 +67,7 @@ def _rows() -> list[Row]:
                 ".2f",
             ),
         )
-        for task in ("removal", "edit", "insertion", "tracking", "outpainting")
+        for task in TASKS
     ]
     e2e = ("end_to_end",)
     return [

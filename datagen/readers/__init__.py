@@ -18,7 +18,7 @@ Every reader treats the dataset as untrusted: numeric fields are checked when a 
 :class:`~datagen.record.BadVideo` naming the file and field, which the dry run reports), files
 must be regular files inside the dataset folders once links are followed
 (:mod:`datagen.readers.paths`), and JSON files are size-bounded before parsing
-(:mod:`datagen.readers.jsonfile`).
+(:mod:`contracts.jsonfile`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json
 from datagen.readers.fields import (
     MAX_DURATION_S,
     FieldError,
@@ -27,7 +28,6 @@ from datagen.readers.fields import (
     brief,
 )
 from datagen.readers.frames import FrameError, check_geometry, iter_video_frames, probe_video
-from datagen.readers.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json
 from datagen.readers.paths import PathError, confined_file, resolved_root
 from datagen.readers.rle import RLE, MaskFormatError, mask_on_frame, rle_area, to_rle
 from datagen.record import (

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json
 from datagen.readers.fields import MAX_ID_CHARS, FieldError, as_fps, as_id, as_int, brief
 from datagen.readers.frames import (
     FrameError,
@@ -30,7 +31,6 @@ from datagen.readers.frames import (
     numbered_indices,
     read_rgb,
 )
-from datagen.readers.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json
 from datagen.readers.paths import PathError, confined_file, resolved_root, safe_join
 from datagen.readers.rle import RLE, MaskFormatError, mask_on_frame, rle_area, to_rle
 from datagen.record import (

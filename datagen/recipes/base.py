@@ -17,7 +17,7 @@ from datagen.record import Clip, SkipSample
 
 @dataclass
 class RecipeOutput:
-    """One training pair before encoding (shapes as in ``datagen.schema.Sample``).
+    """One training pair before encoding (shapes as in ``contracts.schema.Sample``).
 
     Attributes:
         sce: ``(T, H, W, 3)`` uint8, the SCE input.

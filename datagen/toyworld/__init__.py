@@ -8,15 +8,15 @@ draws it with per-object clean plates, ``writer`` writes a YouTube-VIS dataset p
 ``cli`` is the ``genprop-toyworld`` command.
 """
 
-from .benchmark import TASKS, build_case, write_benchmark
+from .benchmark import CASE_ORDER, build_case, write_benchmark
 from .ground_truth import GroundTruth, load_ground_truth, save_ground_truth
 from .render import RenderedVideo, render_video
 from .world import SHAPES, TEXTURES, ObjectSpec, SceneSpec, WorldConfig, sample_scene
 from .writer import write_dataset
 
 __all__ = [
+    "CASE_ORDER",
     "SHAPES",
-    "TASKS",
     "TEXTURES",
     "GroundTruth",
     "ObjectSpec",

@@ -41,15 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..jobs import write_json_atomic
-from ..prompts import TRACKING_PROMPT
+from contracts.jobs import write_json_atomic
+from contracts.tasks import TASKS, TRACKING_PROMPT
+
 from .render import RenderedVideo, render_video
 from .world import ObjectSpec, WorldConfig, sample_scene
 from .writer import stderr_progress, write_png
 
-# The shard schema's tasks (``datagen.schema.TASKS``) in the order cases are written: a case's
-# video index derives from its task's position here, so this order defines the benchmark.
-TASKS = ("removal", "insertion", "edit", "tracking", "outpainting")
+# Each task's slot in the benchmark, in the order of :data:`contracts.tasks.TASKS` (removal 0,
+# edit 2, insertion 1, tracking 3, outpainting 4): a case's video index derives from its task's
+# slot, so these slots define the benchmark's cases; cases are written in slot order.
+_SLOTS = dict(zip(TASKS, (0, 2, 1, 3, 4), strict=True))
+CASE_ORDER = tuple(sorted(TASKS, key=_SLOTS.__getitem__))
 INDEX_VERSION = 1
 _MIN_AREA = 0.04  # edited object covers at least 4 % of frame 0
 _MIN_PRESENT = 0.75  # ... and is visible on at least 75 % of the frames
@@ -235,7 +238,7 @@ def write_benchmark(
     *,
     cases_per_task: int = 4,
     seed: int = 10_000,
-    tasks: tuple[str, ...] = TASKS,
+    tasks: tuple[str, ...] = CASE_ORDER,
     force: bool = False,
     progress: Callable[[str], None] | None = stderr_progress,
 ) -> Path:
@@ -252,7 +255,7 @@ def write_benchmark(
     root.mkdir(parents=True, exist_ok=True)
     entries = []
     for task in tasks:
-        j = TASKS.index(task)
+        j = _SLOTS[task]
         for i in range(cases_per_task):
             case_id = f"{task}_{i:03d}"
             for attempt in range(1000):

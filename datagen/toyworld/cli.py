@@ -18,7 +18,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .benchmark import TASKS, write_benchmark
+from contracts.tasks import TASKS
+
+from .benchmark import CASE_ORDER, write_benchmark
 from .preview import write_preview
 from .world import WorldConfig
 from .writer import write_dataset
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("benchmark", help="write held-out evaluation cases, one set per task")
     _world_options(b, seed=10_000)
     b.add_argument("--cases-per-task", type=int, default=4, help="cases for each task")
-    b.add_argument("--tasks", default=",".join(TASKS), help=f"comma list out of {TASKS}")
+    b.add_argument("--tasks", default=",".join(CASE_ORDER), help=f"comma list out of {TASKS}")
     pv = sub.add_parser("preview", help="draw frames | masks | effects | clean plate as a PNG")
     pv.add_argument("--root", required=True, help="a folder written by 'write'")
     pv.add_argument("--out", required=True, help="PNG to write")

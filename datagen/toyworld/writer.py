@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..jobs import write_json_atomic
+from contracts.jobs import write_json_atomic
+
 from .ground_truth import save_ground_truth
 from .render import RenderedVideo, render_video
 from .world import SHAPES, WorldConfig, sample_scene, video_id_for

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genprop.backbones.base import Backbone, Conditioning
-from genprop.backbones.dit import TinyDiT
+from genprop.backbones.dit.model import TinyDiT
 from genprop.configs import DiTConfig, GenPropConfig
 
 
@@ -31,7 +31,7 @@ def build_backbone(
             mask_channels=mask_channels,
             text_dim=cfg.text.dim,
         )
-    from genprop.backbones.wan import WanBackbone
+    from genprop.backbones.wan.backbone import WanBackbone
 
     return WanBackbone.build(
         cfg.backbone,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.tasks import TASKS, TRACKING_PROMPT
 from genprop.cli.usage import (
     EXIT_USAGE,
     OneLineArgumentParser,
@@ -31,15 +32,14 @@ from genprop.cli.usage import (
     check_sampling_flags,
     preserve_from_args,
 )
-from genprop.sampling_options import check_mask_threshold
-from genprop.tasks import TASKS, TRACKING_PROMPT
-from genprop.video_io import (
+from genprop.inference.video_io import (
     VideoReadError,
     read_image,
     read_video,
     write_mask_dir,
     write_output,
 )
+from genprop.sampling_options import check_mask_threshold
 
 MODEL_FILES = ("config.json", "model.safetensors")
 
@@ -110,7 +110,7 @@ def load_model(folder: Path, device: str, allowed_roots: list[Path] | None = Non
     """
     import torch
 
-    from genprop.model import GenPropModel
+    from genprop.modeling.model import GenPropModel
 
     check_model_dir(folder)
     if device == "cuda" and not torch.cuda.is_available():
@@ -134,13 +134,13 @@ def run_propagation(
     desc: str = "propagate",
     **options: Any,
 ) -> Any:
-    """:func:`genprop.propagate` with a tqdm progress bar; ``options`` are passed through.
+    """:func:`genprop.inference.propagate` with a tqdm progress bar; ``options`` are passed through.
 
     A tracking run without a prompt uses the training prompt ``"track colored regions"``.
     """
     from tqdm.auto import tqdm
 
-    from genprop.propagate import propagate
+    from genprop.inference.propagate import propagate
 
     if prompt is None and task == "tracking":
         prompt = TRACKING_PROMPT

@@ -12,8 +12,12 @@ import re
 import sys
 from typing import NoReturn
 
-from genprop.preserve import PRESERVE_MODES, PRESERVE_SOURCES, PreserveConfig
-from genprop.sampling_options import check_sampling_options
+from genprop.sampling_options import (
+    PRESERVE_MODES,
+    PRESERVE_SOURCES,
+    PreserveConfig,
+    check_sampling_options,
+)
 
 EXIT_USAGE = 2
 # Flag of each sampling option, for :func:`check_sampling_flags` messages.
@@ -62,7 +66,7 @@ def _task_list(text: str) -> list[str]:
 
 def add_preserve_flags(p: argparse.ArgumentParser) -> None:
     """``--preserve MODE`` (+ ``--preserve-source``, ``-dilate``, ``-blur``, ``-threshold``,
-    ``-opening``, ``-link-radius``): see genprop.preserve."""
+    ``-opening``, ``-link-radius``): see genprop.inference.preserve."""
     p.add_argument(
         "--preserve",
         choices=PRESERVE_MODES,

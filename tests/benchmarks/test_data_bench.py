@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.data.datasets import bench_datasets
 from benchmarks.data.run import main
-from datagen.schema import TASKS
+from contracts.tasks import TASKS
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 DAVIS = SHARED / "vos"

@@ -10,7 +10,7 @@ import torch
 
 from benchmarks import gpu
 from benchmarks.mfu import markdown_table, mfu, peak_tflops
-from genprop.meta_model import build_meta_model
+from genprop.scale.meta_model import build_meta_model
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from contracts.schema import SCHEMA_VERSION, Sample
 from datagen.record import ObjectTrack, VideoRecord
-from datagen.schema import SCHEMA_VERSION, Sample
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from synth_records import tiny_dataset
 
+from contracts.schema import decode_sample
+from contracts.tasks import TASKS
 from datagen.record import DatasetError
 from datagen.runner import run_job
-from datagen.schema import TASKS, decode_sample
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf" / "datagen")
 

@@ -1,4 +1,4 @@
-"""Round trips and bad-input errors of the shard schema (datagen/schema.py)."""
+"""Round trips and bad-input errors of the shard schema (contracts/schema.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import webdataset as wds
 from synth_records import make_sample
 
-from datagen.schema import (
+from contracts.schema import (
     META_KEYS,
     SCHEMA_VERSION,
     TASKS,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synth_records import make_sample
 
-from datagen.schema import (
+from contracts.schema import (
     MAX_FRAMES,
     MAX_SIDE,
     SchemaError,

@@ -18,8 +18,8 @@ import pytest
 from synth_records import make_sample, tiny_dataset
 from test_runner import job_cfg
 
+from contracts.schema import decode_sample, encode_sample
 from datagen.runner import run_job
-from datagen.schema import decode_sample, encode_sample
 
 
 def _digest(d: dict) -> str:

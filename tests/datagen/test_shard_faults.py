@@ -18,9 +18,9 @@ from test_runner import job_cfg, read_all
 
 import datagen.runner
 import datagen.shard_task
+from contracts.schema import encode_sample
 from datagen.record import BadVideo, Reader, VideoRecord
 from datagen.runner import JobFailed, run_job
-from datagen.schema import encode_sample
 
 
 class MemoryReader(Reader):

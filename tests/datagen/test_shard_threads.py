@@ -11,7 +11,7 @@ import pytest
 from synth_records import tiny_dataset
 from test_runner import job_cfg
 
-import datagen.jobs
+import contracts.jobs
 from datagen.runner import run_job
 from datagen.shard_task import (
     THREAD_ENV_VARS,
@@ -62,13 +62,13 @@ def test_ray_shard_tasks_run_with_their_cpus_worth_of_threads(tmp_path, monkeypa
     ray = pytest.importorskip("ray")
     tiny_dataset(tmp_path / "data", videos=2)
     seen: list[dict] = []
-    real_update = datagen.jobs.Progress.update
+    real_update = contracts.jobs.Progress.update
 
     def update(self, stats):  # the stats each Ray task returned, with its worker's threads
         seen.append(stats["threads"])
         real_update(self, stats)
 
-    monkeypatch.setattr(datagen.jobs.Progress, "update", update)
+    monkeypatch.setattr(contracts.jobs.Progress, "update", update)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         for cpus, threads in ((2, 2), (0.5, 1)):

@@ -9,8 +9,8 @@ import pytest
 import webdataset as wds
 from synth_records import make_sample
 
-from datagen.jobs import remove_stale_temporaries
-from datagen.schema import decode_sample
+from contracts.jobs import remove_stale_temporaries
+from contracts.schema import decode_sample
 from datagen.shards import read_stats, shard_paths, write_shard
 
 

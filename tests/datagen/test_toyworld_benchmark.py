@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datagen.toyworld import TASKS, WorldConfig, build_case, write_benchmark
+from datagen.toyworld import CASE_ORDER, WorldConfig, build_case, write_benchmark
 from datagen.toyworld.cli import main
 
 CFG = WorldConfig(width=40, height=32, num_frames=6)
@@ -57,7 +57,9 @@ def _load(cases: Path, case_id: str) -> dict[str, np.ndarray]:
 def test_layout_exactly_per_contract(cases):
     index = json.loads((cases / "index.json").read_text())
     assert index["version"] == 1
-    assert [c["id"] for c in index["cases"]] == [f"{t}_{i:03d}" for t in TASKS for i in range(2)]
+    assert [c["id"] for c in index["cases"]] == [
+        f"{t}_{i:03d}" for t in CASE_ORDER for i in range(2)
+    ]
     for entry in index["cases"]:
         assert set(entry) == {"id", "task", "dir"} and entry["dir"] == entry["id"]
         d = cases / entry["dir"]

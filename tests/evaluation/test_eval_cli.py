@@ -14,7 +14,7 @@ from synthetic_cases import write_cases
 from evaluation.cases import CaseError, list_cases, load_case
 from evaluation.cli import main
 from genprop import GenPropModel, preset
-from genprop.video_io import write_frames_dir, write_mask_dir, write_video
+from genprop.inference.video_io import write_frames_dir, write_mask_dir, write_video
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from synthetic_cases import write_cases
 from evaluation.cases import list_cases, load_case
 from evaluation.cli import parse_mask_threshold, value_for
 from evaluation.mask_threshold import main, mpd_target
-from genprop.video_io import write_mask_dir
+from genprop.inference.video_io import write_mask_dir
 
 # Per task, the probability the fake MPD gives inside its target (0 outside).
 INSIDE = {"removal": 0.32, "tracking": 0.82, "insertion": 0.32}  # 8-bit PNGs: 0.322, 0.820

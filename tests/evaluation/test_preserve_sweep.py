@@ -11,8 +11,8 @@ from synthetic_cases import write_cases
 
 from evaluation.cases import list_cases, load_case
 from evaluation.preserve_sweep import main, parse_variant
-from genprop.preserve import PreserveConfig
-from genprop.video_io import write_frames_dir
+from genprop.inference.video_io import write_frames_dir
+from genprop.sampling_options import PreserveConfig
 
 
 def _noisy_outputs(cases: Path, root: Path) -> Path:

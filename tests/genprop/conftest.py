@@ -9,7 +9,7 @@ import pytest
 from genprop_helpers import tiny_genprop_model
 
 from genprop import GenPropModel
-from genprop.tiny_wan import write_tiny_wan_pipeline
+from genprop.backbones.wan.tiny import write_tiny_wan_pipeline
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genprop import GenPropModel, VideoBatch, preset
-from genprop.pretrained import wan_config
+from genprop.backbones.wan.pretrained import wan_config
 
 
 def perturb(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:

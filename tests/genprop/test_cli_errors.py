@@ -13,8 +13,8 @@ from PIL import Image
 
 from genprop import GenPropModel, preset, propagate
 from genprop.cli import propagate as propagate_cli
-from genprop.sampler import sample_latents
-from genprop.video_io import write_frames_dir
+from genprop.inference.sampler import sample_latents
+from genprop.inference.video_io import write_frames_dir
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from genprop import GenPropModel, preset
+from genprop.backbones.wan.pretrained import TINY_WAN_TRANSFORMER, TINY_WAN_VAE
 from genprop.config_checks import MAX_PARAMETERS, ConfigError, check_config, estimate_parameters
 from genprop.configs import PRESETS, CodecConfig, GenPropConfig, TextConfig, WanConfig
-from genprop.pretrained import TINY_WAN_TRANSFORMER, TINY_WAN_VAE
 
 # Wan2.1-I2V-14B's published transformer config (diffusers layout; wan_configs/ has its source).
 _PUBLISHED = Path(__file__).parent / "wan_configs" / "wan2.1-i2v-14b-480p.json"

@@ -8,10 +8,10 @@ import torch
 from genprop_helpers import perturb, step_inputs, tiny_genprop_model
 
 from genprop import GenPropModel, LossWeights, VideoBatch, preset, training_losses
-from genprop.codec import SpaceToDepthCodec
-from genprop.content_gate import STRENGTH_SCALE, ContentGate, gate_target
+from genprop.inference.sampler import sample_latents
+from genprop.modeling.codec import SpaceToDepthCodec
+from genprop.modeling.content_gate import STRENGTH_SCALE, ContentGate, gate_target
 from genprop.region_aware_loss import latent_mask
-from genprop.sampler import sample_latents
 
 
 @pytest.fixture

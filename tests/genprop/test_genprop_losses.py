@@ -11,7 +11,7 @@ from genprop_helpers import make_batch, perturb
 
 from genprop import GenPropModel, LossWeights, preset, training_losses
 from genprop.flow import add_noise, sample_training_time
-from genprop.latents import encode_batch
+from genprop.modeling.latents import encode_batch
 from genprop.region_aware_loss import feature_sensitivity, latent_mask, mpd_loss, region_split_mse
 
 

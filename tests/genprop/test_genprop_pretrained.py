@@ -1,6 +1,6 @@
 """GenProp on a pretrained Wan2.x I2V diffusers folder (a tiny random one written in-process, the
 default variant: Wan2.2-I2V-A14B's layout), the refusals of unsupported checkpoints and the
-``python -m genprop.pretrained tiny-wan`` command."""
+``python -m genprop.backbones.wan.pretrained tiny-wan`` command."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ from genprop_helpers import perturb, step_inputs
 from safetensors.torch import load_file
 
 from genprop import GenPropModel, propagate
-from genprop.pretrained import TINY_WAN_TRANSFORMER, main, wan_config, write_tiny_wan_pipeline
-from genprop.tiny_wan import DEFAULT_VARIANT, TINY_IMAGE_TOKENS
+from genprop.backbones.wan.pretrained import (
+    TINY_WAN_TRANSFORMER,
+    main,
+    wan_config,
+    write_tiny_wan_pipeline,
+)
+from genprop.backbones.wan.tiny import DEFAULT_VARIANT, TINY_IMAGE_TOKENS
 
 GEOMETRY = dict(num_frames=5, height=32, width=32, text_max_tokens=6)
 

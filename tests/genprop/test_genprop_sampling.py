@@ -94,7 +94,7 @@ def test_euler_sampler_with_the_exact_velocity_recovers_the_data(tiny_model, mon
     # For a one-point data distribution x0 the exact velocity field is v(x_t, t) = (x_t - x0) / t;
     # integrating it from t = 1 to 0 must land on x0 whatever the grid. This pins the sampler's
     # direction and time convention to the objective (x_t = (1-t) x0 + t eps, v = eps - x0).
-    from genprop.model import GenPropOutput
+    from genprop.modeling.model import GenPropOutput
 
     x0 = torch.randn(1, 4, 48, 8, 8, generator=torch.Generator().manual_seed(1))
 

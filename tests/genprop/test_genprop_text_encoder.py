@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genprop import GenPropModel, TextConfig, TransformersTextEncoder, preset
-from genprop.tiny_wan import TINY_WORDS, tiny_tokenizer
+from genprop.backbones.wan.tiny import TINY_WORDS, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from genprop import (
     propagate,
     training_losses,
 )
-from genprop.pretrained import TINY_WAN_TRANSFORMER, TINY_WAN_VAE
+from genprop.backbones.wan.pretrained import TINY_WAN_TRANSFORMER, TINY_WAN_VAE
 
 # The tiny shapes users and tests share (as diffusers' own Wan tests: 2 heads x 12, 36 inputs).
 TRANSFORMER = TINY_WAN_TRANSFORMER
@@ -49,7 +49,7 @@ def test_adapter_matches_diffusers_forward(wan_model):
 
     torch.manual_seed(1)
     transformer = WanTransformer3DModel.from_config(TRANSFORMER)
-    from genprop.backbones.wan import WanBackbone
+    from genprop.backbones.wan.backbone import WanBackbone
 
     bb = WanBackbone(transformer, latent_channels=16, mask_channels=4)
     x, first = torch.randn(2, 2, 2, 16, 4, 4)

@@ -12,7 +12,9 @@ import torch
 from genprop_helpers import make_batch, perturb
 
 from genprop import GenPropModel, sample_latents, training_losses
-from genprop.experts import (
+from genprop.backbones.wan.pretrained import wan_config
+from genprop.flow import sample_training_time, training_time_cdf
+from genprop.modeling.experts import (
     HIGH_NOISE,
     LOW_NOISE,
     choose_training_expert,
@@ -20,8 +22,6 @@ from genprop.experts import (
     expert_shares,
     expert_time_range,
 )
-from genprop.flow import sample_training_time, training_time_cdf
-from genprop.pretrained import wan_config
 
 GEOMETRY = dict(num_frames=5, height=32, width=32, text_max_tokens=6, sce_blocks=2)
 
@@ -153,7 +153,7 @@ def test_save_load_keeps_both_experts(model: GenPropModel, tmp_path: Path) -> No
 
 
 def test_activation_checkpointing_covers_both_experts(model: GenPropModel) -> None:
-    from genprop.sharding import checkpoint_blocks
+    from genprop.scale.sharding import checkpoint_blocks
 
     before = (model.backbone.gradient_checkpointing, model.expert_2.backbone.gradient_checkpointing)
     try:

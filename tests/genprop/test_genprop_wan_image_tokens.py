@@ -14,8 +14,8 @@ from genprop_helpers import make_batch, tiny_wan_model
 from PIL import Image
 
 from genprop import GenPropModel, training_losses
+from genprop.backbones.wan.pretrained import wan_config
 from genprop.flow import sampling_times
-from genprop.pretrained import wan_config
 
 GEOMETRY = dict(num_frames=5, height=32, width=32, sce_blocks=2)
 
@@ -53,7 +53,7 @@ def test_image_tokens_match_the_diffusers_pipeline(folder: Path, model: GenPropM
 def test_backbone_matches_diffusers_forward_with_image_tokens(folder: Path) -> None:
     from diffusers import WanTransformer3DModel
 
-    from genprop.backbones.wan import WanBackbone
+    from genprop.backbones.wan.backbone import WanBackbone
 
     transformer = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
     bb = WanBackbone(transformer, latent_channels=16, mask_channels=4)

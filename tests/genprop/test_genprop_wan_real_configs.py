@@ -21,8 +21,8 @@ import torch
 from genprop_helpers import make_batch
 
 from genprop import GenPropModel, training_losses
+from genprop.backbones.wan.pretrained import TINY_WAN_VAE, wan_config
 from genprop.flow import sampling_times
-from genprop.pretrained import TINY_WAN_VAE, wan_config
 
 CONFIGS = Path(__file__).parent / "wan_configs"
 SUPPORTED = ["wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b"]
@@ -60,9 +60,9 @@ def _config_folder(root: Path, name: str) -> Path:
 def test_full_depth_config_is_accepted_on_meta(tmp_path: Path, name: str) -> None:
     from diffusers import WanTransformer3DModel
 
-    from genprop.backbones.wan import WanBackbone
-    from genprop.content_encoder import SelectiveContentEncoder
-    from genprop.mask_decoder import MaskPredictionDecoder
+    from genprop.backbones.wan.backbone import WanBackbone
+    from genprop.modeling.content_encoder import SelectiveContentEncoder
+    from genprop.modeling.mask_decoder import MaskPredictionDecoder
 
     published = _published(name)
     cfg = wan_config(_config_folder(tmp_path / name, name), num_frames=81, height=480, width=832)
@@ -107,7 +107,7 @@ def _real_width_folder(root: Path, name: str) -> Path:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
-    from genprop.tiny_wan import TINY_TI2V_VAE, save_wan_pipeline, tiny_text_encoder
+    from genprop.backbones.wan.tiny import TINY_TI2V_VAE, save_wan_pipeline, tiny_text_encoder
 
     cfg = _published(name)
     parts: dict[str, Any] = {}

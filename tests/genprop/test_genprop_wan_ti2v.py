@@ -36,7 +36,7 @@ def test_config_and_codec(model: GenPropModel) -> None:
 def test_backbone_matches_diffusers_per_token_timesteps(folder: Path) -> None:
     from diffusers import WanTransformer3DModel
 
-    from genprop.backbones.wan import WanBackbone
+    from genprop.backbones.wan.backbone import WanBackbone
 
     transformer = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
     bb = WanBackbone(

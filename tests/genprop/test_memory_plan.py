@@ -1,4 +1,4 @@
-"""The planner (genprop.memory_plan on the meta device) against real CPU training steps.
+"""The planner (genprop.scale.memory_plan on the meta device) against real CPU training steps.
 
 FLOPs are compared with ``torch.utils.flop_counter.FlopCounterMode`` on the real step, with the math
 SDPA backend (CPU's fused attention op has no FLOP formula; the math path's matmuls are counted).
@@ -24,16 +24,22 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from genprop.backbones.wan.folder import wan_config
+from genprop.backbones.wan.tiny import write_tiny_wan_pipeline
 from genprop.configs import GenPropConfig, preset
 from genprop.losses import training_losses
-from genprop.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training, static_memory
-from genprop.meta_model import build_meta_model, build_random_model
-from genprop.meta_step import meta_batch
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
-from genprop.tiny_wan import write_tiny_wan_pipeline
+from genprop.scale.memory_plan import (
+    ClusterSpec,
+    StepSpec,
+    TrainingPlan,
+    plan_training,
+    static_memory,
+)
+from genprop.scale.meta_model import build_meta_model, build_random_model
+from genprop.scale.meta_step import meta_batch
 from genprop.video_batch import VideoBatch
-from genprop.wan_folder import wan_config
 
 TOLERANCE = 0.2
 
@@ -223,7 +229,7 @@ def test_full_depth_wan21_i2v_14b_plans_from_a_config_only_folder(tmp_path) -> N
     from diffusers import WanTransformer3DModel
 
     from genprop.jsonfile import read_json_object
-    from genprop.meta_model import write_config_folder
+    from genprop.scale.meta_model import write_config_folder
 
     source = Path(__file__).parent / "wan_configs" / "wan2.1-i2v-14b-480p.json"
     configs = read_json_object(source, what="published configs")

@@ -1,4 +1,5 @@
-"""The measuring pieces of genprop.meta_step and genprop.flops.PhaseFlopCounter, on small ops."""
+"""The measuring pieces of genprop.scale.meta_step and genprop.scale.flops.PhaseFlopCounter, on
+small ops."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from genprop.flops import PhaseFlopCounter
-from genprop.meta_step import LiveBytesMode, emulated_autocast
+from genprop.scale.flops import PhaseFlopCounter
+from genprop.scale.meta_step import LiveBytesMode, emulated_autocast
 
 
 def test_live_bytes_counts_new_storages_once_and_releases_them() -> None:

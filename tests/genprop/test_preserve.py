@@ -1,4 +1,5 @@
-"""Keeping the unedited region (genprop.preserve) and the sampling defaults an export carries."""
+"""Keeping the unedited region (genprop.inference.preserve) and the sampling defaults an export
+carries."""
 
 from __future__ import annotations
 
@@ -11,23 +12,25 @@ import pytest
 import torch
 from genprop_helpers import tiny_genprop_model
 
-import genprop.sampler as sampler_module
+import genprop.inference.sampler as sampler_module
+from contracts.tasks import task_index
 from genprop import GenPropModel
 from genprop.cli.usage import UsageError, add_preserve_flags, preserve_from_args
 from genprop.configs import GenPropConfig, SamplingConfig
-from genprop.preserve import (
-    PreserveConfig,
+from genprop.inference.preserve import (
     blend_known,
     change_mask,
+    fixed_region_clips,
     link_to_first_frame,
     soft_edit_mask,
 )
-from genprop.propagate import propagate
-from genprop.sampler import latent_edit_mask, sample_latents
-from genprop.tasks import task_index
+from genprop.inference.propagate import propagate
+from genprop.inference.sampler import latent_edit_mask, sample_latents
+from genprop.sampling_options import PreserveConfig
 
-# ``genprop.propagate`` the attribute is the function; the module is needed for monkeypatch.
-propagate_module = importlib.import_module("genprop.propagate")
+# ``genprop.inference.propagate`` the attribute is the function; the module is needed for
+# monkeypatch.
+propagate_module = importlib.import_module("genprop.inference.propagate")
 
 
 def test_soft_edit_mask_dilates_blurs_and_stays_in_range() -> None:
@@ -288,7 +291,7 @@ def test_latent_edit_mask_holds_frame_zero_for_fixed_clips() -> None:
     estimate[:, 1:, :, 4:6, 4:6] = 3.0  # later frames: a change elsewhere
     logits = torch.zeros(2, 3, 8, 8)
     task = torch.tensor([task_index("outpainting"), task_index("removal")])
-    edit = latent_edit_mask(cfg, logits, estimate, content, cfg.fixed_for(task))
+    edit = latent_edit_mask(cfg, logits, estimate, content, fixed_region_clips(cfg, task))
     band = torch.zeros(8, 8)
     band[:, :2] = 1
     assert torch.equal(edit[0], band.expand(3, 8, 8))  # held and hard

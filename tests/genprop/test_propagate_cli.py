@@ -14,7 +14,7 @@ from synthetic_cases import render
 
 from genprop import GenPropModel, preset
 from genprop.cli.propagate import main
-from genprop.video_io import read_mask_dir, read_video, write_frames_dir, write_video
+from genprop.inference.video_io import read_mask_dir, read_video, write_frames_dir, write_video
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 from genprop_helpers import make_batch
 
 from genprop import VideoBatch, preset
-from genprop.latents import EncodedBatch, batch_size
+from genprop.modeling.latents import EncodedBatch, batch_size
 from genprop.video_batch import check_batch_type
 
 

@@ -1,4 +1,5 @@
-"""Round trips and errors of genprop.video_io (PNG folders, mp4 h264/lossless, odd sizes)."""
+"""Round trips and errors of genprop.inference.video_io (PNG folders, mp4 h264/lossless, odd
+sizes)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genprop.video_io import (
+from genprop.inference.video_io import (
     VideoReadError,
     iter_frames,
     read_mask_dir,

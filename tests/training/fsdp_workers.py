@@ -1,6 +1,7 @@
 """Process bodies of the sharded-training tests (spawned; one per rank).
 
-Each worker builds the tiny model on the meta device, shards it with ``genprop.sharding``, loads
+Each worker builds the tiny model on the meta device, shards it with ``genprop.scale.sharding``,
+loads
 its weights slice by slice from a ``save_pretrained`` folder, runs the step the test asks for and
 writes its numbers to ``<out>/result_<mode>_<world>_<rank>.json``.
 """
@@ -27,15 +28,15 @@ from torch.distributed.tensor import DTensor
 
 from genprop.configs import GenPropConfig
 from genprop.losses import training_losses
-from genprop.model import CONFIG_NAME, GenPropModel
-from genprop.sharded_weights import (
+from genprop.modeling.model import CONFIG_NAME, GenPropModel
+from genprop.scale.sharded_weights import (
     build_model_to_shard,
     load_genprop_shards,
     materialize_,
     save_pretrained_from_shards,
     trainable_state_dict,
 )
-from genprop.sharding import checkpoint_blocks, mixed_precision, shard_model
+from genprop.scale.sharding import checkpoint_blocks, mixed_precision, shard_model
 from genprop.video_batch import VideoBatch
 from training.ema import ParameterEMA
 

@@ -1,4 +1,4 @@
-"""Tiny synthetic shards in the real schema (``datagen.schema.encode_sample``) for tests."""
+"""Tiny synthetic shards in the real schema (``contracts.schema.encode_sample``) for tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
-from datagen.schema import SCHEMA_VERSION, TASKS, Sample, encode_sample
+from contracts.schema import SCHEMA_VERSION, Sample, encode_sample
+from contracts.tasks import TASKS
 
 
 def make_sample(key: str, task: str, *, frames: int = 4, size: int = 32, seed: int = 0) -> Sample:

@@ -20,12 +20,12 @@ import webdataset as wds
 from safetensors.torch import load_file
 from shard_factory import write_shards
 
-from datagen.schema import decode_sample
-from genprop.latents import EncodedBatch
+from contracts.schema import decode_sample
+from genprop.backbones.wan.pretrained import write_tiny_wan_pipeline
 from genprop.losses import CFGDropout, training_losses
-from genprop.model import GenPropModel
-from genprop.pretrained import write_tiny_wan_pipeline
-from genprop.unbuilt_encoders import EncoderNotBuiltError
+from genprop.modeling.latents import EncodedBatch
+from genprop.modeling.model import GenPropModel
+from genprop.modeling.unbuilt_encoders import EncoderNotBuiltError
 from training.batch import collate_samples, to_model_batch
 from training.cache.key import LatentCacheError, check_latent_cache
 from training.cache.latent_sample import EMPTY_PROMPT, collate_latents, decode_members
@@ -119,8 +119,8 @@ def forbid_encoders(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("an encoder was built in this process")
 
-    monkeypatch.setattr("genprop.model.build_codec", refuse)
-    monkeypatch.setattr("genprop.model.build_text_encoder", refuse)
+    monkeypatch.setattr("genprop.modeling.model.build_codec", refuse)
+    monkeypatch.setattr("genprop.modeling.model.build_text_encoder", refuse)
     monkeypatch.setattr("diffusers.AutoencoderKLWan.from_pretrained", refuse)
     monkeypatch.setattr("transformers.UMT5EncoderModel.from_pretrained", refuse)
 

@@ -17,7 +17,7 @@ import torch
 from shard_factory import write_shards
 from test_cache import FRAMES, SIZE, cache_cfg
 
-from genprop.pretrained import write_tiny_wan_pipeline
+from genprop.backbones.wan.pretrained import write_tiny_wan_pipeline
 from training.cache.runner import run_cache
 
 SHARDS = 4

@@ -16,7 +16,7 @@ import torch
 from shard_factory import write_shards
 from test_cache import FRAMES, SIZE, cache_cfg, forbid_encoders
 
-from genprop.pretrained import write_tiny_wan_pipeline
+from genprop.backbones.wan.pretrained import write_tiny_wan_pipeline
 from training.cache.key import LatentCacheError
 from training.cache.runner import run_cache
 from training.latent_datamodule import use_latent_cache

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.core.hooks import DataHooks
 from shard_factory import truncate_tar, write_shards
 
-from datagen.schema import TASKS
+from contracts.tasks import TASKS
 from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
 from training.datamodule import ShardDataModule, expand_shards

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from shard_factory import tiny_overrides
 
-from genprop.preserve import PreserveConfig
+from genprop.sampling_options import PreserveConfig
 from training.model_factory import build_config
 from training.train import CONF_DIR, register_resolvers, resolve_precision, train
 

@@ -18,7 +18,7 @@ from fsdp_workers import losses, run, set_trainable
 from torch.distributed.checkpoint import FileSystemReader
 
 from genprop.configs import preset
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 
 REL = 1e-5
 

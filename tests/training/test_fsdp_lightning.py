@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch.distributed.checkpoint import FileSystemReader
 
 from genprop.configs import preset
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 from training.fsdp import GenPropFSDPStrategy
 from training.resume import SHARDED_METADATA
 

@@ -22,19 +22,19 @@ from safetensors import safe_open
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor
 
-import genprop.sharded_weights as sharded_weights
+import genprop.scale.sharded_weights as sharded_weights
+from genprop.backbones.wan.folder import wan_config
+from genprop.backbones.wan.tiny import write_tiny_wan_pipeline
+from genprop.backbones.wan.weights import ZERO_INIT, wan_weight_sources
 from genprop.configs import GenPropConfig
-from genprop.model import GenPropModel
-from genprop.sharded_weights import (
+from genprop.modeling.model import GenPropModel
+from genprop.scale.sharded_weights import (
     build_model_to_shard,
     load_pretrained_shards,
     load_wan_shards,
     materialize_,
 )
-from genprop.sharding import mixed_precision, shard_model
-from genprop.tiny_wan import write_tiny_wan_pipeline
-from genprop.wan_folder import wan_config
-from genprop.wan_weights import ZERO_INIT, wan_weight_sources
+from genprop.scale.sharding import mixed_precision, shard_model
 from training.fsdp import META_BUILD, use_meta_build
 
 A14B, I2V21 = "wan2.2-a14b", "wan2.1-i2v"

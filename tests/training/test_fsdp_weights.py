@@ -11,14 +11,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from genprop.configs import preset
-from genprop.model import CONFIG_NAME, WEIGHTS_NAME, GenPropModel
-from genprop.sharded_weights import (
+from genprop.modeling.model import CONFIG_NAME, WEIGHTS_NAME, GenPropModel
+from genprop.scale.sharded_weights import (
     build_model_to_shard,
     load_genprop_shards,
     materialize_,
     safetensors_index,
 )
-from genprop.sharding import cast_frozen_, shard_units
+from genprop.scale.sharding import cast_frozen_, shard_units
 
 
 def _seeded_model() -> GenPropModel:

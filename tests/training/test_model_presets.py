@@ -10,7 +10,7 @@ import pytest
 from hydra.utils import instantiate
 
 from genprop.configs import PRESETS, preset
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 from training.model_factory import build_config
 from training.train import CONF_DIR
 

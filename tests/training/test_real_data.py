@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from shard_factory import tiny_overrides
 
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 from training.train import train
 
 

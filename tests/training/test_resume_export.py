@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from shard_factory import tiny_overrides
 
-from genprop.model import GenPropModel
+from genprop.modeling.model import GenPropModel
 from training.model_factory import build_model
 from training.module import GenPropLitModule
 from training.train import train

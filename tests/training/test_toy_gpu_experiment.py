@@ -16,8 +16,8 @@ from shard_factory import write_shards
 
 from benchmarks.mfu import PEAK_BF16_TFLOPS
 from genprop.configs import preset
-from genprop.flops import count_parameters
 from genprop.jsonfile import read_json_object
+from genprop.scale.flops import count_parameters
 from training.model_factory import build_config
 from training.plan import plan_from_config
 from training.train import CONF_DIR, resolve_precision, train

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from shard_factory import tiny_overrides, write_shards
 
 from genprop import GenPropModel
-from genprop.pretrained import wan_config, write_tiny_wan_pipeline
+from genprop.backbones.wan.pretrained import wan_config, write_tiny_wan_pipeline
 from training.model_factory import build_config
 from training.train import train
 

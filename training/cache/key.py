@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datagen.schema import SCHEMA_VERSION
+from contracts.schema import SCHEMA_VERSION
 from genprop.configs import GenPropConfig
 
 CACHE_FORMAT = 1

@@ -23,8 +23,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from datagen.schema import TASKS
-from genprop.latents import EncodedBatch
+from contracts.tasks import TASKS
+from genprop.modeling.latents import EncodedBatch
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 LATENTS_MEMBER = "latents.safetensors"

@@ -1,6 +1,6 @@
 """The cache job's tasks on Ray: one per input shard plus the empty prompt's embedding.
 
-Ray is joined or started by :func:`datagen.jobs.ray_session` (without ``ray.address``, a new
+Ray is joined or started by :func:`contracts.jobs.ray_session` (without ``ray.address``, a new
 local Ray, never one already running on the machine) and each worker exits as soon as the driver
 process dies (a killed job leaves no worker writing). Tasks get ``ray.cpus_per_task`` CPUs and
 ``ray.gpus_per_task`` GPUs (``auto``: one GPU per task when the cluster has GPUs).
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datagen.jobs import Progress, gather_ray_tasks, ray_session, watch_driver
+from contracts.jobs import Progress, gather_ray_tasks, ray_session, watch_driver
 from training.cache.shard_job import CacheSpec, cache_shard, write_empty_prompt
 
 

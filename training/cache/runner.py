@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datagen.jobs import (
+from contracts.jobs import (
     Progress,
     clear_other_jobs,
     failed_shards_line,
@@ -27,7 +27,7 @@ from datagen.jobs import (
     write_json_atomic,
     write_jsonl,
 )
-from datagen.schema import SCHEMA_VERSION
+from contracts.schema import SCHEMA_VERSION
 from training.cache.key import (
     CACHE_FORMAT,
     MANIFEST,

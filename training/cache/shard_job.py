@@ -21,10 +21,10 @@ from typing import Any
 import torch
 import webdataset as wds
 
-from datagen.jobs import write_json_atomic
-from datagen.schema import Sample, decode_sample
+from contracts.jobs import write_json_atomic
+from contracts.schema import Sample, decode_sample
 from genprop.configs import GenPropConfig
-from genprop.latents import EncodedBatch, LatentEncoders, encode_batch
+from genprop.modeling.latents import EncodedBatch, LatentEncoders, encode_batch
 from training.batch import collate_samples, to_model_batch
 from training.cache.key import file_sha256
 from training.cache.latent_sample import (

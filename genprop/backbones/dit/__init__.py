@@ -1,0 +1,1 @@
+"""The tiny latent-video DiT family (ours, trainable from scratch)."""

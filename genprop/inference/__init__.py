@@ -1,0 +1,1 @@
+"""Inference: the sampler, ``propagate()``, preservation of the unedited region and video I/O."""

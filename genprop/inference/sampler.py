@@ -1,0 +1,139 @@
+"""Euler sampler for the rectified flow, with classifier-free guidance.
+
+Guidance contrasts the conditional prediction with an unconditional one that uses the empty prompt
+and the null task (the conditions dropped in training, see :mod:`genprop.losses`); the first frame
+and the SCE content are kept in both. ``v = v_u + g·(v_c - v_u)``; ``guidance=1`` skips the
+unconditional pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from contracts.tasks import NULL_TASK
+from genprop.flow import add_noise, sampling_times
+from genprop.inference.preserve import blend_known, edit_mask, fixed_region_clips
+from genprop.modeling.model import GenPropModel
+from genprop.sampling_options import PreserveConfig, check_sampling_options
+
+
+@torch.no_grad()
+def sample_latents(
+    model: GenPropModel,
+    first_latent: torch.Tensor,
+    *,
+    content: torch.Tensor | None = None,
+    task: torch.Tensor | None = None,
+    prompts: list[str] | None = None,
+    steps: int = 20,
+    guidance: float = 1.0,
+    injection_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    image_embeds: torch.Tensor | None = None,
+    preserve: PreserveConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Generate latents from noise.
+
+    Args:
+        model: The model.
+        first_latent: (B, T', C, h, w) I2V condition (see ``GenPropModel.encode_first_frame``).
+        content: (B, T', C, h, w) SCE content latents, or None (plain I2V).
+        task: (B,) long task indices, or None.
+        prompts: B prompts, or None (empty).
+        steps: Euler steps.
+        guidance: CFG scale (1 = no guidance).
+        injection_weight: Scale of the SCE injections.
+        generator: CPU generator for the initial noise (seeded sampling).
+        progress: Called as ``progress(step, steps)`` after each step.
+        image_embeds: (B, N_img, image_dim) CLIP image tokens of the first frame for backbones
+            that take them (Wan2.1-I2V, see ``GenPropModel.encode_image``), else None.
+        preserve: With ``mode="latent"`` (and ``content``), the latents outside the dilated edit
+            mask (the MPD's, or where this step's clean estimate differs from the content) are
+            replaced at every step by the content noised to the next time
+            (:mod:`genprop.inference.preserve`); other modes sample unchanged.
+
+    Returns:
+        Latents (B, T', C, h, w) and the last step's MPD logits (B, T', h, w) (None w/o content).
+
+    Raises:
+        ValueError: If ``steps``, ``guidance`` or ``injection_weight`` is out of range (see
+            :func:`check_sampling_options`).
+    """
+    check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
+    keep = preserve is not None and preserve.mode == "latent" and content is not None
+    fixed = None
+    if keep:
+        preserve.check()
+        if task is not None:
+            fixed = fixed_region_clips(preserve, task)
+    b = first_latent.shape[0]
+    device = first_latent.device
+    context, context_mask = model.encode_prompts(prompts, b)
+    use_cfg = guidance != 1.0 and (task is not None or prompts is not None)
+    if use_cfg:
+        null_ctx, null_mask = model.encode_prompts(None, b)
+        context = torch.cat([context, null_ctx])
+        context_mask = torch.cat([context_mask, null_mask])
+        if task is not None:
+            task = torch.cat([task, torch.full_like(task, NULL_TASK)])
+        first_in = torch.cat([first_latent, first_latent])
+        content_in = None if content is None else torch.cat([content, content])
+        image_in = None if image_embeds is None else torch.cat([image_embeds, image_embeds])
+    else:
+        first_in, content_in, image_in = first_latent, content, image_embeds
+    noise = torch.randn(first_latent.shape, generator=generator).to(device, first_latent.dtype)
+    x = noise
+    times = sampling_times(steps, shift=model.config.timestep_shift).to(device)
+    mask_logits = None
+    for i in range(steps):
+        t_now, t_next = times[i], times[i + 1]
+        x_in = torch.cat([x, x]) if use_cfg else x
+        out = model(
+            x_in,
+            t_now.expand(x_in.shape[0]),
+            first_in,
+            content=content_in,
+            task=task,
+            context=context,
+            context_mask=context_mask,
+            injection_weight=injection_weight,
+            # The last step's MPD masks are returned; latent preservation reads them every step.
+            predict_mask=keep or i == steps - 1,
+            image_embeds=image_in,
+        )
+        v = out.velocity
+        if use_cfg:
+            v_cond, v_uncond = v.chunk(2)
+            v = v_uncond + guidance * (v_cond - v_uncond)
+        clean_estimate = x - t_now * v  # x̂0 of rectified flow (x_t = (1 - t)·x0 + t·ε)
+        x = x + (t_next - t_now) * v
+        if out.mask_logits is not None:
+            mask_logits = out.mask_logits[:b]
+        if keep:
+            edit = latent_edit_mask(preserve, mask_logits, clean_estimate, content, fixed)
+            x = blend_known(x, add_noise(content, noise, t_next.expand(b)), edit)
+        if progress is not None:
+            progress(i + 1, steps)
+    return x, mask_logits
+
+
+def latent_edit_mask(
+    preserve: PreserveConfig,
+    mask_logits: torch.Tensor,
+    clean_estimate: torch.Tensor,
+    content: torch.Tensor,
+    fixed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One step's soft edit mask (B, T', h, w) for latent preservation.
+
+    Args:
+        preserve: The preservation settings (``source``, ``threshold`` in latent units, ...).
+        mask_logits: (B, T', h, w) the MPD's logits of this step.
+        clean_estimate: (B, T', C, h, w) this step's x̂0 (guided).
+        content: (B, T', C, h, w) the input video's latents.
+        fixed: (B,) bool, the clips whose task has a fixed edit region (or None).
+    """
+    return edit_mask(preserve, torch.sigmoid(mask_logits.float()), clean_estimate, content, fixed)

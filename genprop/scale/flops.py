@@ -1,0 +1,167 @@
+"""Parameter and FLOP counts of GenProp models.
+
+* :func:`count_parameters` / :func:`estimate_flops`: analytic, from a tiny-DiT config (no model is
+  built), so GPU-size presets can be reported on a laptop; a test checks them against the modules.
+* :class:`PhaseFlopCounter`: counts what a step really runs, with torch's own FLOP formulas
+  (``torch.utils.flop_counter``), split into frozen-encoder work, forward and backward. It works on
+  any backbone and on the ``meta`` device (``genprop.scale.meta_step`` runs whole steps there), and
+  is
+  the counter behind ``genprop-plan`` and the GPU benchmark's MFU.
+
+FLOPs count a multiply-add as 2 and include attention score/value products; norms, activations and
+RoPE are ignored (< 1 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from contracts.tasks import TASKS
+from genprop.configs import DiTConfig, GenPropConfig, preset
+
+
+@dataclass
+class _Dims:
+    d: int  # model width
+    hidden: int  # MLP width
+    head: int  # head dim
+    cin: int  # input channels (2C + mask)
+    c: int  # latent channels
+    p: int  # token patch
+    text: int  # text embedding dim
+    ca: bool  # text cross-attention
+
+
+def _dims(cfg: GenPropConfig) -> _Dims:
+    if not isinstance(cfg.backbone, DiTConfig):
+        raise ValueError("flops: analytic counts cover the tiny DiT backbone only")
+    if cfg.codec.kind != "space_to_depth":
+        raise ValueError("flops: analytic counts cover the space_to_depth codec only")
+    bb = cfg.backbone
+    c = 3 * cfg.codec.patch**2
+    return _Dims(
+        d=bb.dim,
+        hidden=int(bb.dim * bb.mlp_ratio),
+        head=bb.dim // bb.heads,
+        cin=2 * c + 1,
+        c=c,
+        p=bb.patch,
+        text=cfg.text.dim,
+        ca=bb.text_cross_attention,
+    )
+
+
+def _lin(i: int, o: int) -> int:
+    return i * o + o
+
+
+def _block_params(k: _Dims) -> int:
+    d = k.d
+    n = _lin(d, 3 * d) + 2 * k.head + _lin(d, d) + _lin(d, k.hidden) + _lin(k.hidden, d)
+    n += _lin(d, 6 * d)
+    if k.ca:
+        n += 2 * d + _lin(d, d) + _lin(d, 2 * d) + _lin(d, d)
+    return n
+
+
+def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
+    """Parameters per component: backbone, sce, mpd, task_embedding, content_gate, total."""
+    k = _dims(cfg)
+    d, embed = k.d, _lin(k.cin * k.p * k.p, k.d)
+    backbone = embed + _lin(256, d) + _lin(d, d) + cfg.backbone.depth * _block_params(k)
+    if k.ca:
+        backbone += _lin(k.text, d) + _lin(d, d)
+    backbone += _lin(d, 2 * d) + _lin(d, k.p * k.p * k.c)
+    n = cfg.sce_blocks
+    sce = embed + n * _block_params(k) + _lin(d, d) + n * 2 * _lin(d, d)
+    mpd = _block_params(k) + 2 * d + _lin(d, d) + _lin(d, k.p * k.p)
+    task = (len(TASKS) + 1) * d
+    gate = _lin(d, d) + _lin(d, k.p * k.p * k.c) + 1 if cfg.content_gate else 0
+    return {
+        "backbone": backbone,
+        "sce": sce,
+        "mpd": mpd,
+        "task_embedding": task,
+        "content_gate": gate,
+        "total": backbone + sce + mpd + task + gate,
+    }
+
+
+def _block_flops(k: _Dims, tokens: int, text_tokens: int) -> int:
+    d = k.d
+    per_token = 3 * d * d + d * d + 2 * d * k.hidden  # qkv, out, mlp
+    flops = 2 * tokens * per_token + 4 * tokens * tokens * d  # + scores and values
+    if k.ca:
+        flops += 2 * tokens * 2 * d * d + 2 * text_tokens * 2 * d * d + 4 * tokens * text_tokens * d
+    return flops
+
+
+def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
+    """Forward FLOPs of one denoising step at the config's clip size.
+
+    Returns:
+        tokens (per sample), backbone_forward, genprop_forward (backbone + SCE + MPD + gate),
+        genprop_train_step (≈ forward + backward of everything = 3 x genprop_forward).
+    """
+    k = _dims(cfg)
+    p = cfg.codec.patch * k.p
+    tokens = cfg.num_frames * (cfg.height // p) * (cfg.width // p)
+    text_tokens = cfg.text.max_tokens if k.ca else 0
+    embed = 2 * tokens * k.cin * k.p * k.p * k.d
+    block = _block_flops(k, tokens, text_tokens)
+    head = 2 * tokens * k.d * k.p * k.p * k.c
+    backbone = embed + cfg.backbone.depth * block + head
+    sce = embed + cfg.sce_blocks * (block + 2 * tokens * 2 * k.d * k.d) + 2 * tokens * k.d * k.d
+    mpd = block + 2 * tokens * (k.d * k.d + k.d * k.p * k.p)
+    gate = 2 * tokens * (k.d * k.d + k.d * k.p * k.p * k.c) if cfg.content_gate else 0
+    genprop = backbone + sce + mpd + gate
+    return {
+        "tokens": tokens,
+        "backbone_forward": batch * backbone,
+        "genprop_forward": batch * genprop,
+        "genprop_train_step": 3 * batch * genprop,
+    }
+
+
+def model_report(
+    names: tuple[str, ...] = ("cpu_test", "demo", "small", "base", "large"),
+) -> list[dict]:
+    """One row per preset: name, parameter counts and FLOPs (JSON-friendly)."""
+    rows = []
+    for name in names:
+        cfg = preset(name)
+        rows.append({"preset": name, **count_parameters(cfg), **estimate_flops(cfg)})
+    return rows
+
+
+class PhaseFlopCounter(TorchDispatchMode):
+    """FLOPs of the ops run while active, per phase (torch's ``flop_registry`` formulas).
+
+    Phases: ``encoders`` (forward ops with grad disabled: the frozen VAE / text / image encoders
+    run under ``no_grad``), ``forward`` (ops with grad enabled), and, once :attr:`phase` is set to
+    ``"backward"`` before calling ``backward()``: ``recompute`` (activation checkpointing re-runs
+    forward ops with grad enabled) and ``backward`` (the gradient ops, which autograd runs with
+    grad disabled). ``model`` FLOPs, as MFU counts them, are ``forward + backward``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = "forward"
+        self.flops = {"encoders": 0, "forward": 0, "recompute": 0, "backward": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            grad = torch.is_grad_enabled()
+            if self.phase == "forward":
+                phase = "forward" if grad else "encoders"
+            else:
+                phase = "recompute" if grad else "backward"
+            self.flops[phase] += int(formula(*args, **kwargs, out_val=out))
+        return out
