@@ -40,9 +40,9 @@ from typing import Any
 import torch
 
 from benchmarks.mfu import markdown_table, mfu, peak_tflops
+from contracts.jsonfile import read_json_object
 from genprop.backbones.wan.folder import wan_config
 from genprop.configs import GenPropConfig, preset
-from genprop.jsonfile import read_json_object
 from genprop.losses import training_losses
 from genprop.modeling.model import GenPropModel
 from genprop.scale.memory_plan import ClusterSpec, StepSpec, plan_training

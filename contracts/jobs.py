@@ -1,22 +1,23 @@
 """The shard-job engine shared by ``genprop-data`` (:mod:`datagen.runner`) and ``genprop-cache``
-(:mod:`training.cache.runner`): one task per output shard, on Ray or in this process.
+(:mod:`training.cache.runner`): one task per output shard, on Ray or in this process, through one
+driver, :func:`run_shard_tasks`.
 
 A job built on it:
 
 1. clears temporaries of killed runs (:func:`remove_stale_temporaries`) and refuses (or, with
    ``overwrite``, clears) shards another job wrote to its folder (:func:`clear_other_jobs`);
-2. skips the shards already finished (resume) and runs one task per remaining shard, inside
-   :func:`ray_session` and collected by :func:`gather_ray_tasks` (Ray retries a task whose
-   worker died or raised), or :func:`run_in_process`; a shard that still fails is recorded as
-   ``{"shard", "reason"}`` and the others go on;
+2. skips the shards already finished (resume) and hands the remaining ones to
+   :func:`run_shard_tasks`, which runs one task per shard inside :func:`ray_session` (the job
+   submits them; :func:`gather_ray_tasks` collects them; Ray retries a task whose worker died or
+   raised) or, with ``ray.enabled=false``, :func:`run_in_process`; a shard that still fails is
+   recorded as ``{"shard", "reason"}`` and the others go on;
 3. writes its manifest (:func:`write_json_atomic`, :func:`write_jsonl`) and fails, after that,
    when a shard failed (:func:`failed_shards_line`).
 
 Without ``ray.address`` :func:`ray_session` starts a new local Ray (never one already running on
 the machine); tasks call :func:`watch_driver` so a worker exits as soon as the driver dies.
 
-This module imports only the standard library (Ray and tqdm when used): ``training`` imports it
-without the rest of ``datagen``.
+This module imports only the standard library (Ray and tqdm when used).
 """
 
 from __future__ import annotations
@@ -149,6 +150,53 @@ def run_in_process(
         else:
             on_done(stats)
     return failed
+
+
+# Submits the job's Ray tasks for the given shards and collects them (with
+# :func:`gather_ray_tasks`, calling ``on_done`` with each finished shard's stats); returns the
+# shards that failed.
+RaySubmit = Callable[["RaySession", Sequence[Item], Callable[[Any], None]], list[ShardFailure]]
+
+
+def run_shard_tasks(
+    todo: Sequence[Item],
+    *,
+    total: int,
+    desc: str,
+    ray_cfg: Mapping[str, Any],
+    name: Callable[[Item], str],
+    run_here: Callable[[Item], dict[str, Any]],
+    submit: RaySubmit,
+    runtime_env: dict[str, Any] | None = None,
+    progress: bool = True,
+    ray_without_shards: bool = False,
+) -> list[ShardFailure]:
+    """Run one task per shard of ``todo`` with a progress bar: on Ray unless ``ray.enabled`` is
+    false (then here, in order).
+
+    Args:
+        todo: the shards still to build (finished ones already skipped).
+        total: all shards of the job (the bar starts at ``total - len(todo)``).
+        desc: the progress bar's label.
+        ray_cfg: the job's ``ray`` options (``enabled``, ``address``, ``num_cpus``, ...).
+        name: a shard's name, for failures.
+        run_here: builds one shard in this process and returns its stats.
+        submit: the job's Ray tasks (see :data:`RaySubmit`).
+        runtime_env: ``ray.init``'s runtime environment when this job starts Ray.
+        progress: show the bar.
+        ray_without_shards: start Ray even when ``todo`` is empty (the job has other Ray work).
+
+    Returns:
+        The shards that failed after their retries (``shard``, ``reason``).
+    """
+    bar = Progress(total, total - len(todo), enabled=progress, desc=desc)
+    try:
+        if (todo or ray_without_shards) and ray_cfg.get("enabled", True):
+            with ray_session(ray_cfg, runtime_env=runtime_env) as session:
+                return submit(session, todo, bar.update)
+        return run_in_process(todo, run_here, name=name, on_done=bar.update)
+    finally:
+        bar.close()
 
 
 @dataclass(frozen=True)

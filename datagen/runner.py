@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +37,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from contracts.jobs import (
-    Progress,
+    RaySession,
     clear_other_jobs,
     failed_shards_line,
     gather_ray_tasks,
-    ray_session,
     remove_stale_temporaries,
-    run_in_process,
+    run_shard_tasks,
     watch_driver,
     write_json_atomic,
     write_jsonl,
@@ -147,20 +148,24 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
         raise ConfigError(f"mix/tasks: {e}") from e
     todo = [p for p in plans if read_stats(out, p.name, chash) is None]
     ray_cfg = plain.get("ray") or {}
-    show = bool(plain.get("progress", True))
-    progress = Progress(len(plans), len(plans) - len(todo), enabled=show, desc="shards")
-    if todo and ray_cfg.get("enabled", True):
-        failed = _run_ray(todo, spec, sorted(set(video_ids)), ray_cfg, progress)
-    else:
-        ids = sorted(set(video_ids))
-        with limited_threads(task_threads(float(ray_cfg.get("cpus_per_task", 1)))):
-            failed = run_in_process(
-                todo,
-                lambda p: build_shard(p, spec, ids),
-                name=lambda p: p.name,
-                on_done=progress.update,
-            )
-    progress.close()
+    ids = sorted(set(video_ids))
+    here_threads = task_threads(float(ray_cfg.get("cpus_per_task", 1)))
+
+    def build_here(plan: ShardPlan) -> dict[str, Any]:
+        with limited_threads(here_threads):
+            return build_shard(plan, spec, ids)
+
+    failed = run_shard_tasks(
+        todo,
+        total=len(plans),
+        desc="shards",
+        ray_cfg=ray_cfg,
+        name=lambda p: p.name,
+        run_here=build_here,
+        submit=partial(_submit_to_ray, spec=spec, video_ids=ids, ray_cfg=ray_cfg),
+        runtime_env=ray_cfg.get("runtime_env") or None,
+        progress=bool(plain.get("progress", True)),
+    )
     manifest = _write_manifest(out, plans, chash, plain, failed)
     problem = job_problem(manifest, min_yield=float(plain.get("min_yield", 0.5)))
     if problem:
@@ -196,23 +201,25 @@ def _describe_reasons(counts: dict[str, int]) -> str:
     return ", ".join(f"{labels.get(k, k)} {n}" for k, n in ranked) or "none recorded"
 
 
-def _run_ray(
-    todo: list[ShardPlan],
+def _submit_to_ray(
+    session: RaySession,
+    todo: Sequence[ShardPlan],
+    on_done: Callable[[Any], None],
+    *,
     spec: JobSpec,
     video_ids: list[str],
     ray_cfg: dict[str, Any],
-    progress: Progress,
 ) -> list[dict[str, str]]:
+    """The job's Ray tasks, one per shard (:data:`contracts.jobs.RaySubmit`)."""
     import ray
 
     runtime_env = ray_cfg.get("runtime_env") or None
-    with ray_session(ray_cfg, runtime_env=runtime_env) as session:
-        options = shard_task_options(ray_cfg, runtime_env, job_level=session.started_here)
-        task = ray.remote(_ray_build_shard).options(**options)
-        spec_ref, ids_ref = ray.put(spec), ray.put(video_ids)
-        driver, threads = session.driver_pid, task_threads(options["num_cpus"])
-        pending = {task.remote(p, spec_ref, ids_ref, driver, threads): p.name for p in todo}
-        return gather_ray_tasks(pending, on_done=progress.update)
+    options = shard_task_options(ray_cfg, runtime_env, job_level=session.started_here)
+    task = ray.remote(_ray_build_shard).options(**options)
+    spec_ref, ids_ref = ray.put(spec), ray.put(video_ids)
+    driver, threads = session.driver_pid, task_threads(options["num_cpus"])
+    pending = {task.remote(p, spec_ref, ids_ref, driver, threads): p.name for p in todo}
+    return gather_ray_tasks(pending, on_done=on_done)
 
 
 def _ray_build_shard(

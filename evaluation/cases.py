@@ -1,14 +1,4 @@
-"""Load evaluation cases (the folder format in docs/ARCHITECTURE.md §4) and a method's outputs.
-
-```
-CASES/index.json                 {"version": 1, "cases": [{"id", "task", "dir"}, ...]}
-CASES/<id>/meta.json             {"id", "task", "prompt", "fps", "num_frames", "width", ...}
-CASES/<id>/input/%05d.png        CASES/<id>/first_frame.png       CASES/<id>/gt/%05d.png
-CASES/<id>/edit_mask/%05d.png    CASES/<id>/object_mask/%05d.png
-CASES/<id>/effect_mask/%05d.png  optional: the object's shadow/reflection (not the object itself)
-```
-A method's outputs: ``OUT/<id>/%05d.png`` or ``OUT/<id>.mp4``, optional ``OUT/<id>_masks/``.
-"""
+"""Load evaluation cases (the folder layout of :mod:`contracts.cases`) and a method's outputs."""
 
 from __future__ import annotations
 
@@ -18,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts.cases import INDEX, INDEX_FIELDS, INDEX_VERSION, CaseFolder, output_masks
+from contracts.jsonfile import read_json_object
 from contracts.tasks import TASKS
 from genprop.inference.video_io import (
     VideoReadError,
@@ -26,9 +18,6 @@ from genprop.inference.video_io import (
     read_mask_dir,
     read_video,
 )
-from genprop.jsonfile import read_json_object
-
-INDEX_VERSION = 1
 
 
 class CaseError(ValueError):
@@ -69,7 +58,7 @@ class EvalCase:
 def list_cases(root: str | Path) -> list[CaseRef]:
     """Parse ``root/index.json``; every case dir must stay inside ``root``."""
     root = Path(root).resolve()
-    index = root / "index.json"
+    index = root / INDEX
     if not index.is_file():
         raise CaseError(f"{index}: missing; --cases must be a case folder with an index.json")
     data = read_json_object(index, what="JSON file", error=CaseError)
@@ -82,9 +71,7 @@ def list_cases(root: str | Path) -> list[CaseRef]:
         raise CaseError(f"{index}: field 'cases' must be a list")
     refs = []
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not all(
-            isinstance(e.get(k), str) for k in ("id", "task", "dir")
-        ):
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), str) for k in INDEX_FIELDS):
             raise CaseError(f"{index}: cases[{i}] needs string fields 'id', 'task', 'dir'")
         if e["task"] not in TASKS:
             raise CaseError(
@@ -113,36 +100,34 @@ def _masks(path: Path) -> np.ndarray:
 
 def load_case(ref: CaseRef) -> EvalCase:
     """Read a case folder and check that every part has the same number of frames and size."""
-    d = ref.dir
-    meta = read_json_object(d / "meta.json", what="JSON file", error=CaseError)
-    video = _frames(d / "input")
+    f = CaseFolder(ref.dir)
+    meta = read_json_object(f.meta, what="JSON file", error=CaseError)
+    video = _frames(f.input)
     try:
-        first = read_image(d / "first_frame.png")
+        first = read_image(f.first_frame)
     except VideoReadError as e:
         raise CaseError(str(e)) from e
     parts = {
-        "gt": _frames(d / "gt"),
-        "edit_mask": _masks(d / "edit_mask"),
-        "object_mask": _masks(d / "object_mask"),
+        "gt": _frames(f.gt),
+        "edit_mask": _masks(f.edit_mask),
+        "object_mask": _masks(f.object_mask),
     }
-    if (d / "effect_mask").is_dir():
-        parts["effect_mask"] = _masks(d / "effect_mask")
+    if f.effect_mask.is_dir():
+        parts["effect_mask"] = _masks(f.effect_mask)
     T, H, W = video.shape[:3]
     if first.shape[:2] != (H, W):
         raise CaseError(
-            f"{d / 'first_frame.png'}: size {first.shape[1]}x{first.shape[0]}, input is {W}x{H}"
+            f"{f.first_frame}: size {first.shape[1]}x{first.shape[0]}, input is {W}x{H}"
         )
     for name, arr in parts.items():
         if arr.shape[:3] != (T, H, W):
             raise CaseError(
-                f"{d / name}: {arr.shape[0]} frames of {arr.shape[2]}x{arr.shape[1]}, "
+                f"{f.dir / name}: {arr.shape[0]} frames of {arr.shape[2]}x{arr.shape[1]}, "
                 f"expected {T} frames of {W}x{H} like input/"
             )
     task = meta.get("task", ref.task)
     if task != ref.task:
-        raise CaseError(
-            f"{d / 'meta.json'}: field 'task' is {task!r} but index.json says {ref.task!r}"
-        )
+        raise CaseError(f"{f.meta}: field 'task' is {task!r} but {INDEX} says {ref.task!r}")
     return EvalCase(
         id=ref.id,
         task=task,
@@ -183,7 +168,7 @@ def load_method_output(out_dir: str | Path, case: EvalCase) -> tuple[np.ndarray,
             f"{src}: {video.shape[0]} frames of {video.shape[2]}x{video.shape[1]}, "
             f"expected {T} frames of {W}x{H}"
         )
-    mask_dir = out_dir / f"{case.id}_masks"
+    mask_dir = output_masks(out_dir, case.id)
     masks = load_mask_probabilities(mask_dir, T)
     if masks is not None and masks.shape != (T, H, W):
         raise CaseError(f"{mask_dir}: masks of shape {masks.shape}, expected {(T, H, W)}")

@@ -40,6 +40,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from contracts.cases import output_masks
 from contracts.tasks import TASKS
 from evaluation.baselines import BASELINES, NotApplicableError, run_baseline
 from evaluation.cases import CaseError, EvalCase, list_cases, load_case, load_method_output
@@ -157,7 +158,7 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
     """Run GenProp on ``case`` into ``root/<id>/`` and ``root/<id>_masks/`` unless done."""
     T = len(case.input)
     preserve = options["preserve"]
-    if _has_frames(root / case.id, T) and _has_frames(root / f"{case.id}_masks", T):
+    if _has_frames(root / case.id, T) and _has_frames(output_masks(root, case.id), T):
         return
     result = run_propagation(
         model,
@@ -173,7 +174,7 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
         },
     )
     write_frames_dir(root / case.id, result.video)
-    write_mask_dir(root / f"{case.id}_masks", result.masks)
+    write_mask_dir(output_masks(root, case.id), result.masks)
 
 
 def _read_run_key(run_file: Path) -> Any:

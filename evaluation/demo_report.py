@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from contracts.cases import INDEX, CaseFolder, output_masks
 from evaluation.targets import HEADLINE_METRICS, average, evaluate_targets
 from genprop.inference.video_io import list_frame_files, read_image, read_video
 
@@ -90,11 +91,12 @@ def side_by_side_gif(case_dir: Path, eval_dir: Path, out: Path, *, scale: int = 
     out_dir = eval_dir / "genprop" / case_id
     if not out_dir.is_dir():
         return None
-    video = read_video(case_dir / "input").frames
-    gt = read_video(case_dir / "gt").frames
+    case = CaseFolder(case_dir)
+    video = read_video(case.input).frames
+    gt = read_video(case.gt).frames
     pred = read_video(out_dir).frames
-    first = np.asarray(Image.open(case_dir / "first_frame.png").convert("RGB"))
-    mask_dir = eval_dir / "genprop" / f"{case_id}_masks"
+    first = np.asarray(Image.open(case.first_frame).convert("RGB"))
+    mask_dir = output_masks(eval_dir / "genprop", case_id)
     masks = (  # grey levels: the MPD's soft masks as written
         np.stack([read_image(f, mode="L") for f in list_frame_files(mask_dir)])
         if mask_dir.is_dir()
@@ -152,7 +154,7 @@ def write_report(demo_dir: Path) -> Path:
         lines += ["## Training curves", "", "![training curves](report/training_curves.png)", ""]
     lines += ["## Side by side", "", "input | edited first frame | GenProp | ground truth | "
               "predicted mask (MPD)", ""]  # fmt: skip
-    index = json.loads((cases_dir / "index.json").read_text())
+    index = json.loads((cases_dir / INDEX).read_text())
     shown: set[str] = set()
     for case in index["cases"]:
         if case["task"] in shown:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.cases import output_masks
 from evaluation.cases import CaseError, EvalCase, list_cases, load_case, load_mask_probabilities
 from evaluation.guidance import most_common, per_task_spec
 from evaluation.metrics import region_j
@@ -46,7 +47,7 @@ def sweep(cases: Path, outputs: Path, grid: tuple[float, ...] = GRID) -> dict[st
     scores: dict[str, dict[str, Any]] = {}
     for ref in list_cases(cases):
         case = load_case(ref)
-        folder = outputs / f"{case.id}_masks"
+        folder = output_masks(outputs, case.id)
         probs = load_mask_probabilities(folder, len(case.input))
         if probs is None:
             raise CaseError(f"{folder}: missing; run genprop-eval --model ... on these cases first")

@@ -9,48 +9,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
-from webdataset.shardlists import expand_urls
 
+from contracts.shard_spec import expand_shards
 from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
 from training.shard_stream import DataPipelineError, ShardStream
 from training.signals import ignore_requeue_signals
 
 log = logging.getLogger(__name__)
-_REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://", "ais://")
-
-
-def expand_shards(spec: str | Path | Sequence[str], *, field: str = "data.shards") -> list[str]:
-    """Expand a shard spec into a list of URLs / local paths.
-
-    Accepts a string or list of strings; each may be a brace pattern
-    (``shards/train-{000000..000009}.tar``), several patterns joined by ``::``, a local directory
-    (all ``*.tar`` in it, sorted), a local file or a remote URL (``http(s)://``, ``pipe:...``).
-
-    Raises:
-        FileNotFoundError: naming ``field`` when a local path does not exist or a folder holds no
-            ``.tar`` file.
-    """
-    items = [spec] if isinstance(spec, str | Path) else list(spec)
-    urls: list[str] = []
-    for item in items:
-        for url in expand_urls(str(item)):
-            if url.startswith(_REMOTE_PREFIXES):
-                urls.append(url)
-                continue
-            path = Path(url.removeprefix("file://")).expanduser()
-            if path.is_dir():
-                tars = sorted(str(p) for p in path.glob("*.tar"))
-                if not tars:
-                    raise FileNotFoundError(f"{field}: folder {path} holds no .tar shard")
-                urls.extend(tars)
-            elif path.is_file():
-                urls.append(str(path))
-            else:
-                raise FileNotFoundError(f"{field}: no shard at {path} (from {item!r})")
-    if not urls:
-        raise FileNotFoundError(f"{field}: {spec!r} expands to no shard")
-    return urls
 
 
 class StepSeededLoader(DataLoader):

@@ -47,7 +47,7 @@ class ShardStream(IterableDataset):
     """Batches of decoded training pairs from a list of shard URLs.
 
     Args:
-        urls: expanded shard URLs or local paths (see :func:`training.datamodule.expand_shards`).
+        urls: expanded shard URLs or local paths (see :func:`contracts.shard_spec.expand_shards`).
         batch_size: samples per batch (per rank).
         resampled: draw shards with replacement forever (training) instead of one pass.
         epoch_batches: batches per iteration ("epoch"); ``None`` = until the shards run out

@@ -1,17 +1,8 @@
 """Held-out toy-world evaluation cases with exact ground truth, one case set per task.
 
-Folder format (the contract read by ``genprop-eval`` and the demo; all frames lossless PNG)::
-
-    CASES/index.json              {"version": 1, "cases": [{"id", "task", "dir"}, ...]}
-    CASES/<id>/meta.json          {"id", "task", "prompt", "fps", "num_frames", "width", "height",
-                                   "world_seed", "video_id", "object_ids", "notes"}
-    CASES/<id>/input/%05d.png     the original video the user has (RGB)
-    CASES/<id>/first_frame.png    the user's edited first frame (RGB) == gt/00000.png
-    CASES/<id>/gt/%05d.png        ground-truth edited video (RGB)
-    CASES/<id>/edit_mask/%05d.png    0/255 L: object ∪ shadow ∪ reflection of the edited object
-    CASES/<id>/object_mask/%05d.png  0/255 L: the object's visible instance mask only
-    CASES/<id>/effect_mask/%05d.png  0/255 L: the object's effects (shadow ∪ reflection), which a
-                                     VIS dataset does not annotate; all zero for outpainting
+Written in the case-folder layout of :mod:`contracts.cases` (read by ``genprop-eval`` and the
+demo); the toy world adds ``effect_mask/`` (the object's effects, which a VIS dataset does not
+annotate; all zero for outpainting).
 
 Tasks (``<id>`` = ``<task>_<nnn>``; the edited object is visible and large on frame 0):
 
@@ -41,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.cases import INDEX, INDEX_VERSION, CaseFolder, frame_name
 from contracts.jobs import write_json_atomic
 from contracts.tasks import TASKS, TRACKING_PROMPT
 
@@ -53,7 +45,6 @@ from .writer import stderr_progress, write_png
 # slot, so these slots define the benchmark's cases; cases are written in slot order.
 _SLOTS = dict(zip(TASKS, (0, 2, 1, 3, 4), strict=True))
 CASE_ORDER = tuple(sorted(TASKS, key=_SLOTS.__getitem__))
-INDEX_VERSION = 1
 _MIN_AREA = 0.04  # edited object covers at least 4 % of frame 0
 _MIN_PRESENT = 0.75  # ... and is visible on at least 75 % of the frames
 _HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
@@ -181,20 +172,19 @@ def build_case(task: str, case_id: str, cfg: WorldConfig, seed: int, index: int)
 
 
 def write_case(root: Path, case: Case, cfg: WorldConfig, seed: int) -> None:
-    folder = root / case.case_id
-    shutil.rmtree(folder, ignore_errors=True)
+    folder = CaseFolder(root / case.case_id)
+    shutil.rmtree(folder.dir, ignore_errors=True)
     effect = case.effect_mask if case.effect_mask is not None else np.zeros_like(case.object_mask)
-    for sub in ("input", "gt", "edit_mask", "object_mask", "effect_mask"):
-        (folder / sub).mkdir(parents=True)
+    for sub in folder.frame_folders:
+        sub.mkdir(parents=True)
     for t in range(case.gt.shape[0]):
-        write_png(folder / "input" / f"{t:05d}.png", case.input[t])
-        write_png(folder / "gt" / f"{t:05d}.png", case.gt[t])
-        write_png(folder / "edit_mask" / f"{t:05d}.png", case.edit_mask[t].astype(np.uint8) * 255)
-        write_png(
-            folder / "object_mask" / f"{t:05d}.png", case.object_mask[t].astype(np.uint8) * 255
-        )
-        write_png(folder / "effect_mask" / f"{t:05d}.png", effect[t].astype(np.uint8) * 255)
-    write_png(folder / "first_frame.png", case.gt[0])
+        name = frame_name(t)
+        write_png(folder.input / name, case.input[t])
+        write_png(folder.gt / name, case.gt[t])
+        write_png(folder.edit_mask / name, case.edit_mask[t].astype(np.uint8) * 255)
+        write_png(folder.object_mask / name, case.object_mask[t].astype(np.uint8) * 255)
+        write_png(folder.effect_mask / name, effect[t].astype(np.uint8) * 255)
+    write_png(folder.first_frame, case.gt[0])
     meta = {
         "id": case.case_id,
         "task": case.task,
@@ -208,16 +198,16 @@ def write_case(root: Path, case: Case, cfg: WorldConfig, seed: int) -> None:
         "object_ids": case.object_ids,
         "notes": case.notes,
     }
-    write_json_atomic(folder / "meta.json", meta)
+    write_json_atomic(folder.meta, meta)
 
 
 def _complete(root: Path, ids: list[str], cfg: WorldConfig, seed: int) -> bool:
     try:
-        index = json.loads((root / "index.json").read_text())
+        index = json.loads((root / INDEX).read_text())
         if [c["id"] for c in index["cases"]] != ids:
             return False
         for cid in ids:
-            meta = json.loads((root / cid / "meta.json").read_text())
+            meta = json.loads(CaseFolder(root / cid).meta.read_text())
             got = (
                 meta["width"],
                 meta["height"],
@@ -251,7 +241,7 @@ def write_benchmark(
     if not force and _complete(root, ids, cfg, seed):
         say(f"{root}: benchmark complete ({len(ids)} cases), nothing to do")
         return root
-    (root / "index.json").unlink(missing_ok=True)
+    (root / INDEX).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     entries = []
     for task in tasks:
@@ -267,6 +257,6 @@ def write_benchmark(
             write_case(root, case, cfg, seed)
             entries.append({"id": case_id, "task": task, "dir": case_id})
         say(f"{task}: {cases_per_task} cases")
-    write_json_atomic(root / "index.json", {"version": INDEX_VERSION, "cases": entries})
+    write_json_atomic(root / INDEX, {"version": INDEX_VERSION, "cases": entries})
     say(f"wrote {len(entries)} cases to {root}")
     return root

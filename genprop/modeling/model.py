@@ -34,11 +34,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from contracts.jsonfile import read_json_object
 from contracts.tasks import TASKS
 from genprop.backbones import build_backbone
 from genprop.backbones.base import Conditioning
 from genprop.configs import GenPropConfig, WanConfig
-from genprop.jsonfile import read_json_object
 from genprop.modeling.codec import build_codec
 from genprop.modeling.content_encoder import SelectiveContentEncoder
 from genprop.modeling.content_gate import ContentGate

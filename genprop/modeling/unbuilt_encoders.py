@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
+from contracts.jsonfile import read_json_object
 from genprop.configs import CodecConfig
-from genprop.jsonfile import read_json_object
 from genprop.modeling.codec import LatentCodec
 
 _WHY = (

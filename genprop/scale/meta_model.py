@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from contracts.jsonfile import read_json_object
 from genprop.configs import GenPropConfig, TextConfig, WanConfig
-from genprop.jsonfile import read_json_object
 from genprop.modeling.model import GenPropModel
 
 # google/umt5-xxl's encoder, the text encoder of every Wan2.x pipeline (diffusers'

@@ -33,6 +33,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
+from contracts.jsonfile import read_json_object
 from genprop.backbones.wan.diffusers_config import plain_config
 from genprop.backbones.wan.weights import (
     EXPERT_2,
@@ -41,7 +42,6 @@ from genprop.backbones.wan.weights import (
     wan_weight_sources,
 )
 from genprop.configs import GenPropConfig, WanConfig
-from genprop.jsonfile import read_json_object
 from genprop.modeling.codec import build_codec
 from genprop.modeling.model import (
     CONFIG_NAME,

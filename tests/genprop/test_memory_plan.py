@@ -228,7 +228,7 @@ def test_full_depth_wan21_i2v_14b_plans_from_a_config_only_folder(tmp_path) -> N
     """The published Wan2.1-I2V-14B-480P configs alone (no weights) plan a sharded step."""
     from diffusers import WanTransformer3DModel
 
-    from genprop.jsonfile import read_json_object
+    from contracts.jsonfile import read_json_object
     from genprop.scale.meta_model import write_config_folder
 
     source = Path(__file__).parent / "wan_configs" / "wan2.1-i2v-14b-480p.json"

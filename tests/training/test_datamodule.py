@@ -10,10 +10,11 @@ import torch
 from lightning.pytorch.core.hooks import DataHooks
 from shard_factory import truncate_tar, write_shards
 
+from contracts.shard_spec import expand_shards
 from contracts.tasks import TASKS
 from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
-from training.datamodule import ShardDataModule, expand_shards
+from training.datamodule import ShardDataModule
 from training.shard_stream import CorruptSampleError, ShardStream
 
 

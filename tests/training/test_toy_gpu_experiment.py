@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from shard_factory import write_shards
 
 from benchmarks.mfu import PEAK_BF16_TFLOPS
+from contracts.jsonfile import read_json_object
 from genprop.configs import preset
-from genprop.jsonfile import read_json_object
 from genprop.scale.flops import count_parameters
 from training.model_factory import build_config
 from training.plan import plan_from_config

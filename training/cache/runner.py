@@ -15,19 +15,20 @@ Without ``ray.address`` the job starts its own local Ray; ``ray.enabled=false`` 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from contracts.jobs import (
-    Progress,
     clear_other_jobs,
     failed_shards_line,
     remove_stale_temporaries,
-    run_in_process,
+    run_shard_tasks,
     write_json_atomic,
     write_jsonl,
 )
 from contracts.schema import SCHEMA_VERSION
+from contracts.shard_spec import expand_shards
 from training.cache.key import (
     CACHE_FORMAT,
     MANIFEST,
@@ -37,6 +38,7 @@ from training.cache.key import (
     encoder_identity,
 )
 from training.cache.latent_sample import DTYPES, EMPTY_PROMPT, read_storage_metadata
+from training.cache.ray_jobs import submit_to_ray
 from training.cache.shard_job import CacheSpec, cache_shard, finished_stats, write_empty_prompt
 from training.model_factory import build_config
 
@@ -54,34 +56,11 @@ def _model_config(cfg: dict[str, Any]) -> Any:
     )
 
 
-def local_shards(spec: str | list[str], *, field: str) -> list[Path]:
-    """Local shard files from a folder (its ``*.tar``), a file, a brace pattern, a list of them or
-    several joined by ``::``.
-
-    Raises:
-        LatentCacheError: naming ``field`` for a remote URL, a missing path or no shard at all.
-    """
-    from webdataset.shardlists import expand_urls
-
-    paths: list[Path] = []
-    for item in [spec] if isinstance(spec, str | Path) else list(spec):
-        for url in expand_urls(str(item)):
-            if "://" in url or url.startswith("pipe:"):
-                raise LatentCacheError(f"{field}: {url}: only local shards can be read here")
-            path = Path(url).expanduser()
-            if path.is_dir():
-                paths += sorted(path.glob("*.tar"))
-            elif path.is_file():
-                paths.append(path)
-            else:
-                raise LatentCacheError(f"{field}: no shard at {path} (from {item!r})")
-    if not paths:
-        raise LatentCacheError(f"{field}: {spec!r} holds no .tar shard")
-    return paths
-
-
 def _sources(spec: Any) -> list[Path]:
-    paths = local_shards(spec, field="data.shards")
+    paths = [
+        Path(p)
+        for p in expand_shards(spec, field="data.shards", remote=False, error=LatentCacheError)
+    ]
     names = [p.stem for p in paths]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -143,22 +122,19 @@ def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
     todo = [s for s in sources if finished_stats(out, s, job_key) is None]
     need_empty = _empty_prompt_job(out) != job_key
     ray_cfg = cfg.get("ray") or {}
-    show = bool(cfg.get("progress", True))
-    bar = Progress(len(sources), len(sources) - len(todo), enabled=show, desc="cache")
-    if ray_cfg.get("enabled", True) and (todo or need_empty):
-        from training.cache.ray_jobs import run_on_ray
-
-        failed = run_on_ray(todo, spec, ray_cfg, need_empty, bar)
-    else:
-        if need_empty:
-            write_empty_prompt(spec)
-        failed = run_in_process(
-            todo,
-            lambda source: cache_shard(str(source), spec),
-            name=lambda source: source.name,
-            on_done=bar.update,
-        )
-    bar.close()
+    if need_empty and not ray_cfg.get("enabled", True):
+        write_empty_prompt(spec)
+    failed = run_shard_tasks(
+        todo,
+        total=len(sources),
+        desc="cache",
+        ray_cfg=ray_cfg,
+        name=lambda source: source.name,
+        run_here=lambda source: cache_shard(str(source), spec),
+        submit=partial(submit_to_ray, spec=spec, ray_cfg=ray_cfg, need_empty=need_empty),
+        progress=bool(cfg.get("progress", True)),
+        ray_without_shards=need_empty,
+    )
     manifest = _write_manifest(out, sources, spec, identity, enc_key, failed)
     if failed:
         raise CacheJobFailed(

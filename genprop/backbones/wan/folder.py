@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
+from contracts.jsonfile import read_json_object
 from genprop.backbones.wan.variants import (
     SUPPORTED,
     WAN_TEXT_TOKENS_WITH_IMAGE,
     check_transformer_config,
 )
 from genprop.configs import CodecConfig, GenPropConfig, TextConfig, WanConfig
-from genprop.jsonfile import read_json_object
 
 WAN_LAYOUT = (
     "expected a local Wan2.x I2V diffusers folder: transformer/config.json, vae/config.json, "
