@@ -119,7 +119,7 @@ $$($(1))/report.md: $$($(1))/eval/metrics.json evaluation/demo_report.py
 endef
 $(eval $(call demo_chain,DEMO))
 
-demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~35 min): writes outputs/demo/report.md
+demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~40 min): writes outputs/demo/report.md
 	@echo "report: $(DEMO)/report.md"
 
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
@@ -150,7 +150,7 @@ guidance-sweep: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/val_cases/i
 	    --out $(DEMO)/guidance/best.json
 
 # Pixel-preservation settings scored side by side on the same validation samples (no resampling):
-# the choice behind the export's sampling.preserve; see README, Results.
+# the choice behind the export's sampling.preserve; see docs/experiments.md.
 PRESERVE_VARIANTS ?= mpd_d3b2=source=mpd,dilate=3,blur=2 \
 	change_0.10=source=change,threshold=0.1 change_0.15=source=change,threshold=0.15 \
 	linked_0.10=source=change,threshold=0.1,link_radius=1 \

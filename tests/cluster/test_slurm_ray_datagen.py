@@ -15,7 +15,7 @@ NUM_SAMPLES = 8
 
 
 def _submit(toy_world: Path, out: Path, log: Path) -> str:
-    # The README's command; the sbatch options shrink the allocation to 1 CPU on 1 node.
+    # The command of docs/training.md; the sbatch options shrink the allocation to 1 CPU on 1 node.
     cmd = [
         "sbatch", "--parsable", "--nodes=1", "--cpus-per-task=1", "--mem=3G", "--time=10",
         f"--output={log}", "scripts/slurm/ray_datagen.sbatch",

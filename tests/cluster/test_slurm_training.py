@@ -1,4 +1,4 @@
-"""genprop-train on a real SLURM: the README's sweep, and checkpoint + requeue on a signal."""
+"""genprop-train on a real SLURM: the sweep of docs/training.md, and checkpoint + requeue on a signal."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def test_readme_sweep_on_slurm(slurm: str, tiny_shards: Path, tmp_path: Path) -> None:
-    # The README's command, from a fresh folder, with no paths.* overrides.
+    # The command of docs/training.md, from a fresh folder, with no paths.* overrides.
     cmd = [
         GENPROP_TRAIN, "-m", "cluster=slurm_cpu", "experiment=tiny_cpu",
         f"data.shards={tiny_shards}", "trainer.max_steps=2,4",

@@ -136,7 +136,7 @@ def _diff(a: dict[str, object], b: dict[str, object]) -> set[str]:
 
 
 def test_demo_export_carries_the_sampling_defaults_chosen_on_validation(compose_cfg) -> None:
-    """What `make demo`'s export samples with unless told otherwise (README, Results)."""
+    """What `make demo`'s export samples with unless told otherwise (docs/experiments.md)."""
     cfg = compose_cfg(["experiment=demo_genprop", "data.shards=x"])
     built = build_config(preset_name=cfg.model.net.preset_name, overrides=cfg.model.net.overrides)
     sampling = built.sampling
