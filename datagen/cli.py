@@ -34,7 +34,7 @@ from datagen.job_config import ConfigError, check_job_config
 from datagen.readers import open_reader
 from datagen.record import DatasetError
 
-# conf/datagen/: genprop_data.yaml and its groups (source/, mix/).
+# conf/datagen/: genprop_data.yaml and its groups (source/, mix/, recipes/).
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf" / "datagen")
 
 

@@ -3,7 +3,9 @@
 :func:`check_job_config` runs before anything is read or written, so a negative
 ``num_samples``, a zero clip size or an ``output_dir`` that is a file is refused with a message
 such as ``clip.size: expected positive integers, got [0, 256]`` instead of a traceback (or of a
-run that quietly produces nothing).
+run that quietly produces nothing). The ``recipes`` nodes are instantiated here once too, so a
+bad recipe option (``recipes.copy_paste.scale_range: expected 0 < lo <= hi, ...``) or a task of
+the mix without a recipe is refused before any worker starts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts.schema import CODECS, MAX_FRAMES, MAX_SIDE
+from datagen.plan import task_weights
+from datagen.recipes import RecipeConfigError, build_recipes
 
 X264_PRESETS = (
     "ultrafast",
@@ -79,8 +83,33 @@ def check_job_config(cfg: Mapping[str, Any], *, check_output: bool = True) -> No
     _number(ray, "cpus_per_task", 0.0, None, default=1.0, prefix="ray.", open_low=True)
     _int(ray, "max_retries", 0, default=3, prefix="ray.")
     _number(cfg, "min_yield", 0.0, 1.0, default=0.5)
+    check_recipes(cfg)
     if check_output:
         check_output_dir(cfg.get("output_dir"))
+
+
+def check_recipes(cfg: Mapping[str, Any]) -> None:
+    """Build the ``recipes`` nodes once and check that every task of the mix has one.
+
+    Raises:
+        ConfigError: a node cannot be built (naming its key, e.g.
+            ``recipes.copy_paste.scale_range``), or a task the job samples has no recipe.
+    """
+    try:
+        recipes = build_recipes(_group(cfg, "recipes"))
+    except RecipeConfigError as e:
+        raise ConfigError(str(e)) from e
+    try:
+        tasks = task_weights(cfg.get("mix") or {}, cfg.get("tasks"))
+    except (TypeError, ValueError, AttributeError):
+        return  # a bad mix/tasks is the planner's to report (one line naming mix/tasks)
+    missing = [t for t in tasks if t not in recipes]
+    if missing:
+        raise ConfigError(
+            f"recipes: no recipe builds task {missing[0]!r}, which the mix samples; bind one "
+            f"(e.g. '+recipes.my_recipe={{_target_: my_pkg.MyRecipe, task: {missing[0]}}}') "
+            f"or give it no weight (mix.{missing[0]}=0)"
+        )
 
 
 def check_output_dir(value: Any) -> Path:

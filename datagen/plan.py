@@ -7,13 +7,14 @@ reproducible and resumable shard by shard.
 
 - Tasks: exact quotas from the mix (largest remainder), shuffled.
 - Videos: every video once per epoch, in a fresh seeded order each epoch.
-- Partner (removal's video B): another video drawn uniformly; when the dataset has a single
-  video, the partner is that same video and the sample builder pastes a *different object* of it.
+- Partner (video B of a recipe that needs one: copy-and-paste removal): another video drawn
+  uniformly; when the dataset has a single video, the partner is that same video and the sample
+  builder pastes a *different object* of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,7 @@ def make_plan(
     mix: Mapping[str, float],
     tasks: Sequence[str] | None = None,
     seed: int = 0,
+    partner_tasks: Collection[str] = frozenset(),
 ) -> list[ShardPlan]:
     """Plan a job.
 
@@ -107,6 +109,8 @@ def make_plan(
         mix: task -> weight.
         tasks: optional restriction of the mix.
         seed: job seed.
+        partner_tasks: the tasks whose recipe needs a partner video (``RecipeNeeds.partner``;
+            copy-and-paste removal's video B); the other samples get none.
     """
     if num_samples < 1 or samples_per_shard < 1:
         raise ValueError(
@@ -131,7 +135,7 @@ def make_plan(
         for g in range(start, min(start + samples_per_shard, num_samples)):
             i = g - start
             task = task_list[g]
-            partner = videos[(order[g] + partner_shift[g]) % n] if task == "removal" else None
+            partner = videos[(order[g] + partner_shift[g]) % n] if task in partner_tasks else None
             samples.append(SamplePlan(f"{name}_{i:06d}", s, i, task, videos[order[g]], partner))
         shards.append(ShardPlan(s, name, tuple(samples)))
     return shards

@@ -1,10 +1,9 @@
-"""Text prompts of the samples: from category names when the source has them, else empty."""
+"""Text prompts of the samples: from category names when the source has them, else empty (a
+recipe with a fixed prompt, tracking's, declares it in its ``needs``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from contracts.tasks import TRACKING_PROMPT
 
 
 def category_prompt(categories: Sequence[str | None], *, template: str = "a video of {}") -> str:
@@ -21,15 +20,6 @@ def category_prompt(categories: Sequence[str | None], *, template: str = "a vide
     phrases = [f"{_article(n)} {n}" for n in names]
     joined = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     return template.format(joined)
-
-
-def sample_prompt(
-    task: str, categories: Sequence[str | None], *, template: str = "a video of {}"
-) -> str:
-    """The prompt of one sample: the tracking prompt for tracking, else :func:`category_prompt`."""
-    if task == "tracking":
-        return TRACKING_PROMPT
-    return category_prompt(categories, template=template)
 
 
 def _article(noun: str) -> str:

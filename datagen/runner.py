@@ -50,6 +50,7 @@ from contracts.jobs import (
 from contracts.schema import SCHEMA_VERSION
 from datagen.job_config import ConfigError, check_job_config, check_output_dir
 from datagen.plan import ShardPlan, make_plan
+from datagen.recipes import partner_tasks
 from datagen.record import SKIP_KINDS, DatasetError
 from datagen.shard_task import (
     JobSpec,
@@ -143,6 +144,7 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
             mix=plain["mix"],
             tasks=plain.get("tasks"),
             seed=int(plain["seed"]),
+            partner_tasks=partner_tasks(plain["recipes"]),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"mix/tasks: {e}") from e

@@ -29,7 +29,7 @@ from contracts.schema import MAX_FPS, SCHEMA_VERSION, Sample
 from datagen.augment import ClipAugment
 from datagen.clips import sample_clip
 from datagen.plan import SamplePlan, sample_rng
-from datagen.prompts import sample_prompt
+from datagen.prompts import category_prompt
 from datagen.recipes import Recipe, SkipSample
 from datagen.record import BadVideo, Clip, VideoRecord
 
@@ -88,7 +88,8 @@ class SampleBuilder:
     Args:
         load: ``load(video_id) -> VideoRecord`` (a reader's ``load``), may raise ``BadVideo``.
         video_ids: every video of the dataset (retries draw from it).
-        recipes: task -> recipe.
+        recipes: task -> recipe (:func:`datagen.recipes.build_recipes`); each recipe's ``needs``
+            say what to gather for it: a partner clip, every instance's masks, area filters.
         augment: the clip augmentation.
         cfg: per-sample settings.
         record_cache: how many loaded records (or load failures) to keep, least recently used
@@ -180,34 +181,40 @@ class SampleBuilder:
         partner_id: str | None,
     ) -> Sample:
         c = self.cfg
+        recipe = self.recipes.get(plan.task)
+        if recipe is None:
+            raise ValueError(f"no recipe builds task {plan.task!r} (bound: {sorted(self.recipes)})")
+        needs = recipe.needs
         record = self.record(video_id)
         check_record_numbers(record)
         main = _pick_object(record, rng)
-        needs_all_masks = plan.task == "tracking"  # a second instance may be painted
-        clip = self._clip(record, rng, main, all_masks=needs_all_masks)
+        clip = self._clip(record, rng, main, all_masks=needs.all_masks)
         partner = None
-        if plan.task == "removal":
-            partner = self._partner_clip(record, main, partner_id, rng)
+        if needs.partner:
+            partner = self._partner_clip(record, main, partner_id, rng, recipe=recipe.name)
+        if needs.instance == "partner" and partner is not None:
             self._check_area(partner, partner.object_ids[0])
-        elif plan.task != "outpainting":
+        elif needs.instance == "clip":
             self._check_area(clip, main)
         aug_seed = int(rng.integers(2**31))
         clip = self.augment(clip, np.random.default_rng(aug_seed))
         if partner is not None:
             partner = self.augment(partner, rng)
-        recipe = self.recipes[plan.task]
         out = recipe(clip, rng, partner=partner)
-        if plan.task == "removal" and out.mask[0].mean() < c.min_area:
-            raise SkipSample("copy_paste: pasted object mostly left the first frame")
-        categories = [clip.categories.get(main)] if main is not None else []
+        if needs.recheck_area and out.mask[0].mean() < c.min_area:
+            raise SkipSample(f"{recipe.name}: pasted object mostly left the first frame")
         params: dict[str, Any] = dict(out.params)
         params.update(attempt=attempt, augment_seed=aug_seed)
         if partner is not None:
             params["partner_frame_indices"] = partner.frame_indices
+        prompt = needs.prompt
+        if prompt is None:  # the picked instance's category (video A's, also for a paste)
+            categories = [clip.categories.get(main)] if main is not None else []
+            prompt = category_prompt(categories, template=c.prompt_template)
         meta = {
             "task": plan.task,
             "recipe": recipe.name,
-            "prompt": sample_prompt(plan.task, categories, template=c.prompt_template),
+            "prompt": prompt,
             "source": record.source,
             "video_id": record.video_id,
             "object_ids": out.object_ids,
@@ -241,13 +248,19 @@ class SampleBuilder:
         main: str | None,
         partner_id: str | None,
         rng: np.random.Generator,
+        *,
+        recipe: str,
     ) -> Clip:
-        """Video B's clip for copy-and-paste (same video, other object, for 1-video datasets)."""
+        """Video B's clip for a recipe that needs a partner (copy-and-paste).
+
+        Without a planned partner video (one-video datasets, or a task the plan gives none),
+        video B is video A itself and its clip follows another object.
+        """
         if partner_id is None or partner_id == record.video_id:
             others = [o for o in record.objects if o.object_id != main]
             if not others:
                 raise SkipSample(
-                    "copy_paste: one-video dataset needs a second object to paste", "no_objects"
+                    f"{recipe}: one-video dataset needs a second object to paste", "no_objects"
                 )
             partner_record = record
             obj = others[int(rng.integers(len(others)))].object_id

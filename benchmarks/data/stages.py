@@ -99,10 +99,11 @@ def recording_load(
 
 
 class TimedRecipe:
-    """A recipe whose calls are timed under ``recipe``."""
+    """A recipe whose calls are timed under ``recipe`` (same name, task and needs)."""
 
     def __init__(self, recipe: Recipe, timers: Timers) -> None:
         self.recipe, self.timers, self.name = recipe, timers, recipe.name
+        self.task, self.needs = recipe.task, recipe.needs
 
     def __call__(
         self, clip: Clip, rng: np.random.Generator, *, partner: Clip | None = None
@@ -178,6 +179,7 @@ def one_pass(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         mix=cfg["mix"],
         tasks=cfg.get("tasks"),
         seed=int(cfg["seed"]),
+        partner_tasks={t for t, r in recipes.items() if r.needs.partner},
     )
     enc = cfg.get("encode") or {}
     crf, preset = int(enc.get("crf", 18)), str(enc.get("preset", "medium"))

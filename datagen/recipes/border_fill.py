@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datagen.recipes.base import RecipeOutput
+from datagen.recipes.base import RecipeNeeds, RecipeOptionError, RecipeOutput, check_task
 from datagen.record import Clip
 
 SIDES = ("top", "bottom", "left", "right")
@@ -19,6 +19,7 @@ class BorderFill:
     """The border-fill recipe.
 
     Args:
+        task: the task its pairs train (only ``outpainting``).
         width_range: band width as a fraction of the frame height (top/bottom) or width
             (left/right), drawn uniformly from ``[lo, hi]``.
         max_sides: the number of blanked sides is drawn from ``1..max_sides``.
@@ -27,22 +28,27 @@ class BorderFill:
     """
 
     name = "border_fill"
+    tasks = ("outpainting",)
+    # No instance: the band is the edit, so no area filter, and videos without objects serve.
+    needs = RecipeNeeds(instance=None)
 
     def __init__(
         self,
         *,
+        task: str = "outpainting",
         width_range: tuple[float, float] = (0.1, 0.4),
         max_sides: int = 1,
         sides: tuple[str, ...] = SIDES,
         fill_value: int = 0,
     ) -> None:
+        self.task = check_task(task, self.tasks)
         lo, hi = width_range
         if not 0 < lo <= hi < 1:
-            raise ValueError(f"border_fill: width_range needs 0 < lo <= hi < 1, got {width_range}")
+            raise RecipeOptionError("width_range", f"expected 0 < lo <= hi < 1, got {width_range}")
         if not set(sides) <= set(SIDES) or not sides:
-            raise ValueError(f"border_fill: sides must be a non-empty subset of {SIDES}: {sides}")
+            raise RecipeOptionError("sides", f"expected a non-empty subset of {SIDES}, got {sides}")
         if not 1 <= max_sides <= len(sides):
-            raise ValueError(f"border_fill: max_sides must be in 1..{len(sides)}, got {max_sides}")
+            raise RecipeOptionError("max_sides", f"expected 1..{len(sides)}, got {max_sides}")
         self.width_range, self.max_sides = (float(lo), float(hi)), max_sides
         self.sides, self.fill_value = tuple(sides), fill_value
 

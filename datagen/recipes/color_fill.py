@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from datagen.recipes.base import RecipeOutput, require_first_frame
+from contracts.tasks import TRACKING_PROMPT
+from datagen.recipes.base import (
+    RecipeNeeds,
+    RecipeOptionError,
+    RecipeOutput,
+    check_task,
+    check_unit,
+    require_first_frame,
+)
 from datagen.record import Clip, SkipSample
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -27,6 +35,7 @@ class ColorFill:
     """The colour-fill recipe.
 
     Args:
+        task: the task its pairs train (only ``tracking``: the target is the coloured video).
         primary: colour of the first instance (paper: red).
         palette: colours for the second instance (and for the first one when
             ``random_primary_prob`` fires).
@@ -36,21 +45,36 @@ class ColorFill:
     """
 
     name = "color_fill"
+    tasks = ("tracking",)
+    # Every instance's masks: a second instance present in the first frame may be painted too.
+    # One prompt for all samples, the paper's, since the colour, not the category, says what to
+    # follow.
+    needs = RecipeNeeds(all_masks=True, prompt=TRACKING_PROMPT)
 
     def __init__(
         self,
         *,
+        task: str = "tracking",
         primary: str = "red",
         palette: tuple[str, ...] = ("green", "blue", "yellow", "purple", "cyan"),
         second_instance_prob: float = 0.3,
         random_primary_prob: float = 0.0,
         alpha: float = 1.0,
     ) -> None:
-        for c in (primary, *palette):
-            if c not in COLOURS:
-                raise ValueError(f"color_fill: unknown colour {c!r} (known: {sorted(COLOURS)})")
+        self.task = check_task(task, self.tasks)
+        for option, names in (("primary", [primary]), ("palette", palette)):
+            unknown = [c for c in names if c not in COLOURS]
+            if unknown:
+                known = sorted(COLOURS)
+                raise RecipeOptionError(option, f"unknown colour {unknown[0]!r}, known: {known}")
         if not palette:
-            raise ValueError("color_fill: palette must not be empty")
+            raise RecipeOptionError("palette", "expected at least one colour, got none")
+        for option, value in (
+            ("second_instance_prob", second_instance_prob),
+            ("random_primary_prob", random_primary_prob),
+            ("alpha", alpha),
+        ):
+            check_unit(option, value)
         self.primary, self.palette = primary, tuple(palette)
         self.second_instance_prob = second_instance_prob
         self.random_primary_prob = random_primary_prob

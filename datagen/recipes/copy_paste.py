@@ -14,7 +14,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from datagen.recipes.base import RecipeOutput, require_first_frame
+from datagen.recipes.base import (
+    RecipeNeeds,
+    RecipeOptionError,
+    RecipeOutput,
+    check_task,
+    check_unit,
+    require_first_frame,
+)
 from datagen.record import Clip, SkipSample
 
 
@@ -22,6 +29,8 @@ class CopyPaste:
     """The copy-and-paste recipe.
 
     Args:
+        task: the task its pairs train (only ``removal``: the SCE sees an extra object that G's
+            first frame does not have).
         scale_range: uniform range of the pasted object's scale factor (1 = as in B).
         translate: max offset of the pasted object as a fraction of the frame size.
         synthetic_effects: probability of a synthesised shadow.
@@ -32,10 +41,15 @@ class CopyPaste:
     """
 
     name = "copy_paste"
+    tasks = ("removal",)
+    # Video B's instance is the one the pair is about: the builder filters its area, and again
+    # after the paste, since the scale and offset may push it out of the first frame.
+    needs = RecipeNeeds(partner=True, instance="partner", recheck_area=True)
 
     def __init__(
         self,
         *,
+        task: str = "removal",
         scale_range: tuple[float, float] = (0.8, 1.2),
         translate: float = 0.2,
         synthetic_effects: float = 0.0,
@@ -44,8 +58,10 @@ class CopyPaste:
         shadow_darkness: tuple[float, float] = (0.3, 0.6),
         shadow_threshold: float = 0.05,
     ) -> None:
+        self.task = check_task(task, self.tasks)
         if not 0 < scale_range[0] <= scale_range[1]:
-            raise ValueError(f"copy_paste: scale_range must be 0 < lo <= hi, got {scale_range}")
+            raise RecipeOptionError("scale_range", f"expected 0 < lo <= hi, got {scale_range}")
+        check_unit("synthetic_effects", synthetic_effects)
         self.scale_range, self.translate = (float(scale_range[0]), float(scale_range[1])), translate
         self.synthetic_effects, self.shadow_offset = synthetic_effects, tuple(shadow_offset)
         self.shadow_blur, self.shadow_darkness = shadow_blur, tuple(shadow_darkness)

@@ -15,8 +15,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from datagen.recipes.base import RecipeOutput, require_first_frame
+from datagen.recipes.base import (
+    RecipeNeeds,
+    RecipeOptionError,
+    RecipeOutput,
+    check_task,
+    require_first_frame,
+)
 from datagen.record import Clip
+
+# The paper's pairing of fills and tasks, the default ``task`` of a MaskFill.
+TASK_OF_FILL = {"mean": "edit", "telea": "insertion"}
 
 
 def mean_fill(frame: np.ndarray, mask: np.ndarray, *, grow: int) -> np.ndarray:
@@ -59,6 +68,9 @@ class MaskFill:
     """The mask-and-fill recipe (``edit`` with ``fill="mean"``, ``insertion`` with ``"telea"``).
 
     Args:
+        task: ``edit`` or ``insertion`` (both learn to bring back an erased instance from the
+            first frame); default: the paper's pairing, ``edit`` for the mean fill and
+            ``insertion`` for Telea.
         fill: ``"mean"`` (background-mean) or ``"telea"`` (OpenCV inpainting).
         grow: bbox margin of the mean fill in px (paper: 5).
         inpaint_radius: Telea neighbourhood radius in px.
@@ -67,12 +79,25 @@ class MaskFill:
     """
 
     name = "mask_fill"
+    tasks = ("edit", "insertion")
+    needs = RecipeNeeds()  # the picked instance of the clip, its area filtered
 
     def __init__(
-        self, *, fill: str = "mean", grow: int = 5, inpaint_radius: int = 3, dilate: int = 0
+        self,
+        *,
+        task: str | None = None,
+        fill: str = "mean",
+        grow: int = 5,
+        inpaint_radius: int = 3,
+        dilate: int = 0,
     ) -> None:
-        if fill not in ("mean", "telea"):
-            raise ValueError(f"mask_fill: fill must be 'mean' or 'telea', got {fill!r}")
+        if fill not in TASK_OF_FILL:
+            raise RecipeOptionError("fill", f"expected 'mean' or 'telea', got {fill!r}")
+        pixels = {"grow": grow, "inpaint_radius": inpaint_radius, "dilate": dilate}
+        for option, value in pixels.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RecipeOptionError(option, f"expected an integer >= 0 (px), got {value!r}")
+        self.task = check_task(TASK_OF_FILL[fill] if task is None else task, self.tasks)
         self.fill, self.grow, self.inpaint_radius, self.dilate = fill, grow, inpaint_radius, dilate
 
     def __call__(

@@ -45,11 +45,21 @@ def test_tasks_restrict_the_mix():
 
 def test_every_video_used_each_epoch_and_partners_differ():
     vids = [f"v{i}" for i in range(5)]
-    plans = make_plan(vids, num_samples=10, samples_per_shard=3, mix={"removal": 1.0}, seed=0)
+    plans = make_plan(
+        vids, num_samples=10, samples_per_shard=3, mix={"removal": 1.0}, partner_tasks={"removal"}
+    )
     s = flat(plans)
     assert sorted(x.video_id for x in s[:5]) == vids
     assert all(x.partner_id != x.video_id for x in s)
-    single = flat(make_plan(["only"], num_samples=3, samples_per_shard=3, mix={"removal": 1}))
+    single = flat(
+        make_plan(
+            ["only"],
+            num_samples=3,
+            samples_per_shard=3,
+            mix={"removal": 1},
+            partner_tasks={"removal"},
+        )
+    )
     assert all(x.partner_id == "only" for x in single)  # one-video dataset: same video
 
 
@@ -57,3 +67,14 @@ def test_sample_rng_depends_on_seed_shard_index_attempt():
     draws = {sample_rng(*k).integers(1 << 30) for k in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]}
     assert len(draws) == 4
     assert sample_rng(0, 2, 3).integers(1 << 30) == sample_rng(0, 2, 3).integers(1 << 30)
+
+
+def test_partners_only_for_the_tasks_whose_recipe_needs_one():
+    kw = {"num_samples": 20, "samples_per_shard": 20, "mix": PAPER, "seed": 0}
+    with_partner = flat(make_plan(["a", "b", "c"], partner_tasks={"edit"}, **kw))
+    assert {s.task for s in with_partner if s.partner_id is not None} == {"edit"}
+    # the partner choice draws nothing of its own: samples are the same either way
+    plain = flat(make_plan(["a", "b", "c"], **kw))
+    assert [(s.key, s.task, s.video_id) for s in plain] == [
+        (s.key, s.task, s.video_id) for s in with_partner
+    ]

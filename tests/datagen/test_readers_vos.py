@@ -117,9 +117,10 @@ def test_object_ids_scanned_once_per_file_version(tmp_path: Path, monkeypatch) -
 
 
 def test_sample_builder_loads_each_record_once_and_builds_the_same_samples(tmp_path) -> None:
+    from test_recipe_binding import real_recipes
+
     from datagen.augment import AugmentConfig, ClipAugment
     from datagen.plan import make_plan
-    from datagen.recipes import build_recipes
     from datagen.sample_builder import BuildConfig, SampleBuilder
 
     root = make_vos(tmp_path / "a", "a", frames=6, width=32, height=24)
@@ -135,7 +136,7 @@ def test_sample_builder_loads_each_record_once_and_builds_the_same_samples(tmp_p
         return SampleBuilder(
             load=counting_load,
             video_ids=reader.list_videos(),
-            recipes=build_recipes({}),
+            recipes=real_recipes(),
             augment=ClipAugment(AugmentConfig()),
             cfg=BuildConfig(frames=3, size=(16, 16), min_area=0.0, max_area=1.0),
             record_cache=cache,
@@ -150,6 +151,7 @@ def test_sample_builder_loads_each_record_once_and_builds_the_same_samples(tmp_p
             mix={"removal": 1, "edit": 1, "insertion": 1, "tracking": 1, "outpainting": 1},
             tasks=None,
             seed=3,
+            partner_tasks={"removal"},
         )
         for p in s.samples
     ]

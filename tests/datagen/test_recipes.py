@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 from synth_records import Box, make_record
 
+from contracts.tasks import TRACKING_PROMPT
 from datagen.clips import sample_clip
-from datagen.prompts import TRACKING_PROMPT, category_prompt, sample_prompt
-from datagen.recipes import BorderFill, ColorFill, CopyPaste, MaskFill, SkipSample, build_recipes
+from datagen.prompts import category_prompt
+from datagen.recipes import (
+    BorderFill,
+    ColorFill,
+    CopyPaste,
+    MaskFill,
+    RecipeNeeds,
+    RecipeOptionError,
+    SkipSample,
+)
 from datagen.recipes.color_fill import COLOURS
 from datagen.recipes.mask_fill import mean_fill
 
@@ -139,19 +148,26 @@ def test_recipes_skip_instance_absent_from_first_frame(record):
             recipe(clip, np.random.default_rng(0))
 
 
-def test_build_recipes_maps_tasks_and_passes_options():
-    recipes = build_recipes({"mean_fill": {"grow": 9}, "border_fill": {"width_range": [0.2, 0.3]}})
-    assert {t: r.name for t, r in recipes.items()} == {
-        "removal": "copy_paste", "edit": "mask_fill", "insertion": "mask_fill",
-        "tracking": "color_fill", "outpainting": "border_fill",
-    }  # fmt: skip
-    assert recipes["edit"].grow == 9 and recipes["insertion"].fill == "telea"
-    assert recipes["outpainting"].width_range == (0.2, 0.3)
+def test_recipes_own_their_task():
+    assert (MaskFill(fill="mean").task, MaskFill(fill="telea").task) == ("edit", "insertion")
+    assert MaskFill(fill="mean", task="insertion").task == "insertion"
+    assert (CopyPaste().task, ColorFill().task, BorderFill().task) == (
+        "removal", "tracking", "outpainting",
+    )  # fmt: skip
+    with pytest.raises(RecipeOptionError, match=r"^task: expected one of \('removal',\)"):
+        CopyPaste(task="edit")
+
+
+def test_needs_refuse_a_partner_instance_without_a_partner():
+    with pytest.raises(ValueError, match="instance='partner' needs partner=True"):
+        RecipeNeeds(instance="partner")
+    with pytest.raises(ValueError, match=r"RecipeNeeds\.instance: expected"):
+        RecipeNeeds(instance="video")  # type: ignore[arg-type]
 
 
 def test_prompts():
     assert category_prompt(["dog"]) == "a video of a dog"
     assert category_prompt(["elephant", "dog", "dog"]) == "a video of an elephant and a dog"
     assert category_prompt([None]) == ""
-    assert sample_prompt("tracking", ["dog"]) == TRACKING_PROMPT == "track colored regions"
-    assert sample_prompt("removal", ["polar_bear"]) == "a video of a polar bear"
+    assert ColorFill.needs.prompt == TRACKING_PROMPT == "track colored regions"
+    assert category_prompt(["polar_bear"]) == "a video of a polar bear"
