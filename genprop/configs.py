@@ -1,104 +1,45 @@
 """Dataclass configs for GenProp models and the named size presets.
 
 Every config is JSON-serialisable (``to_dict`` / ``from_dict``) so that ``save_pretrained`` can
-write it to ``config.json`` and ``from_pretrained`` can rebuild the exact same architecture.
+write it to ``config.json`` and ``from_pretrained`` can rebuild the exact same architecture. The
+backbone's config belongs to its family (``genprop/backbones/<kind>/config.py``; ``DiTConfig`` and
+``WanConfig`` are re-exported here), picked by ``backbone.kind`` through
+:mod:`genprop.backbones.registry`; the codec and text configs live in
+:mod:`genprop.encoder_configs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
+from genprop.backbones.dit.config import DiTConfig
+from genprop.backbones.family import BackboneConfig
+from genprop.backbones.registry import get_family
+from genprop.backbones.wan.config import WanConfig
+from genprop.config_checks import check_config
+from genprop.encoder_configs import CodecConfig, TextConfig
 from genprop.sampling_options import SamplingConfig
 
-
-@dataclass
-class DiTConfig:
-    """Our tiny latent-video DiT (image-to-video, rectified flow)."""
-
-    kind: Literal["dit"] = "dit"
-    dim: int = 128
-    depth: int = 6
-    heads: int = 4
-    patch: int = 2  # spatial patch on the latent grid; temporal patch is always 1
-    mlp_ratio: float = 4.0
-    text_cross_attention: bool = True  # cross-attention on precomputed text embeddings
-    rope_theta: float = 10000.0
-    gradient_checkpointing: bool = False
-    # Give every frame's tokens the first-frame latent (SVD-style) instead of frame 0 only (Wan
-    # style): copying the given frame becomes a per-token operation, which a small model trained
-    # from scratch learns in hundreds of steps instead of thousands. The which-frame-is-given mask
-    # still marks frame 0. Same channel layout either way.
-    first_frame_broadcast: bool = True
-    # What the output head predicts. "x0": the clean latents x̂0, turned into the flow velocity
-    # v = (x_t - x̂0) / max(t, t_min) (as JiT, "Back to Basics", 2025). A token of a pixel-space
-    # codec holds p²·C values (192 at the demo size), more than a narrow DiT's width: predicting v
-    # (which contains the noise) through that bottleneck cannot work, predicting the clean data
-    # (which lies near a low-dimensional manifold) can. "velocity": the head predicts v directly.
-    prediction: Literal["x0", "velocity"] = "x0"
-    t_min: float = 0.05  # x0 prediction: floor of t in the division (bounds the 1/t² loss weight)
-
-
-@dataclass
-class WanConfig:
-    """A diffusers ``WanTransformer3DModel`` (Wan2.x I2V, channel-concat conditioning).
-
-    Wan2.2-I2V-A14B is two experts: ``subfolder`` (high-noise, t >= ``boundary_ratio``) and
-    ``subfolder_2`` (low-noise). Wan2.1-I2V reads CLIP image tokens of the first frame from
-    ``image_encoder/`` + ``image_processor/`` under ``image_encoder_path``.
-    """
-
-    kind: Literal["wan"] = "wan"
-    path: str | None = None  # local diffusers folder; never downloaded
-    subfolder: str | None = "transformer"
-    # The transformer's config dict; filled from ``path`` when loading, or given directly for a
-    # randomly initialised (test) model. Stored so ``from_pretrained`` can rebuild without ``path``.
-    transformer_config: dict[str, Any] | None = None
-    gradient_checkpointing: bool = False
-    # Mixture of experts (model_index.json "boundary_ratio"; None = one transformer).
-    subfolder_2: str | None = None
-    transformer_2_config: dict[str, Any] | None = None
-    boundary_ratio: float | None = None
-    # Pipeline folder holding image_encoder/ (CLIPVisionModel) and image_processor/ (frozen, never
-    # exported, like the text encoder); needed when the transformer has "image_dim".
-    image_encoder_path: str | None = None
-    # Wan2.2-TI2V (model_index.json "expand_timesteps"): the first frame replaces latent frame 0,
-    # whose tokens get timestep 0, instead of the I2V channel concatenation.
-    expand_timesteps: bool = False
-
-
-@dataclass
-class CodecConfig:
-    """Pixel <-> latent codec."""
-
-    kind: Literal["space_to_depth", "wan_vae"] = "space_to_depth"
-    patch: int = 4  # space_to_depth: pixels per latent cell along each axis
-    # space_to_depth: latents = (pixels - shift) / scale, to ~zero mean / unit variance (see codec)
-    shift: float = 0.0
-    scale: float = 1.0
-    path: str | None = None  # wan_vae: local diffusers folder
-    subfolder: str | None = "vae"
-    vae_config: dict[str, Any] | None = None  # wan_vae: config dict (random init in tests)
-
-
-@dataclass
-class TextConfig:
-    """Prompt -> (B, L, dim) embeddings."""
-
-    kind: Literal["hashing", "transformers"] = "hashing"
-    dim: int = 64
-    max_tokens: int = 16
-    buckets: int = 1024  # hashing: size of the fixed random word table
-    seed: int = 0  # hashing: seed of the fixed random word table
-    path: str | None = None  # transformers: local folder with tokenizer + encoder
+__all__ = [
+    "PRESETS",
+    "CodecConfig",
+    "DiTConfig",
+    "GenPropConfig",
+    "TextConfig",
+    "WanConfig",
+    "preset",
+]
 
 
 @dataclass
 class GenPropConfig:
     """A whole GenProp model: backbone, codec, text encoder, SCE/MPD sizes and clip geometry."""
 
-    backbone: DiTConfig | WanConfig = field(default_factory=DiTConfig)
+    # Any registered family's config (DiTConfig, WanConfig, ...); the tiny DiT by default.
+    backbone: BackboneConfig = field(default_factory=DiTConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     text: TextConfig = field(default_factory=TextConfig)
     sce_blocks: int = 3  # N: the SCE copies the backbone's first N blocks (paper: 24)
@@ -124,23 +65,48 @@ class GenPropConfig:
         :func:`genprop.config_checks.check_config` before anything is built.
 
         Raises:
-            ValueError: If a field is unknown, the backbone kind is not "dit" or "wan", or a value
-                is invalid (:class:`genprop.config_checks.ConfigError`, naming the field).
+            ValueError: If a field is unknown, the backbone kind is not a registered family's
+                (the message lists them), or a value is invalid
+                (:class:`genprop.field_checks.ConfigError`, naming the field).
         """
-        from genprop.config_checks import check_config
+        cfg = cls._from_fields(data)
+        check_config(cfg)
+        return cfg
 
+    @classmethod
+    def from_folder(cls, path: str | Path, *, kind: str, **options: Any) -> GenPropConfig:
+        """The config of a pretrained pipeline folder, read by the ``kind`` family's reader.
+
+        Args:
+            path: The local folder (nothing is downloaded).
+            kind: The backbone family that reads it (``"wan"``: Wan2.x I2V diffusers folders).
+            **options: The reader's options: ``sce_blocks``, ``num_frames``, ``height``,
+                ``width``, ``text_max_tokens``, ``timestep_shift`` and the family's own (Wan:
+                ``transformer_subfolder``); see :func:`genprop.backbones.wan.folder.wan_config`.
+
+        Raises:
+            ValueError: If the family has no folder reader, or the folder is not supported
+                (the reader names the file and field).
+            FileNotFoundError: If a part of the folder's layout is missing.
+        """
+        family = get_family(kind)
+        if family.read_folder is None:
+            raise ValueError(f"backbone.kind {kind!r}: this family has no pretrained folders")
+        # The reader has checked the folder's configs and the geometry against them.
+        return cls._from_fields(family.read_folder(path, **options))
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> GenPropConfig:
+        """The config of ``config.json``-form ``data``, its backbone class picked by kind."""
         data = dict(data)
         for name in ("backbone", "codec", "text", "sampling"):
             if not isinstance(data.get(name, {}), dict):
                 raise ValueError(f"field {name!r}: expected an object, got {data[name]!r}")
         backbone = dict(data.pop("backbone", {}))
-        kind = backbone.get("kind", "dit")
-        if kind not in ("dit", "wan"):
-            raise ValueError(f"config.backbone.kind: expected 'dit' or 'wan', got {kind!r}")
+        family = get_family(backbone.get("kind", DiTConfig.kind))
         try:
-            bb = DiTConfig(**backbone) if kind == "dit" else WanConfig(**backbone)
-            cfg = cls(
-                backbone=bb,
+            return cls(
+                backbone=family.config(**backbone),
                 codec=CodecConfig(**data.pop("codec", {})),
                 text=TextConfig(**data.pop("text", {})),
                 sampling=SamplingConfig.from_dict(data.pop("sampling", {})),
@@ -148,8 +114,6 @@ class GenPropConfig:
             )
         except TypeError as err:
             raise ValueError(f"config: unexpected or missing field ({err})") from err
-        check_config(cfg)
-        return cfg
 
 
 def _dit_preset(

@@ -41,7 +41,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from genprop.configs import WanConfig
+from genprop.backbones.registry import family_of
 from genprop.modeling.model import GenPropModel
 from genprop.scale.sharded_weights import (
     build_model_to_shard,
@@ -209,9 +209,7 @@ def configure_sharded_model(module: pl.LightningModule) -> None:
     )
     if any(p.is_meta for p in net.parameters()):
         backbone = net.config.backbone
-        if strategy.init_weights is None and not (
-            isinstance(backbone, WanConfig) and backbone.path
-        ):
+        if strategy.init_weights is None and not family_of(backbone).pretrained_path(backbone):
             raise ValueError(
                 "trainer.strategy.init_weights: the model was built on the meta device without a "
                 "Wan folder (model.net.pretrained); name the save_pretrained folder its weights "

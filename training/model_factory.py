@@ -1,17 +1,17 @@
-"""Build the genprop model a run trains: a named preset, or a pretrained Wan2.x I2V folder, plus
-config overrides."""
+"""Build the genprop model a run trains: a named preset, or a pretrained folder (a Wan2.x I2V
+diffusers folder, read by its backbone family), plus config overrides."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from genprop.backbones.wan.pretrained import wan_config
 from genprop.configs import GenPropConfig, preset
 from genprop.modeling.model import GenPropModel
 from training.cache.key import check_latent_cache
 
-# ``model.net.overrides`` a pretrained (Wan) model accepts: the arguments of ``wan_config``.
+# ``model.net.overrides`` a pretrained model accepts: the options every family's folder reader
+# takes (``GenPropConfig.from_folder``; Wan's: ``genprop.backbones.wan.folder.wan_config``).
 PRETRAINED_FIELDS = ("sce_blocks", "num_frames", "height", "width", "timestep_shift")
 
 
@@ -29,8 +29,9 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any], where: str) -> di
     return out
 
 
-def _pretrained_config(pretrained: str, overrides: Mapping[str, Any]) -> GenPropConfig:
-    """``wan_config(pretrained, ...)`` with the overrides as its keyword arguments.
+def _pretrained_config(pretrained: str, kind: str, overrides: Mapping[str, Any]) -> GenPropConfig:
+    """``GenPropConfig.from_folder(pretrained, kind=kind, ...)`` with the overrides as its keyword
+    arguments.
 
     Accepted: the top-level fields in :data:`PRETRAINED_FIELDS` (``None`` keeps the default)
     and ``text: {max_tokens: N}``.
@@ -51,7 +52,7 @@ def _pretrained_config(pretrained: str, overrides: Mapping[str, Any]) -> GenProp
                 f"model.net.overrides: field {key!r} cannot be set with model.net.pretrained "
                 f"(known: {[*PRETRAINED_FIELDS, 'text.max_tokens', 'sampling']})"
             )
-    cfg = wan_config(pretrained, **kwargs)
+    cfg = GenPropConfig.from_folder(pretrained, kind=kind, **kwargs)
     if sampling:
         data = cfg.to_dict()
         data["sampling"] = _merge(data["sampling"], sampling, "model.net.overrides.sampling")
@@ -65,6 +66,7 @@ def build_config(
     overrides: Mapping[str, Any] | None = None,
     gradient_checkpointing: bool = False,
     pretrained: str | None = None,
+    pretrained_kind: str = "wan",
     latents: str | None = None,
 ) -> GenPropConfig:
     """The model's :class:`GenPropConfig` (the options of ``model.net``).
@@ -73,10 +75,12 @@ def build_config(
         preset_name: A ``genprop.configs`` preset; ``None`` with ``pretrained``.
         overrides: Nested dict of config fields applied to the preset; with ``pretrained`` only
             ``sce_blocks``, ``num_frames``, ``height``, ``width``, ``timestep_shift`` and
-            ``text.max_tokens`` (checked by ``genprop.backbones.wan.pretrained.wan_config``).
+            ``text.max_tokens`` (checked by the family's folder reader, e.g.
+            ``genprop.backbones.wan.folder.wan_config``).
         gradient_checkpointing: Recompute backbone block activations in backward.
-        pretrained: A local Wan2.x I2V diffusers folder
-        (``genprop.backbones.wan.pretrained.wan_config``).
+        pretrained: A local pretrained folder (a Wan2.x I2V diffusers folder).
+        pretrained_kind: The backbone family that reads ``pretrained``
+            (``genprop.backbones.registry.FAMILIES``; "wan" by default).
         latents: A ``genprop-cache`` folder (``data.latents``) the model trains from: its encoder
             key is checked against this config.
 
@@ -92,7 +96,7 @@ def build_config(
             f"(a local Wan2.x I2V diffusers folder); got {preset_name!r} and {pretrained!r}"
         )
     if pretrained is not None:
-        cfg = _pretrained_config(str(pretrained), overrides or {})
+        cfg = _pretrained_config(str(pretrained), pretrained_kind, overrides or {})
         cfg.backbone.gradient_checkpointing = bool(gradient_checkpointing)
     else:
         data = preset(str(preset_name)).to_dict()

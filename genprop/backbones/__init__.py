@@ -1,10 +1,16 @@
-"""I2V backbones behind one interface (:class:`~genprop.backbones.base.Backbone`)."""
+"""I2V backbones behind one interface (:class:`~genprop.backbones.base.Backbone`), one family per
+folder (``dit/``, ``wan/``), listed in :mod:`genprop.backbones.registry`."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from genprop.backbones.base import Backbone, Conditioning
 from genprop.backbones.dit.model import TinyDiT
-from genprop.configs import DiTConfig, GenPropConfig
+from genprop.backbones.registry import family_of
+
+if TYPE_CHECKING:
+    from genprop.configs import GenPropConfig
 
 
 def build_backbone(
@@ -21,20 +27,13 @@ def build_backbone(
         cfg: The whole model config (backbone + text dims).
         latent_channels: The codec's latent channels C.
         mask_channels: Channels of the given-frames mask (the codec's temporal factor).
-        load_weights: Wan only: load the pretrained weights from ``cfg.backbone.path``.
-        expert: Wan only: 0 = ``transformer``, 1 = the low-noise expert ``transformer_2``.
+        load_weights: Pretrained families (Wan): load the weights from the backbone's folder.
+        expert: Two-expert families (Wan2.2-A14B): 0 = the high-noise transformer, 1 = the
+            low-noise one.
     """
-    if isinstance(cfg.backbone, DiTConfig):
-        return TinyDiT(
-            cfg.backbone,
-            latent_channels=latent_channels,
-            mask_channels=mask_channels,
-            text_dim=cfg.text.dim,
-        )
-    from genprop.backbones.wan.backbone import WanBackbone
-
-    return WanBackbone.build(
+    return family_of(cfg.backbone).build(
         cfg.backbone,
+        text_dim=cfg.text.dim,
         latent_channels=latent_channels,
         mask_channels=mask_channels,
         load_weights=load_weights,

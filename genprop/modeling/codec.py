@@ -16,7 +16,7 @@ from einops import rearrange
 from torch import nn
 
 from genprop.backbones.wan.diffusers_config import plain_config
-from genprop.configs import CodecConfig
+from genprop.encoder_configs import CodecConfig
 
 
 class LatentCodec(nn.Module, ABC):

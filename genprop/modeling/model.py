@@ -38,7 +38,8 @@ from contracts.jsonfile import read_json_object
 from contracts.tasks import TASKS
 from genprop.backbones import build_backbone
 from genprop.backbones.base import Conditioning
-from genprop.configs import GenPropConfig, WanConfig
+from genprop.backbones.registry import family_of
+from genprop.configs import GenPropConfig
 from genprop.modeling.codec import build_codec
 from genprop.modeling.content_encoder import SelectiveContentEncoder
 from genprop.modeling.content_gate import ContentGate
@@ -122,7 +123,8 @@ class GenPropModel(nn.Module):
         self.content_encoder = SelectiveContentEncoder(self.backbone, config.sce_blocks)
         self.mask_decoder = MaskPredictionDecoder(self.backbone)
         bcfg = config.backbone
-        self.boundary_ratio = bcfg.boundary_ratio if isinstance(bcfg, WanConfig) else None
+        # Two-expert families (Wan2.2-A14B) switch experts at this flow time; None: one expert.
+        self.boundary_ratio = family_of(bcfg).boundary_ratio(bcfg)
         self.expert_2: LowNoiseExpert | None = None
         if self.boundary_ratio is not None:
             second = build_backbone(

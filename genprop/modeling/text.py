@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genprop.configs import TextConfig
+from genprop.encoder_configs import TextConfig
 
 _WORD = re.compile(r"[a-z0-9]+")
 

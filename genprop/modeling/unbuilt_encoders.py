@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from contracts.jsonfile import read_json_object
-from genprop.configs import CodecConfig
+from genprop.encoder_configs import CodecConfig
 from genprop.modeling.codec import LatentCodec
 
 _WHY = (

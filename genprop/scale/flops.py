@@ -2,11 +2,11 @@
 
 * :func:`count_parameters` / :func:`estimate_flops`: analytic, from a tiny-DiT config (no model is
   built), so GPU-size presets can be reported on a laptop; a test checks them against the modules.
+  The parameter formula is the DiT family's (:mod:`genprop.backbones.dit.parameters`).
 * :class:`PhaseFlopCounter`: counts what a step really runs, with torch's own FLOP formulas
   (``torch.utils.flop_counter``), split into frozen-encoder work, forward and backward. It works on
   any backbone and on the ``meta`` device (``genprop.scale.meta_step`` runs whole steps there), and
-  is
-  the counter behind ``genprop-plan`` and the GPU benchmark's MFU.
+  is the counter behind ``genprop-plan`` and the GPU benchmark's MFU.
 
 FLOPs count a multiply-add as 2 and include attention score/value products; norms, activations and
 RoPE are ignored (< 1 %).
@@ -14,73 +14,51 @@ RoPE are ignored (< 1 %).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from contracts.tasks import TASKS
-from genprop.configs import DiTConfig, GenPropConfig, preset
+from genprop.backbones.dit.parameters import (
+    DiTSizes,
+    backbone_parameters,
+    block_parameters,
+    linear,
+    patch_embed_parameters,
+)
+from genprop.configs import GenPropConfig, preset
 
 
-@dataclass
-class _Dims:
-    d: int  # model width
-    hidden: int  # MLP width
-    head: int  # head dim
-    cin: int  # input channels (2C + mask)
-    c: int  # latent channels
-    p: int  # token patch
-    text: int  # text embedding dim
-    ca: bool  # text cross-attention
-
-
-def _dims(cfg: GenPropConfig) -> _Dims:
-    if not isinstance(cfg.backbone, DiTConfig):
-        raise ValueError("flops: analytic counts cover the tiny DiT backbone only")
+def _dims(cfg: GenPropConfig) -> DiTSizes:
+    """The tiny DiT's sizes on the space-to-depth codec (what the analytic counts cover)."""
+    try:
+        sizes = DiTSizes.of(
+            cfg.backbone,
+            latent_channels=3 * cfg.codec.patch**2,
+            mask_channels=1,  # space-to-depth: one pixel frame per latent frame
+            text_dim=cfg.text.dim,
+        )
+    except ValueError as err:
+        raise ValueError(f"flops: {err}") from None
     if cfg.codec.kind != "space_to_depth":
         raise ValueError("flops: analytic counts cover the space_to_depth codec only")
-    bb = cfg.backbone
-    c = 3 * cfg.codec.patch**2
-    return _Dims(
-        d=bb.dim,
-        hidden=int(bb.dim * bb.mlp_ratio),
-        head=bb.dim // bb.heads,
-        cin=2 * c + 1,
-        c=c,
-        p=bb.patch,
-        text=cfg.text.dim,
-        ca=bb.text_cross_attention,
-    )
-
-
-def _lin(i: int, o: int) -> int:
-    return i * o + o
-
-
-def _block_params(k: _Dims) -> int:
-    d = k.d
-    n = _lin(d, 3 * d) + 2 * k.head + _lin(d, d) + _lin(d, k.hidden) + _lin(k.hidden, d)
-    n += _lin(d, 6 * d)
-    if k.ca:
-        n += 2 * d + _lin(d, d) + _lin(d, 2 * d) + _lin(d, d)
-    return n
+    return sizes
 
 
 def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
-    """Parameters per component: backbone, sce, mpd, task_embedding, content_gate, total."""
+    """Parameters per component: backbone, sce, mpd, task_embedding, content_gate, total.
+
+    The backbone and block counts are the DiT family's own
+    (:mod:`genprop.backbones.dit.parameters`), the ones the config budget uses.
+    """
     k = _dims(cfg)
-    d, embed = k.d, _lin(k.cin * k.p * k.p, k.d)
-    backbone = embed + _lin(256, d) + _lin(d, d) + cfg.backbone.depth * _block_params(k)
-    if k.ca:
-        backbone += _lin(k.text, d) + _lin(d, d)
-    backbone += _lin(d, 2 * d) + _lin(d, k.p * k.p * k.c)
+    d, embed, block = k.d, patch_embed_parameters(k), block_parameters(k)
+    backbone = backbone_parameters(k)
     n = cfg.sce_blocks
-    sce = embed + n * _block_params(k) + _lin(d, d) + n * 2 * _lin(d, d)
-    mpd = _block_params(k) + 2 * d + _lin(d, d) + _lin(d, k.p * k.p)
+    sce = embed + n * block + linear(d, d) + n * 2 * linear(d, d)
+    mpd = block + 2 * d + linear(d, d) + linear(d, k.p * k.p)
     task = (len(TASKS) + 1) * d
-    gate = _lin(d, d) + _lin(d, k.p * k.p * k.c) + 1 if cfg.content_gate else 0
+    gate = linear(d, d) + linear(d, k.p * k.p * k.c) + 1 if cfg.content_gate else 0
     return {
         "backbone": backbone,
         "sce": sce,
@@ -91,7 +69,7 @@ def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
     }
 
 
-def _block_flops(k: _Dims, tokens: int, text_tokens: int) -> int:
+def _block_flops(k: DiTSizes, tokens: int, text_tokens: int) -> int:
     d = k.d
     per_token = 3 * d * d + d * d + 2 * d * k.hidden  # qkv, out, mlp
     flops = 2 * tokens * per_token + 4 * tokens * tokens * d  # + scores and values
@@ -114,7 +92,7 @@ def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
     embed = 2 * tokens * k.cin * k.p * k.p * k.d
     block = _block_flops(k, tokens, text_tokens)
     head = 2 * tokens * k.d * k.p * k.p * k.c
-    backbone = embed + cfg.backbone.depth * block + head
+    backbone = embed + k.depth * block + head
     sce = embed + cfg.sce_blocks * (block + 2 * tokens * 2 * k.d * k.d) + 2 * tokens * k.d * k.d
     mpd = block + 2 * tokens * (k.d * k.d + k.d * k.p * k.p)
     gate = 2 * tokens * (k.d * k.d + k.d * k.p * k.p * k.c) if cfg.content_gate else 0

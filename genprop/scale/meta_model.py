@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from contracts.jsonfile import read_json_object
-from genprop.configs import GenPropConfig, TextConfig, WanConfig
+from genprop.backbones.registry import family_of
+from genprop.configs import GenPropConfig, TextConfig
 from genprop.modeling.model import GenPropModel
 
 # google/umt5-xxl's encoder, the text encoder of every Wan2.x pipeline (diffusers'
@@ -127,17 +128,11 @@ def text_encoder_parameters(text: TextConfig) -> int:
 
 
 def _fill_from_folder(cfg: GenPropConfig) -> None:
-    """Store the transformer / VAE configs of the folder in ``cfg`` (what loading would do)."""
-    bb = cfg.backbone
-    if isinstance(bb, WanConfig) and bb.path is not None:
-        subfolders = {
-            "transformer_config": bb.subfolder,
-            "transformer_2_config": getattr(bb, "subfolder_2", None),
-        }
-        for field, sub in subfolders.items():
-            if sub is not None and hasattr(bb, field) and getattr(bb, field) is None:
-                path = Path(bb.path) / sub / "config.json"
-                setattr(bb, field, read_json_object(path, what="JSON config"))
+    """Store the transformer / VAE configs of the folder in ``cfg`` (what loading would do): the
+    backbone's through its family (Wan: ``transformer_config`` / ``transformer_2_config``)."""
+    family = family_of(cfg.backbone)
+    if family.pretrained_path(cfg.backbone) is not None:
+        family.read_architecture(cfg.backbone)
     codec = cfg.codec
     if codec.kind == "wan_vae" and codec.path is not None and codec.vae_config is None:
         path = Path(codec.path) / (codec.subfolder or "") / "config.json"

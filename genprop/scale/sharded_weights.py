@@ -8,10 +8,10 @@ No rank ever holds the whole model in host memory while training starts:
 3. :func:`materialize_` allocates each rank's shards on its device.
 4. :func:`load_safetensors_shards` reads, for every parameter, only this rank's slice of it from
    safetensors files (``safe_open(...).get_slice``), from a GenProp ``save_pretrained`` folder
-   (:func:`load_genprop_shards`) or straight from a Wan diffusers pipeline folder
-   (:func:`load_wan_shards`, key map in :mod:`genprop.backbones.wan.weights`). SCE and MPD copies
-   missing
-   from the files read the backbone weights they copy; GenProp's own layers get their
+   (:func:`load_genprop_shards`) or straight from a pretrained pipeline folder
+   (:func:`load_pipeline_shards`, key map from the backbone family's ``weight_sources``, e.g.
+   :mod:`genprop.backbones.wan.weights`). SCE and MPD copies missing from the files read the
+   backbone weights they copy (:mod:`genprop.modeling.weight_names`); GenProp's own layers get their
    construction-time initialisation (zero injections).
 
 :func:`save_pretrained_from_shards` is the way back: it gathers the full state on rank 0 (CPU)
@@ -33,15 +33,8 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-from contracts.jsonfile import read_json_object
-from genprop.backbones.wan.diffusers_config import plain_config
-from genprop.backbones.wan.weights import (
-    EXPERT_2,
-    ZERO_INIT,
-    backbone_copy_sources,
-    wan_weight_sources,
-)
-from genprop.configs import GenPropConfig, WanConfig
+from genprop.backbones.registry import FAMILIES, family_of
+from genprop.configs import GenPropConfig
 from genprop.modeling.codec import build_codec
 from genprop.modeling.model import (
     CONFIG_NAME,
@@ -51,6 +44,7 @@ from genprop.modeling.model import (
     GenPropModel,
 )
 from genprop.modeling.text import build_text_encoder
+from genprop.modeling.weight_names import EXPERT_2, ZERO_INIT, backbone_copy_sources
 
 INDEX_SUFFIX = ".safetensors.index.json"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file stem
@@ -59,15 +53,16 @@ DIFFUSERS_WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file stem
 def build_model_to_shard(config: GenPropConfig, *, encoders: bool = True) -> GenPropModel:
     """The model with its sharded parts on the meta device (no storage allocated).
 
-    A Wan backbone is built from its folder's ``config.json`` alone (no weight is read; the
-    model's ``config`` gets the transformer configs filled in, as ``from_config`` fills them).
+    A pretrained backbone (Wan) is built from its folder's ``config.json`` files alone (no weight
+    is read; the model's ``config`` gets them filled in by the backbone's family, as
+    ``from_config`` fills them).
     With ``encoders`` the codec and the text and image encoders are then built on the CPU, their
     weights loaded from their own folders: they are not sharded (each rank holds a frozen copy),
     and their non-persistent buffers (latent statistics, hashing tables) cannot be restored from
     the meta device. Without, they are the stand-ins of ``GenPropModel(encoders=False)`` (training
     from a latent cache).
     """
-    config = _with_transformer_configs(config)
+    config = _with_folder_architecture(config)
     with torch.device("meta"):
         model = GenPropModel(config, load_weights=False, encoders=False)
     if encoders or config.codec.kind != "wan_vae":  # the parameter-free codec is always built
@@ -88,35 +83,22 @@ def build_model_to_shard(config: GenPropConfig, *, encoders: bool = True) -> Gen
     return model
 
 
-def _with_transformer_configs(config: GenPropConfig) -> GenPropConfig:
-    """A copy of ``config`` whose Wan ``transformer_config`` / ``transformer_2_config`` are read
-    from the folder's ``config.json`` files (so the build needs no weights); else ``config``."""
-    bcfg = config.backbone
-    if not isinstance(bcfg, WanConfig) or bcfg.path is None:
+def _with_folder_architecture(config: GenPropConfig) -> GenPropConfig:
+    """A copy of ``config`` whose backbone architecture configs (Wan: ``transformer_config`` /
+    ``transformer_2_config``) are read from its pretrained folder's ``config.json`` files by its
+    family, so the build needs no weights; ``config`` itself without a pretrained folder."""
+    family = family_of(config.backbone)
+    if family.pretrained_path(config.backbone) is None:
         return config
-    from diffusers import WanTransformer3DModel
-
     config = GenPropConfig.from_dict(config.to_dict())
-    fields = (("transformer_config", bcfg.subfolder), ("transformer_2_config", bcfg.subfolder_2))
-    for field, subfolder in fields:
-        if subfolder is None or getattr(config.backbone, field) is not None:
-            continue
-        path = Path(bcfg.path) / subfolder / "config.json"
-        stored = read_json_object(path, what="JSON config")
-        with torch.device("meta"):  # the config with diffusers' defaults, as from_pretrained's
-            transformer = WanTransformer3DModel.from_config(stored)
-        setattr(config.backbone, field, plain_config(transformer.config))
+    family.read_architecture(config.backbone)
     return config
 
 
 def _rebuild_buffers(module: nn.Module) -> bool:
-    """Recompute a module's non-persistent buffers after ``to_empty``; False if unknown."""
-    if type(module).__name__ == "WanRotaryPosEmbed":  # diffusers' Wan RoPE tables
-        fresh = type(module)(module.attention_head_dim, module.patch_size, module.max_seq_len)
-        for name, buf in fresh.named_buffers(recurse=False):
-            getattr(module, name).copy_(buf)
-        return True
-    return False
+    """Recompute a module's non-persistent buffers after ``to_empty`` (each backbone family knows
+    its own, e.g. Wan's RoPE tables); False if no family does."""
+    return any(family.rebuild_buffers(module) for family in FAMILIES.values())
 
 
 @torch.no_grad()
@@ -306,29 +288,38 @@ def _diffusers_weights(folder: Path) -> dict[str, Path]:
 
 
 @torch.no_grad()
-def load_wan_shards(model: GenPropModel, folder: str | Path | None = None) -> list[str]:
-    """Initialise a materialised (sharded) model on a Wan backbone from its diffusers pipeline
-    folder, each rank reading only its slices of ``transformer/`` (and ``transformer_2/``).
+def load_pipeline_shards(model: GenPropModel, folder: str | Path | None = None) -> list[str]:
+    """Initialise a materialised (sharded) model from its backbone's pretrained pipeline folder
+    (Wan: the diffusers folder), each rank reading only its slices of the transformer
+    sub-folders (``transformer/``, and ``transformer_2/`` for a second expert).
 
-    Key map: :func:`genprop.backbones.wan.weights.wan_weight_sources` (the SCE's and MPD's block
-    copies read
-    the backbone blocks they copy). GenProp's own layers get their construction-time
+    Key map: the backbone family's ``weight_sources``
+    (:func:`genprop.backbones.wan.weights.wan_weight_sources`; the SCE's and MPD's block copies
+    read the backbone blocks they copy). GenProp's own layers get their construction-time
     initialisation, so the result equals ``GenPropModel.from_config`` up to its random layers.
     The codec and the encoders are not touched (built from their folders).
 
     Args:
-        model: A materialised GenPropModel with a Wan backbone.
-        folder: The pipeline folder; ``None``: the model's ``config.backbone.path``.
+        model: A materialised GenPropModel with a pretrained backbone (Wan).
+        folder: The pipeline folder; ``None``: the backbone's own (``config.backbone.path``).
 
     Returns:
         The names that were initialised by default (random) rather than loaded or zeroed.
 
     Raises:
-        ValueError: If the folder lacks a transformer weight, or a backbone parameter has no
-            diffusers counterpart.
+        ValueError: If the backbone's family has no weight-key map, the folder lacks a
+            transformer weight, or a backbone parameter has no counterpart in the folder.
     """
-    sources = wan_weight_sources(model)
-    root = Path(folder if folder is not None else str(model.config.backbone.path))
+    bcfg = model.config.backbone
+    family = family_of(bcfg)
+    if family.weight_sources is None:
+        mapped = [repr(kind) for kind, f in FAMILIES.items() if f.weight_sources is not None]
+        raise ValueError(
+            f"config.backbone.kind: {bcfg.kind!r}, weights from a pipeline folder need "
+            f"{' or '.join(mapped)}"
+        )
+    sources = family.weight_sources(model)
+    root = Path(folder if folder is not None else str(family.pretrained_path(bcfg)))
     unmapped = [
         n
         for n, _ in model.named_parameters()
@@ -352,19 +343,24 @@ def load_wan_shards(model: GenPropModel, folder: str | Path | None = None) -> li
     return _init_genprop_layers_(model, missing)
 
 
+# The name from when Wan was the only pretrained family; kept for its callers.
+load_wan_shards = load_pipeline_shards
+
+
 def load_pretrained_shards(model: GenPropModel, folder: str | Path | None = None) -> list[str]:
     """:func:`load_genprop_shards` for a ``save_pretrained`` folder (``model.safetensors``),
-    else :func:`load_wan_shards` (a Wan pipeline folder; ``None``: the model's own)."""
+    else :func:`load_pipeline_shards` (a pretrained pipeline folder, e.g. Wan's; ``None``: the
+    model's own)."""
     if folder is not None and (Path(folder) / WEIGHTS_NAME).is_file():
         return load_genprop_shards(model, folder)
-    return load_wan_shards(model, folder)
+    return load_pipeline_shards(model, folder)
 
 
 @torch.no_grad()
 def _init_genprop_layers_(model: nn.Module, missing: list[str]) -> list[str]:
     """Construction-time initialisation of the parameters in ``missing`` (not found in the
     files): default ``reset_parameters`` of their modules, then GenProp's zero-inits
-    (:data:`genprop.backbones.wan.weights.ZERO_INIT`). The codec and the encoders, built from their
+    (:data:`genprop.modeling.weight_names.ZERO_INIT`). The codec and the encoders, built from their
     own
     folders, are left alone.
 

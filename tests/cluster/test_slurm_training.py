@@ -1,4 +1,5 @@
-"""genprop-train on a real SLURM: the sweep of docs/training.md, and checkpoint + requeue on a signal."""
+"""genprop-train on a real SLURM: the sweep of docs/training.md, and checkpoint + requeue on a
+signal."""
 
 from __future__ import annotations
 

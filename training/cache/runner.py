@@ -53,6 +53,7 @@ def _model_config(cfg: dict[str, Any]) -> Any:
         preset_name=net.get("preset_name"),
         overrides=net.get("overrides") or {},
         pretrained=net.get("pretrained"),
+        pretrained_kind=net.get("pretrained_kind", "wan"),
     )
 
 

@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from genprop.backbones.base import Backbone, Conditioning, unpatchify
-from genprop.configs import DiTConfig
+from genprop.backbones.dit.config import DiTConfig
 
 
 def timestep_features(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:

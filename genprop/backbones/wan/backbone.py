@@ -24,9 +24,9 @@ from einops import rearrange
 from torch import nn
 
 from genprop.backbones.base import Backbone, Conditioning
+from genprop.backbones.wan.config import WanConfig
 from genprop.backbones.wan.diffusers_config import plain_config
 from genprop.backbones.wan.variants import WAN_TEXT_TOKENS_WITH_IMAGE, check_transformer_config
-from genprop.configs import WanConfig
 
 
 class WanPatchEmbed(nn.Module):

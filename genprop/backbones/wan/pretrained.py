@@ -2,7 +2,7 @@
 
 :func:`wan_config` turns a Wan2.x I2V diffusers pipeline folder into a :class:`GenPropConfig`
 (``GenPropModel.from_config`` then loads the weights, locally, nothing is downloaded); see
-:mod:`genprop.backbones.wan.folder` for the layout and what is checked. Supported:
+:mod:`genprop.backbones.wan.pipeline_folder` for the layout and what is checked. Supported:
 Wan2.1-I2V-14B-480P/720P
 (CLIP image tokens), Wan2.2-I2V-A14B (two experts routed by timestep) and Wan2.2-TI2V-5B
 (48-channel VAE, first frame by latent replacement with per-token timesteps); other checkpoints are

@@ -5,25 +5,42 @@ A pipeline folder stores each transformer as diffusers wrote it: ``transformer/`
 or ``diffusion_pytorch_model-0000k-of-0000n.safetensors`` + ``*.safetensors.index.json``, keyed
 by ``WanTransformer3DModel``'s own state-dict names. GenProp's names differ in two ways:
 
-* :class:`~genprop.backbones.wan.backbone.WanBackbone` registers the transformer's pieces under its
-own
-  attribute names (:data:`BACKBONE_TO_DIFFUSERS`, the one rename being the patch embedding, which
-  sits inside :class:`~genprop.backbones.wan.backbone.WanPatchEmbed`);
+* :class:`~genprop.backbones.wan.backbone.WanBackbone` registers the transformer's pieces under
+  its own attribute names (:data:`BACKBONE_TO_DIFFUSERS`, the one rename being the patch
+  embedding, which sits inside :class:`~genprop.backbones.wan.backbone.WanPatchEmbed`);
 * the Selective Content Encoder and the Mask Prediction Decoder are *copies* of backbone pieces
-  (:func:`copied_backbone_name`): SCE patch embedding <- the backbone's, SCE block i <- backbone
-  block i, MPD block <- the backbone's last block. They read the same stored tensors, so they
-  start from the checkpoint's own precision even when the frozen backbone is stored in bf16.
+  (:mod:`genprop.modeling.weight_names`, the same for every family): they read the stored tensors
+  of the
+  backbone weights they copy.
 
 Everything else of GenProp (the SCE's fusion layer and injection MLPs, the MPD head, the task
 embedding, the content gate) is initialised as at construction (:data:`ZERO_INIT` are zeroed).
+:func:`rebuild_rope_buffers` recomputes the one non-persistent buffer of a Wan transformer (its
+RoPE tables) after a meta-device build.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from genprop.configs import WanConfig
+from genprop.backbones.wan.config import WanConfig
+from genprop.modeling.weight_names import (
+    EXPERT_2,
+    ZERO_INIT,
+    backbone_copy_sources,
+    copied_backbone_name,
+)
+
+__all__ = [
+    "BACKBONE_TO_DIFFUSERS",
+    "EXPERT_2",
+    "ZERO_INIT",
+    "backbone_copy_sources",
+    "copied_backbone_name",
+    "diffusers_name",
+    "rebuild_rope_buffers",
+    "wan_weight_sources",
+]
 
 # WanBackbone attribute -> WanTransformer3DModel attribute (see WanBackbone.__init__). The RoPE
 # tables (``rope``) are non-persistent buffers, recomputed rather than stored.
@@ -35,35 +52,6 @@ BACKBONE_TO_DIFFUSERS = {
     "proj_out": "proj_out",
     "scale_shift_table": "scale_shift_table",
 }
-EXPERT_2 = "expert_2."
-# Parameters GenProp zero-initialises so that at initialisation GenProp equals the backbone.
-ZERO_INIT = re.compile(
-    r"^(expert_2\.)?content_encoder\.(fusion\.|injections\.\d+\.net\.2\.)"
-    r"|^task_embedding\."
-    r"|^content_gate\.(strength$|head\.2\.)"
-)
-_SCE_EMBED = re.compile(r"^content_encoder\.embed\.(.+)$")
-_SCE_BLOCK = re.compile(r"^content_encoder\.blocks\.(\d+)\.(.+)$")
-_MPD_BLOCK = re.compile(r"^mask_decoder\.block\.(.+)$")
-
-
-def copied_backbone_name(name: str, depth: int) -> str | None:
-    """The backbone parameter an SCE / MPD copy is initialised from (one expert's names).
-
-    Args:
-        name: A state-dict name relative to the expert (``content_encoder.blocks.0.ffn...``).
-        depth: The expert's number of backbone blocks (the MPD copies the last).
-
-    Returns:
-        ``backbone.<...>``, or ``None`` when ``name`` is not a copy of a backbone weight.
-    """
-    if match := _SCE_EMBED.match(name):
-        return f"backbone.patch_embedder.{match[1]}"
-    if match := _SCE_BLOCK.match(name):
-        return f"backbone.blocks.{match[1]}.{match[2]}"
-    if match := _MPD_BLOCK.match(name):
-        return f"backbone.blocks.{depth - 1}.{match[1]}"
-    return None
 
 
 def diffusers_name(backbone_name: str) -> str | None:
@@ -73,22 +61,6 @@ def diffusers_name(backbone_name: str) -> str | None:
         if backbone_name == ours or backbone_name.startswith(ours + "."):
             return theirs + backbone_name[len(ours) :]
     return None
-
-
-def backbone_copy_sources(model: Any) -> dict[str, str]:
-    """SCE / MPD state-dict name -> the backbone state-dict name it is a copy of, for every copy
-    in ``model`` (a :class:`~genprop.modeling.model.GenPropModel`, both experts of a two-expert
-    one)."""
-    depths = {"": model.backbone.num_blocks}
-    if getattr(model, "expert_2", None) is not None:
-        depths[EXPERT_2] = model.expert_2.backbone.num_blocks
-    sources = {}
-    for name in model.state_dict():
-        prefix = EXPERT_2 if name.startswith(EXPERT_2) else ""
-        source = copied_backbone_name(name[len(prefix) :], depths[prefix])
-        if source is not None:
-            sources[name] = prefix + source
-    return sources
 
 
 def wan_weight_sources(model: Any) -> dict[str, tuple[str, str]]:
@@ -123,3 +95,14 @@ def wan_weight_sources(model: Any) -> dict[str, tuple[str, str]]:
         if key is not None:
             sources[name] = (str(subfolders[prefix]), key)
     return sources
+
+
+def rebuild_rope_buffers(module: Any) -> bool:
+    """Recompute a diffusers ``WanRotaryPosEmbed``'s tables (non-persistent buffers, in no weights
+    file) after a meta-device build and ``to_empty``; False for any other module."""
+    if type(module).__name__ != "WanRotaryPosEmbed":
+        return False
+    fresh = type(module)(module.attention_head_dim, module.patch_size, module.max_seq_len)
+    for name, buf in fresh.named_buffers(recurse=False):
+        getattr(module, name).copy_(buf)
+    return True
