@@ -17,10 +17,10 @@ either way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from contracts.tasks import NULL_TASK
 from genprop.flow import add_noise, sample_training_time, velocity_target
@@ -105,10 +105,15 @@ def training_losses(
     context, context_mask = enc.context.float(), enc.context_mask
 
     shift = model.config.timestep_shift
-    t_range = None
+    t_range = expert = None
     if model.boundary_ratio is not None:
+        # One integer for the whole step, the same on every rank, decided before any cast.
         expert = choose_training_expert(
-            model.boundary_ratio, shift, seed=expert_seed, generator=generator
+            model.boundary_ratio,
+            shift,
+            seed=expert_seed,
+            generator=generator,
+            experts=model.train_experts,
         )
         t_range = expert_time_range(expert, model.boundary_ratio)
     t = sample_training_time(b, shift=shift, generator=generator, device=device, t_range=t_range)
@@ -131,6 +136,7 @@ def training_losses(
         context_mask=context_mask,
         predict_mask=bool(weights.mpd),
         image_embeds=image_embeds,
+        expert=expert,
     )
     err = (out.velocity[:, 1:].float() - v_target[:, 1:].float()).pow(2)
     losses = {"diffusion": err.mean()}
@@ -148,19 +154,21 @@ def training_losses(
         losses["mask"] = in_mask
         total = total + weights.mask * in_mask
     if weights.grad:
-        # L_grad differentiates the SCE's features (model.sce_features) of perturbed content.
-        def sce_features(c: torch.Tensor) -> list[torch.Tensor]:
-            return model.sce_features(c, first_latent, t, tokens=out.tokens, cond=out.cond)
-
-        def grad_term(c: torch.Tensor, mm: torch.Tensor, *base: torch.Tensor) -> torch.Tensor:
-            return feature_sensitivity(
-                sce_features, c, mm, delta=weights.grad_delta, patch=model.token_patch, base=[*base]
+        # L_grad differentiates the SCE's features (model.sce_features) of perturbed content;
+        # the unperturbed features are the forward's own injections.
+        def sce_features(c: torch.Tensor, reduce: Any = None) -> list[torch.Tensor]:
+            return model.sce_features(
+                c, first_latent, t, tokens=out.tokens, cond=out.cond, expert=expert, reduce=reduce
             )
 
-        if model.checkpoints_activations(t):  # the perturbed SCE pass is recomputed in backward
-            losses["grad"] = checkpoint(grad_term, content, m, *out.injections, use_reentrant=False)
-        else:
-            losses["grad"] = grad_term(content, m, *out.injections)
+        losses["grad"] = feature_sensitivity(
+            sce_features,
+            content,
+            m,
+            delta=weights.grad_delta,
+            patch=model.token_patch,
+            base=list(out.injections),
+        )
         total = total + weights.grad * losses["grad"]
     if weights.mpd:
         losses["mpd"] = mpd_loss(out.mask_logits, m, weights.mpd_form)

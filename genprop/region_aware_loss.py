@@ -109,7 +109,7 @@ def token_mask(m: torch.Tensor, patch: tuple[int, int]) -> torch.Tensor:
 
 
 def feature_sensitivity(
-    features_fn: Callable[[torch.Tensor], list[torch.Tensor]],
+    features_fn: Callable[..., list[torch.Tensor]],
     content: torch.Tensor,
     m: torch.Tensor,
     *,
@@ -119,8 +119,15 @@ def feature_sensitivity(
 ) -> torch.Tensor:
     """L_grad: masked finite-difference sensitivity of features to the content inside the mask.
 
+    The perturbed pass runs once: each block's term is reduced where the block's features are
+    made (``features_fn(..., reduce=...)``, inside its checkpointed step when the encoder
+    checkpoints activations), so neither the perturbed features nor the difference are kept for
+    backward, and the pass is recomputed once, with its blocks, not once more around them.
+
     Args:
-        features_fn: content latents (B, T', C, h, w) -> list of features (B, N, D), tokens (t h w).
+        features_fn: ``features_fn(content, reduce=None)``: content latents (B, T', C, h, w) ->
+            list of features (B, N, D), tokens (t h w); with ``reduce``, ``reduce(k, f_k)`` of
+            each block's features instead.
         content: (B, T', C, h, w) the SCE's content latents.
         m: (B, T', h, w) latent-grid mask m̃.
         delta: Finite-difference step δ.
@@ -128,13 +135,15 @@ def feature_sensitivity(
         base: ``features_fn(content)`` if already computed.
     """
     base = features_fn(content) if base is None else base
-    perturbed = features_fn(content + delta * m[:, :, None].to(content.dtype))
     w = token_mask(m, patch)
     first_frame_tokens = w.shape[1] // m.shape[1]
     w = w[:, first_frame_tokens:]  # frames 2..T only
-    terms = []
-    for f0, f1 in zip(base, perturbed, strict=True):
+
+    def term(k: int, f1: torch.Tensor) -> torch.Tensor:
+        f0 = base[k]
         diff = (f1[:, first_frame_tokens:].float() - f0[:, first_frame_tokens:].float()) / delta
         norm = torch.sqrt(diff.pow(2).sum(-1) + 1e-12)  # eps: finite gradient at zero change
-        terms.append((w * norm).mean())
-    return torch.stack(terms).mean()
+        return (w * norm).mean()
+
+    perturbed = content + delta * m[:, :, None].to(content.dtype)
+    return torch.stack(features_fn(perturbed, reduce=term)).mean()

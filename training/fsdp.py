@@ -221,14 +221,16 @@ def configure_sharded_model(module: pl.LightningModule) -> None:
     module.ema = ParameterEMA(net, decay=module.ema.decay)  # type: ignore[attr-defined]
 
 
-def build_meta_net(**net: Any) -> GenPropModel:
+def build_meta_net(*, train_experts: str = "both", **net: Any) -> GenPropModel:
     """``model.net`` target for models too big for every rank's host memory: the model of
     :func:`training.model_factory.build_model` (same arguments) on the meta device; its weights
     come, after sharding, from ``trainer.strategy.init_weights`` or else the ``pretrained`` Wan
     folder. The VAE, text and image encoders are built for real (frozen, replicated), or not at
     all with ``latents`` (a ``genprop-cache`` folder, whose key is checked)."""
     cfg = build_config(**net)
-    return build_model_to_shard(cfg, encoders=net.get("latents") is None)
+    model = build_model_to_shard(cfg, encoders=net.get("latents") is None)
+    model.set_train_experts(train_experts)
+    return model
 
 
 FULL_BUILD = "training.model_factory.build_model"

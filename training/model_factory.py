@@ -109,12 +109,16 @@ def build_config(
     return cfg
 
 
-def build_model(**net: Any) -> GenPropModel:
+def build_model(*, train_experts: str = "both", **net: Any) -> GenPropModel:
     """Instantiate a fresh model (Hydra target of ``model.net``; the keyword arguments of
     :func:`build_config`); pretrained weights are loaded from the local ``pretrained`` folder.
 
     With ``latents`` (a ``genprop-cache`` folder, ``data.latents``) the VAE, text and image
-    encoders are not built: training reads their outputs from the cache.
+    encoders are not built: training reads their outputs from the cache. ``train_experts``
+    (``both``, ``high`` or ``low``): the experts of a two-expert backbone (Wan2.2-I2V-A14B) whose
+    SCE and MPD this run trains (:meth:`GenPropModel.set_train_experts`).
     """
     cfg = build_config(**net)
-    return GenPropModel.from_config(cfg, encoders=net.get("latents") is None)
+    model = GenPropModel.from_config(cfg, encoders=net.get("latents") is None)
+    model.set_train_experts(train_experts)
+    return model

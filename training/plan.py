@@ -88,7 +88,9 @@ def plan_from_config(cfg: DictConfig) -> TrainingPlan:
     net = OmegaConf.to_container(cfg.model.net, resolve=True)
     assert isinstance(net, dict)
     net["_target_"] = "training.model_factory.build_config"
+    train_experts = str(net.pop("train_experts", "both"))
     meta = build_meta_model(instantiate(net))
+    meta.model.set_train_experts(train_experts)
     instantiate(cfg.model, net=meta.model, init_from=None)  # marks what trains, as in training
     world = _world_size(cfg)
     strategy, node = _strategy(cfg, world)

@@ -91,6 +91,8 @@ def sample_latents(
     for i in range(steps):
         t_now, t_next = times[i], times[i + 1]
         x_in = torch.cat([x, x]) if use_cfg else x
+        # Two-expert backbones: this step's expert, from the fp32 schedule, before any cast.
+        expert = model.expert_for(t_now.reshape(1))
         out = model(
             x_in,
             t_now.expand(x_in.shape[0]),
@@ -103,6 +105,7 @@ def sample_latents(
             # The last step's MPD masks are returned; latent preservation reads them every step.
             predict_mask=keep or i == steps - 1,
             image_embeds=image_in,
+            expert=expert,
         )
         v = out.velocity
         if use_cfg:

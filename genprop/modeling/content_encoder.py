@@ -12,6 +12,8 @@ make GenProp at initialisation equal to the backbone exactly.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -74,6 +76,8 @@ class SelectiveContentEncoder(nn.Module):
         content_input: torch.Tensor,
         backbone_tokens: torch.Tensor,
         cond: Conditioning,
+        *,
+        reduce: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Compute the injections.
 
@@ -82,27 +86,42 @@ class SelectiveContentEncoder(nn.Module):
             content_input: (B, T', C_in, h, w) I2V input built from the content latents.
             backbone_tokens: (B, N, D) the backbone's embedded input tokens.
             cond: The backbone's conditioning for this step.
+            reduce: ``reduce(k, injection_k)`` -> a small tensor, computed inside block k's
+                checkpointed step in place of returning the injection, so that neither the
+                injection nor the reduction's intermediates are kept for backward (they are
+                recomputed once with the block). L_grad reduces each block's features to its
+                term this way.
 
         Returns:
-            ``num_blocks`` tensors (B, N, D), unscaled injections for backbone blocks 0..N-1.
+            ``num_blocks`` tensors (B, N, D), unscaled injections for backbone blocks 0..N-1, or
+            with ``reduce`` its ``num_blocks`` results.
         """
         x = self.embed(content_input) + self.fusion(backbone_tokens)
         recompute = backbone.gradient_checkpointing and torch.is_grad_enabled()
         out = []
-        for block, inj in zip(self.blocks, self.injections, strict=True):
+        for k, (block, inj) in enumerate(zip(self.blocks, self.injections, strict=True)):
+            step = partial(
+                _block_and_injection, reduce=None if reduce is None else partial(reduce, k)
+            )
             if recompute:  # one checkpointed step: the block and its injection MLP together
-                x, injection = checkpoint(
-                    _block_and_injection, backbone, block, inj, x, cond, use_reentrant=False
-                )
+                x, injection = checkpoint(step, backbone, block, inj, x, cond, use_reentrant=False)
             else:
-                x, injection = _block_and_injection(backbone, block, inj, x, cond)
+                x, injection = step(backbone, block, inj, x, cond)
             out.append(injection)
         return out
 
 
 def _block_and_injection(
-    backbone: Backbone, block: nn.Module, inj: nn.Module, x: torch.Tensor, cond: Conditioning
+    backbone: Backbone,
+    block: nn.Module,
+    inj: nn.Module,
+    x: torch.Tensor,
+    cond: Conditioning,
+    *,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SCE step: tokens (B, N, D) -> (block output, its injection), both (B, N, D)."""
+    """One SCE step: tokens (B, N, D) -> (block output, its injection), both (B, N, D); with
+    ``reduce``, (block output, ``reduce(injection)``)."""
     x = backbone.run_block(block, x, cond)
-    return x, inj(x)
+    injection = inj(x)
+    return x, injection if reduce is None else reduce(injection)

@@ -10,7 +10,16 @@ One training step trains one expert: with data parallelism every rank must run t
 so the expert is drawn from a generator seeded by something all ranks share (the global step), with
 probability equal to the expert's share of the (shifted) training-time distribution; each rank then
 draws its own times inside that expert's range. Over many steps each expert sees exactly the times
-it would see if times were drawn first and then routed.
+it would see if times were drawn first and then routed. A run may also train one expert only
+(``model.net.train_experts=high|low``), as peers train one expert per run.
+
+The expert of a forward pass is an integer decided once, from fp32 times, before anything is cast:
+under a bf16 mixed-precision policy the model's inputs are cast to bf16, and a time just above the
+boundary (0.9 <= t < 0.9004) rounds below it. Were the expert derived from the cast time, that
+rank would run the low-noise expert while the others run the high-noise one, and FSDP would
+all-gather and reduce shards of two different experts without an error. So the loss and the
+sampler pass ``expert=`` (:func:`expert_for_times` on fp32 times), and routing from times refuses
+anything less precise than fp32.
 """
 
 from __future__ import annotations
@@ -26,6 +35,12 @@ from genprop.modeling.content_encoder import SelectiveContentEncoder
 from genprop.modeling.mask_decoder import MaskPredictionDecoder
 
 HIGH_NOISE, LOW_NOISE = 0, 1
+# model.net.train_experts -> the experts a run trains (each with its own SCE and MPD).
+TRAIN_EXPERTS: dict[str, tuple[int, ...]] = {
+    "both": (HIGH_NOISE, LOW_NOISE),
+    "high": (HIGH_NOISE,),
+    "low": (LOW_NOISE,),
+}
 # Width of the gap under the boundary kept out of the low-noise range, so a float32 time drawn
 # there never rounds onto the boundary (which belongs to the high-noise expert).
 _BELOW = 1e-6
@@ -38,6 +53,48 @@ def expert_index(t: torch.Tensor, boundary_ratio: float) -> torch.Tensor:
     its pipeline does.
     """
     return (t.float() * 1000.0 < boundary_ratio * 1000.0).long()
+
+
+def expert_for_times(t: torch.Tensor, boundary_ratio: float) -> int:
+    """The one expert that denoises at flow times ``t`` (B,): 0 = high noise, 1 = low noise.
+
+    Raises:
+        ValueError: If ``t`` is less precise than float32 (a cast time may have crossed the
+            boundary: decide the expert before casting and pass it as ``expert=``), or if ``t``
+            spans the boundary (one forward pass runs one expert).
+    """
+    if t.dtype not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"t: expert routing needs float32 flow times, got {t.dtype} (a cast time can cross "
+            f"the expert boundary {boundary_ratio}); decide the expert before casting and pass "
+            "expert="
+        )
+    idx = expert_index(t, boundary_ratio)
+    if bool((idx != idx[0]).any()):
+        raise ValueError(
+            f"t: {t.tolist()} spans the expert boundary {boundary_ratio}; one forward pass runs "
+            "one expert"
+        )
+    return int(idx[0])
+
+
+def check_train_experts(choice: str, experts: int) -> tuple[int, ...]:
+    """The experts ``model.net.train_experts`` names, for a backbone of ``experts`` experts.
+
+    Raises:
+        ValueError: naming the option, for an unknown choice or one expert named on a
+            one-expert backbone.
+    """
+    if choice not in TRAIN_EXPERTS:
+        raise ValueError(
+            f"model.net.train_experts: expected one of {list(TRAIN_EXPERTS)}, got {choice!r}"
+        )
+    if experts == 1 and choice != "both":
+        raise ValueError(
+            f"model.net.train_experts: {choice!r} needs a two-expert backbone (Wan2.2-I2V-A14B); "
+            "this one has one expert, use 'both'"
+        )
+    return TRAIN_EXPERTS[choice] if experts == 2 else (HIGH_NOISE,)
 
 
 def expert_time_range(expert: int, boundary_ratio: float) -> tuple[float, float]:
@@ -54,7 +111,12 @@ def expert_shares(boundary_ratio: float, shift: float) -> tuple[float, float]:
 
 
 def choose_training_expert(
-    boundary_ratio: float, shift: float, *, seed: int | None, generator: torch.Generator | None
+    boundary_ratio: float,
+    shift: float,
+    *,
+    seed: int | None,
+    generator: torch.Generator | None,
+    experts: tuple[int, ...] = TRAIN_EXPERTS["both"],
 ) -> int:
     """Draw the expert one training step trains (see module docstring).
 
@@ -64,7 +126,10 @@ def choose_training_expert(
         seed: Shared by all ranks (e.g. the global step); None draws from ``generator`` instead
             (single process).
         generator: Used when ``seed`` is None.
+        experts: The experts the run trains (:data:`TRAIN_EXPERTS`); with one, it is every step's.
     """
+    if len(experts) == 1:
+        return experts[0]
     high, _ = expert_shares(boundary_ratio, shift)
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else generator
     return HIGH_NOISE if float(torch.rand((), generator=gen)) < high else LOW_NOISE

@@ -25,7 +25,7 @@ with them in their context, and the SCE must see the same first frame the genera
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,13 @@ from genprop.configs import GenPropConfig
 from genprop.modeling.codec import build_codec
 from genprop.modeling.content_encoder import SelectiveContentEncoder
 from genprop.modeling.content_gate import ContentGate
-from genprop.modeling.experts import HIGH_NOISE, ExpertModules, LowNoiseExpert, expert_index
+from genprop.modeling.experts import (
+    HIGH_NOISE,
+    ExpertModules,
+    LowNoiseExpert,
+    check_train_experts,
+    expert_for_times,
+)
 from genprop.modeling.mask_decoder import MaskPredictionDecoder
 from genprop.modeling.model_paths import confine_paths, relative_paths
 from genprop.modeling.text import build_text_encoder
@@ -135,6 +141,8 @@ class GenPropModel(nn.Module):
                 expert=1,
             )
             self.expert_2 = LowNoiseExpert(second, config.sce_blocks, reference=self.backbone)
+        # The experts whose SCE and MPD a training run trains (``set_train_experts``).
+        self.train_experts: tuple[int, ...] = check_train_experts("both", self.num_experts)
         self.image_encoder = None
         if self.backbone.image_dim is not None and not encoders:
             self.image_encoder = UnbuiltEncoder("image encoder", self.backbone.image_dim)
@@ -171,22 +179,51 @@ class GenPropModel(nn.Module):
         return next(self.backbone.parameters()).device
 
     # ---------------------------------------------------------------- experts and conditioning
-    def route(self, t: torch.Tensor) -> ExpertModules:
-        """The backbone, SCE and MPD that denoise at flow times ``t`` (B,).
+    @property
+    def num_experts(self) -> int:
+        """Backbone experts (each with its own SCE and MPD): 2 for Wan2.2-A14B, else 1."""
+        return 1 if self.expert_2 is None else 2
+
+    def set_train_experts(self, choice: str) -> None:
+        """Train the SCE and MPD of ``"both"`` experts, or of the ``"high"`` / ``"low"`` noise
+        expert only (``model.net.train_experts``; see :mod:`genprop.modeling.experts`).
 
         Raises:
-            ValueError: If ``t`` spans a two-expert backbone's boundary (one step, one expert).
+            ValueError: naming the option, for an unknown choice or one expert of a one-expert
+                backbone.
+        """
+        self.train_experts = check_train_experts(choice, self.num_experts)
+
+    def expert_for(self, t: torch.Tensor) -> int | None:
+        """The expert that denoises at fp32 flow times ``t`` (B,); None for one-expert backbones.
+
+        Decide it before anything is cast and pass it as ``expert=`` (see
+        :mod:`genprop.modeling.experts`).
+        """
+        if self.expert_2 is None:
+            return None
+        return expert_for_times(t, self.boundary_ratio)
+
+    def route(self, t: torch.Tensor, expert: int | None = None) -> ExpertModules:
+        """The backbone, SCE and MPD that denoise at flow times ``t`` (B,).
+
+        Args:
+            t: (B,) flow times; they choose the expert only when ``expert`` is None.
+            expert: The expert decided for this step (0 = high noise, 1 = low noise), or None
+                to route from ``t`` (which must then be fp32).
+
+        Raises:
+            ValueError: If ``expert`` is not an expert of this backbone, or routing from ``t``
+                fails (see :func:`genprop.modeling.experts.expert_for_times`).
         """
         first = ExpertModules(self.backbone, self.content_encoder, self.mask_decoder)
-        if self.expert_2 is None:
-            return first
-        idx = expert_index(t, self.boundary_ratio)
-        if bool((idx != idx[0]).any()):
+        if expert is None:
+            expert = HIGH_NOISE if self.expert_2 is None else self.expert_for(t)
+        if isinstance(expert, bool) or expert not in range(self.num_experts):
             raise ValueError(
-                f"t: {t.tolist()} spans the expert boundary {self.boundary_ratio}; one forward "
-                "pass runs one expert"
+                f"expert: expected an expert index in [0, {self.num_experts - 1}], got {expert!r}"
             )
-        return first if int(idx[0]) == HIGH_NOISE else self.expert_2.modules_for_step()
+        return first if expert == HIGH_NOISE else self.expert_2.modules_for_step()
 
     @property
     def token_patch(self) -> tuple[int, int]:
@@ -194,10 +231,10 @@ class GenPropModel(nn.Module):
         _, ph, pw = self.backbone.patch_size
         return ph, pw
 
-    def checkpoints_activations(self, t: torch.Tensor) -> bool:
-        """Whether the backbone denoising at flow times ``t`` (B,) recomputes activations in
-        backward (``gradient_checkpointing``)."""
-        return bool(self.route(t).backbone.gradient_checkpointing)
+    def checkpoints_activations(self, t: torch.Tensor, expert: int | None = None) -> bool:
+        """Whether the backbone denoising at flow times ``t`` (B,) (or expert ``expert``)
+        recomputes activations in backward (``gradient_checkpointing``)."""
+        return bool(self.route(t, expert).backbone.gradient_checkpointing)
 
     def encode_image(self, first: torch.Tensor) -> torch.Tensor | None:
         """First frames (B, 3, H, W) in [-1, 1] -> CLIP image tokens (B, N_img, image_dim), or None
@@ -238,6 +275,7 @@ class GenPropModel(nn.Module):
         injection_weight: float = 1.0,
         predict_mask: bool = True,
         image_embeds: torch.Tensor | None = None,
+        expert: int | None = None,
     ) -> GenPropOutput:
         """One denoising step.
 
@@ -253,8 +291,10 @@ class GenPropModel(nn.Module):
                 The MPD's block still runs when the content gate needs it.
             image_embeds: (B, N_img, image_dim) from :meth:`encode_image` of the first frame;
                 required exactly when the backbone has image tokens (Wan2.1-I2V).
+            expert: Two-expert backbones: the expert of this step, decided from fp32 times
+                before any cast (:meth:`expert_for`); None routes from ``t`` (fp32 only).
         """
-        bb, sce, mpd = self.route(t)
+        bb, sce, mpd = self.route(t, expert)
         inp = bb.i2v_input(x_t, first_latent)
         tokens = bb.patch_embedder(inp)
         extra = None if task is None else self.task_embedding(task)
@@ -295,6 +335,8 @@ class GenPropModel(nn.Module):
         *,
         tokens: torch.Tensor,
         cond: Conditioning,
+        expert: int | None = None,
+        reduce: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """The SCE's injections for ``content``, in the context of an earlier forward pass.
 
@@ -305,16 +347,20 @@ class GenPropModel(nn.Module):
         Args:
             content: (B, T', C, h, w) content latents (cast to the forward's compute dtype).
             first_latent: (B, T', C, h, w) as given to :meth:`forward`.
-            t: (B,) the forward's flow times (they choose the expert).
+            t: (B,) the forward's flow times (they choose the expert unless ``expert`` is given).
             tokens: (B, N_tok, D) the forward's ``GenPropOutput.tokens``.
             cond: the forward's ``GenPropOutput.cond``.
+            expert: the forward's expert (see :meth:`forward`).
+            reduce: ``reduce(k, features_k)``, computed inside SCE block k's checkpointed step
+                instead of returning its features (see :class:`SelectiveContentEncoder`).
 
         Returns:
-            One (B, N_tok, D) tensor per SCE block (unscaled by the injection weight).
+            One (B, N_tok, D) tensor per SCE block (unscaled by the injection weight), or with
+            ``reduce`` its results.
         """
-        bb, sce, _ = self.route(t)
+        bb, sce, _ = self.route(t, expert)
         content = content.to(tokens.dtype)  # the forward's compute dtype (bf16 under sharding)
-        return sce(bb, bb.i2v_input(content, first_latent), tokens, cond)
+        return sce(bb, bb.i2v_input(content, first_latent), tokens, cond, reduce=reduce)
 
     # ---------------------------------------------------------------- training helpers
     def freeze_backbone(self) -> None:
@@ -333,23 +379,19 @@ class GenPropModel(nn.Module):
     def trainable_parameters(
         self, stage: str = "genprop", train_backbone: bool = False
     ) -> list[nn.Parameter]:
-        """Parameters to optimise: stage "i2v" = backbone; "genprop" = SCE, MPD, task embedding,
-        content gate (+ backbone when ``train_backbone``)."""
+        """Parameters to optimise: stage "i2v" = backbone; "genprop" = SCE and MPD (of the experts
+        in ``train_experts``), task embedding, content gate (+ backbone when ``train_backbone``)."""
         if stage == "i2v":
             return self.backbone_parameters()
         if stage != "genprop":
             raise ValueError(f"stage: expected 'i2v' or 'genprop', got {stage!r}")
         params = [
-            *self.content_encoder.parameters(),
-            *self.mask_decoder.parameters(),
             *self.task_embedding.parameters(),
             *(self.content_gate.parameters() if self.content_gate is not None else ()),
         ]
-        if self.expert_2 is not None:
-            params += [
-                *self.expert_2.content_encoder.parameters(),
-                *self.expert_2.mask_decoder.parameters(),
-            ]
+        for expert in self.train_experts:  # model.net.train_experts: every expert by default
+            _, sce, mpd = self.route(torch.empty(0), expert)
+            params += [*sce.parameters(), *mpd.parameters()]
         if train_backbone:
             params += self.backbone_parameters()
         return params

@@ -214,24 +214,6 @@ def _checkpointing(model: GenPropModel, enabled: bool) -> Iterator[None]:
             m.gradient_checkpointing = b
 
 
-@contextmanager
-def _first_expert(model: GenPropModel) -> Iterator[None]:
-    """Route every step of a two-expert model to its first expert.
-
-    Routing reads the values of the timesteps, which meta tensors do not have; both experts have
-    the same architecture, so either one's step measures the same.
-    """
-    if getattr(model, "expert_2", None) is None:
-        yield
-        return
-    modules = model.route(torch.ones(1))
-    model.route = lambda t: modules  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del model.route
-
-
 def meta_batch(
     model: GenPropModel, batch_size: int, device: torch.device | str = "meta"
 ) -> VideoBatch:
@@ -274,7 +256,6 @@ def measure_step(
     try:
         with (
             _checkpointing(model, checkpointing),
-            _first_expert(model),
             emulated_autocast(low_precision) as casts,
             mem,
             flops,

@@ -71,12 +71,15 @@ def test_feature_sensitivity_zero_when_mask_is_ignored():
     content = torch.randn(1, 3, 2, 4, 4)
     proj = torch.randn(2, 8)
 
-    def ignores_mask(c):  # reads only pixels outside the mask
-        tokens = (c * (1 - m[:, :, None])).permute(0, 1, 3, 4, 2).reshape(1, -1, 2)
-        return [tokens @ proj]
+    def reduced(features, reduce):
+        return features if reduce is None else [reduce(k, f) for k, f in enumerate(features)]
 
-    def reads_all(c):
-        return [c.permute(0, 1, 3, 4, 2).reshape(1, -1, 2) @ proj]
+    def ignores_mask(c, reduce=None):  # reads only pixels outside the mask
+        tokens = (c * (1 - m[:, :, None])).permute(0, 1, 3, 4, 2).reshape(1, -1, 2)
+        return reduced([tokens @ proj], reduce)
+
+    def reads_all(c, reduce=None):
+        return reduced([c.permute(0, 1, 3, 4, 2).reshape(1, -1, 2) @ proj], reduce)
 
     zero = feature_sensitivity(ignores_mask, content, m, delta=0.1, patch=(1, 1))
     pos = feature_sensitivity(reads_all, content, m, delta=0.1, patch=(1, 1))
@@ -181,8 +184,8 @@ def test_grad_term_equals_a_direct_computation_on_the_sce(tiny_model):
     )
     bb, sce = tiny_model.backbone, tiny_model.content_encoder
 
-    def features(c: torch.Tensor) -> list[torch.Tensor]:
-        return sce(bb, bb.i2v_input(c, enc.first_latent), out.tokens, out.cond)
+    def features(c: torch.Tensor, reduce=None) -> list[torch.Tensor]:
+        return sce(bb, bb.i2v_input(c, enc.first_latent), out.tokens, out.cond, reduce=reduce)
 
     direct = feature_sensitivity(
         features, enc.content, enc.mask, delta=weights.grad_delta, patch=bb.patch_size[1:]
@@ -219,3 +222,44 @@ def test_mpd_loss_is_lowest_for_the_true_mask(form: str) -> None:
 def test_unknown_mpd_form_is_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"loss_weights\.mpd_form"):
         LossWeights(mpd_form="focal")
+
+
+def test_the_perturbed_pass_of_l_grad_runs_once_and_is_recomputed_once() -> None:
+    """Under activation checkpointing each SCE block runs 4 times in a step (the forward's pass
+    and L_grad's perturbed pass, each once forward and once recomputed in backward), with the
+    same loss and gradients as without checkpointing."""
+    cfg = preset("cpu_test")
+    torch.manual_seed(0)
+    plain = GenPropModel.from_config(cfg)
+    perturb(plain.content_encoder, seed=3)
+    plain.freeze_backbone()
+    cfg.backbone.gradient_checkpointing = True
+    checkpointed = GenPropModel.from_config(cfg)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.freeze_backbone()
+    batch = make_batch(cfg)
+    weights = LossWeights(mask=0.0, grad=1.0, mpd=0.0)
+    results = []
+    for model in (plain, checkpointed):
+        calls: list[int] = []
+        block = model.content_encoder.blocks[0]
+        hook = block.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        model.train()
+        losses = training_losses(
+            model,
+            batch,
+            stage="genprop",
+            weights=weights,
+            generator=torch.Generator().manual_seed(5),
+        )
+        losses["total"].backward()
+        hook.remove()
+        grads = [p.grad.clone() for p in model.content_encoder.parameters() if p.grad is not None]
+        results.append((losses["grad"].detach(), grads, len(calls)))
+    (g_plain, grads_plain, calls_plain), (g_ckpt, grads_ckpt, calls_ckpt) = results
+    assert calls_plain == 2  # no checkpointing: the forward's pass and the perturbed pass
+    assert calls_ckpt == 4
+    torch.testing.assert_close(g_ckpt, g_plain)
+    assert len(grads_ckpt) == len(grads_plain) > 0
+    for a, b in zip(grads_ckpt, grads_plain, strict=True):
+        torch.testing.assert_close(a, b)
