@@ -256,3 +256,8 @@ bench-cache: | $(STAMP) ## Latent cache: step from cache vs pixels, build vs VAE
 bench: bench-data bench-train bench-model bench-cache ## All CPU benchmarks (bench-gpu on a GPU machine)
 
 .PHONY: bench bench-data bench-train bench-model bench-gpu bench-cache
+
+gpu-check: | $(STAMP) ## One GPU check (~8 min on one H100): gpu tests + bench-gpu + a shortened demo-gpu -> outputs/gpu_check/gpu_check.json
+	$(BIN)/python -m benchmarks.gpu_check --out outputs/gpu_check
+
+.PHONY: gpu-check
