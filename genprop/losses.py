@@ -168,6 +168,7 @@ def training_losses(
             delta=weights.grad_delta,
             patch=model.token_patch,
             base=list(out.injections),
+            sequence_parallel=model.sequence_parallel,  # injections are token shards under it
         )
         total = total + weights.grad * losses["grad"]
     if weights.mpd:

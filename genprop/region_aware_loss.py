@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from genprop.scale.sequence_parallel import NO_SEQUENCE_PARALLEL, SequenceParallel
+
 MPD_FORMS = ("mse", "bce_dice")
 
 
@@ -116,6 +118,7 @@ def feature_sensitivity(
     delta: float,
     patch: tuple[int, int],
     base: list[torch.Tensor] | None = None,
+    sequence_parallel: SequenceParallel = NO_SEQUENCE_PARALLEL,
 ) -> torch.Tensor:
     """L_grad: masked finite-difference sensitivity of features to the content inside the mask.
 
@@ -133,17 +136,25 @@ def feature_sensitivity(
         delta: Finite-difference step δ.
         patch: The backbone's spatial token patch (p_h, p_w).
         base: ``features_fn(content)`` if already computed.
+        sequence_parallel: The model's group when its features are token shards
+            (``GenPropModel.sce_features``): each block's term is summed on this rank's tokens
+            and over the group, normalised by the whole sequence's count, so it is exact.
     """
+    sp = sequence_parallel
     base = features_fn(content) if base is None else base
     w = token_mask(m, patch)
-    first_frame_tokens = w.shape[1] // m.shape[1]
-    w = w[:, first_frame_tokens:]  # frames 2..T only
+    skip = w.shape[1] // m.shape[1]  # latent frame 0's tokens: frames 2..T only
+    count = w.shape[0] * (w.shape[1] - skip)
+    if sp.active:  # a shard cannot cut frame 0 off: its tokens (and any padding) weigh zero
+        w, skip = sp.shard(F.pad(w[:, skip:], (skip, 0))), 0
+    else:
+        w = w[:, skip:]
 
     def term(k: int, f1: torch.Tensor) -> torch.Tensor:
         f0 = base[k]
-        diff = (f1[:, first_frame_tokens:].float() - f0[:, first_frame_tokens:].float()) / delta
+        diff = (f1[:, skip:].float() - f0[:, skip:].float()) / delta
         norm = torch.sqrt(diff.pow(2).sum(-1) + 1e-12)  # eps: finite gradient at zero change
-        return (w * norm).mean()
+        return sp.all_reduce_sum((w * norm).sum()) / count
 
     perturbed = content + delta * m[:, :, None].to(content.dtype)
     return torch.stack(features_fn(perturbed, reduce=term)).mean()

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from contracts.shard_spec import expand_shards
 from genprop.video_batch import VideoBatch
 from training.batch import to_model_batch
+from training.sequence_parallel import data_parallel_rank
 from training.shard_stream import DataPipelineError, ShardStream
 from training.signals import ignore_requeue_signals
 
@@ -132,8 +133,9 @@ class ShardDataModule(pl.LightningDataModule):
         self.skipped_total = 0  # corrupt samples skipped so far (all workers of this rank)
 
     def _rank(self) -> tuple[int, int]:
+        # By data-parallel replica: the ranks of a sequence-parallel group read the same batches.
         trainer = self.trainer
-        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        return (0, 1) if trainer is None else data_parallel_rank(trainer)
 
     def _step(self) -> int:
         return 0 if self.trainer is None else self.trainer.global_step

@@ -7,7 +7,9 @@ gradient-norm clipping, a per-parameter EMA and frozen/trainable splits do not w
 (here :func:`configure_sharded_model`, which applies ``genprop.scale.sharding``). This subclass
 adds:
 
-* a 1-D data-parallel mesh over all ranks (CPU + gloo works too: the tests use it);
+* a data-parallel mesh over all ranks (CPU + gloo works too: the tests use it), or with
+  ``trainer.sequence_parallel=N`` a (data x sequence)-parallel one, parameters sharded over all
+  ranks (:mod:`training.sequence_parallel`);
 * the plan's options (compute dtype, frozen storage dtype, resharding, activation checkpointing);
 * sharded checkpoints (a folder written with ``torch.distributed.checkpoint``) that hold only the
   *trainable* weights, the optimizer and the EMA shards; frozen parts come back from where they
@@ -43,6 +45,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from genprop.backbones.registry import family_of
 from genprop.modeling.model import GenPropModel
+from genprop.scale.sequence_parallel import enable_sequence_parallel
 from genprop.scale.sharded_weights import (
     build_model_to_shard,
     load_pretrained_shards,
@@ -54,6 +57,12 @@ from genprop.scale.sharding import checkpoint_blocks, is_sharded, mixed_precisio
 from training.ema import ParameterEMA
 from training.model_factory import build_config
 from training.resume import SHARDED_METADATA
+from training.sequence_parallel import (
+    check_size,
+    mesh_sizes,
+    sequence_parallel_group,
+    shard_mesh,
+)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -70,8 +79,10 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
     """FSDP2 data parallelism with trainable-only sharded checkpoints (see module docstring).
 
     Args:
-        compute_dtype: dtype the units compute in (``"bf16"``; ``None``: the stored dtypes).
-        frozen_dtype: storage dtype of frozen parameters (``"bf16"``; ``None``: unchanged).
+        compute_dtype: dtype the units compute in (``"bf16"``; ``None``: the stored dtypes),
+            except what the backbone keeps in fp32 (``genprop.scale.sharding``).
+        frozen_dtype: storage dtype of frozen parameters (``"bf16"``; ``None``: unchanged),
+            except what the backbone keeps in fp32.
         reshard_after_forward: free gathered parameters after each unit's forward (ZeRO-3).
         activation_checkpointing: recompute blocks, SCE steps and the L_grad pass in backward.
         init_weights: the folder that initialises a model built on the meta device
@@ -81,6 +92,9 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
             weights.
         process_group_backend: ``"nccl"``, ``"gloo"`` or ``None`` (from the device).
         timeout: collective timeout.
+        sequence_parallel: ranks per sequence-parallel group (``trainer.sequence_parallel``; 1:
+            none), dividing the devices per node and the attention heads
+            (:mod:`training.sequence_parallel`).
     """
 
     def __init__(
@@ -93,6 +107,7 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
         init_weights: str | None = None,
         process_group_backend: str | None = None,
         timeout: timedelta | None = timedelta(minutes=30),
+        sequence_parallel: int = 1,
     ) -> None:
         super().__init__(
             data_parallel_size="auto",
@@ -106,10 +121,14 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
         self.reshard_after_forward = reshard_after_forward
         self.activation_checkpointing = activation_checkpointing
         self.init_weights = init_weights
+        self.sequence_parallel = check_size(sequence_parallel)
 
     def setup_environment(self) -> None:
-        """All ranks in one data-parallel dimension (no tensor parallelism)."""
-        self._data_parallel_size = self.num_nodes * self.num_processes
+        """Mesh (data parallel, sequence parallel): all ranks data-parallel without it."""
+        # (data parallel) x (sequence parallel); without it, every rank is one replica.
+        self._data_parallel_size, self._tensor_parallel_size = mesh_sizes(
+            self.sequence_parallel, self.num_processes, self.num_nodes
+        )
         super().setup_environment()
 
     # ---------------------------------------------------------------- checkpoints
@@ -198,11 +217,13 @@ def configure_sharded_model(module: pl.LightningModule) -> None:
             f"trainer.strategy: sharded training needs {GenPropFSDPStrategy.__name__}, "
             f"got {type(strategy).__name__}"
         )
+    # Before sharding: a group size that does not divide the heads fails here, in one line.
+    enable_sequence_parallel(net, sequence_parallel_group(strategy.device_mesh))
     if strategy.activation_checkpointing:
         checkpoint_blocks(net)
     shard_model(
         net,
-        strategy.device_mesh["data_parallel"],
+        shard_mesh(strategy.device_mesh),  # all ranks: data x sequence parallel
         mp_policy=mixed_precision(strategy.compute_dtype),
         frozen_dtype=strategy.frozen_dtype,
         reshard_after_forward=strategy.reshard_after_forward,

@@ -36,6 +36,7 @@ from training.fsdp import configure_sharded_model
 from training.preview import generate_preview, log_preview
 from training.resume import capture_rng_state, restore_rng_state, step_seed
 from training.safe_checkpoint import plain_data
+from training.sequence_parallel import data_parallel_rank
 
 STAGES = ("i2v", "genprop")
 
@@ -54,7 +55,8 @@ class GenPropLitModule(pl.LightningModule):
             ``grad_delta``); a weight of 0 drops the term (and γ=0 freezes the MPD).
         cfg_dropout: :class:`CFGDropout` fields (text / task drop probabilities).
         ema_decay: EMA decay of the trainable weights.
-        seed: run seed; step ``s`` on rank ``r`` draws its noise from ``(seed, s, r)``.
+        seed: run seed; step ``s`` on data-parallel rank ``r`` draws its noise from
+            ``(seed, s, r)``.
         preview: log a sampled grid video at each validation.
         preview_steps: Euler steps of the preview sample.
         preview_guidance: CFG scale of the preview sample.
@@ -175,9 +177,10 @@ class GenPropLitModule(pl.LightningModule):
             )
 
     def training_step(self, batch: VideoBatch | EncodedBatch, batch_idx: int) -> torch.Tensor:
-        """One step; noise seeded by ``(seed, global_step, rank)`` so resumes replay exactly."""
+        """One step; noise seeded by ``(seed, global_step, replica)`` so resumes replay exactly
+        (the replica: the data-parallel rank, shared by a sequence-parallel group's ranks)."""
         self._check_geometry(batch)
-        seed = step_seed(self.seed, self.global_step, self.global_rank)
+        seed = step_seed(self.seed, self.global_step, data_parallel_rank(self.trainer)[0])
         losses = self.compute_losses(batch, seed=seed, step=self.global_step)
         bs = batch_size(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
@@ -195,7 +198,9 @@ class GenPropLitModule(pl.LightningModule):
         total = getattr(datamodule, "skipped_total", None)
         if total is None or self.global_step % max(1, self.trainer.log_every_n_steps):
             return
-        count = torch.tensor(float(total), device=self.device)
+        # A sequence-parallel group's ranks read the same samples: count them once.
+        replicas = data_parallel_rank(self.trainer)[1]
+        count = torch.tensor(float(total) * replicas / self.trainer.world_size, device=self.device)
         self.log(
             "data/corrupt_samples",
             count,

@@ -1,7 +1,6 @@
 """``genprop-plan``: memory and FLOPs of a training config on its cluster, before submitting it.
 
-    genprop-plan experiment=wan_paper model.net.pretrained=FOLDER trainer=fsdp trainer.devices=8 \\
-        cluster.gpu_memory_gb=80
+    genprop-plan experiment=wan_paper model.net.pretrained=FOLDER trainer=fsdp trainer.devices=8
 
 Takes the overrides of ``genprop-train`` and composes the same config (``conf/training/train.yaml``,
 through :data:`training.train.CONF_DIR` and its resolvers). ``model.net`` is turned into its
@@ -18,10 +17,17 @@ Read from the config: ``trainer.strategy`` (DDP or a sharded strategy), ``traine
 ``trainer.num_nodes`` (world size), ``trainer.precision`` (or the sharded strategy's
 ``compute_dtype``), ``trainer.accumulate_grad_batches``, ``data.batch_size`` (per GPU),
 ``model.loss_weights`` (β > 0: L_grad), ``model.net.gradient_checkpointing`` (or the strategy's
-``activation_checkpointing``), and ``cluster.gpu_memory_gb`` — the memory of one GPU in GB,
-default 80 (settable with any cluster profile: ``cluster.gpu_memory_gb=40``). With activation
+``activation_checkpointing``), and ``cluster.gpu_memory_gb`` — the memory one GPU really has, in
+GB of 1e9 bytes, default :data:`DEFAULT_GPU_MEMORY_GB` (an "80 GB" H100 reports 79.2 GiB = 85.0
+GB to ``torch.cuda.get_device_properties``; settable with any cluster profile, e.g. an A100-40GB:
+``cluster.gpu_memory_gb=42.3``). With activation
 checkpointing the step is also measured without it, for comparison; ``+plan.compare_without_
 checkpointing=false`` skips that second meta run (half the time on a full-size model).
+
+Disk (:mod:`genprop.scale.disk_plan`): the size of one checkpoint as the run writes it (a sharded
+folder or a ``.ckpt`` file), of one export (``model.safetensors``), and what the run keeps at once
+from ``callbacks.*``: ``periodic_checkpoint.keep_last`` + ``last.ckpt`` + ``best.ckpt``
+checkpoints and ``export/last`` (+ ``export/best`` where each new best is exported).
 """
 
 from __future__ import annotations
@@ -37,11 +43,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from genprop.region_aware_loss import LossWeights
+from genprop.scale.disk_plan import DiskSpec, plan_disk
 from genprop.scale.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
 from genprop.scale.meta_model import build_meta_model
+from training.callbacks import check_keep_last
 from training.train import CONF_DIR, register_resolvers, resolve_precision
 
-DEFAULT_GPU_MEMORY_GB = 80.0
+# What an H100-80GB really has: torch reports 79.2 GiB (85.0e9 bytes), not 80e9 bytes.
+DEFAULT_GPU_MEMORY_GB = 85.0
 _SHARDED = ("fsdp", "modelparallel", "shard")
 
 
@@ -89,7 +98,11 @@ def plan_from_config(cfg: DictConfig) -> TrainingPlan:
     assert isinstance(net, dict)
     net["_target_"] = "training.model_factory.build_config"
     train_experts = str(net.pop("train_experts", "both"))
-    meta = build_meta_model(instantiate(net))
+    # data.latents: the run trains from a latent cache, without the VAE, text and image encoders.
+    # The planner reads no cache, so the folder need not exist yet.
+    latents = OmegaConf.select(cfg, "data.latents") is not None
+    net.pop("latents", None)
+    meta = build_meta_model(instantiate(net), encoders=not latents)
     meta.model.set_train_experts(train_experts)
     instantiate(cfg.model, net=meta.model, init_from=None)  # marks what trains, as in training
     world = _world_size(cfg)
@@ -115,7 +128,42 @@ def plan_from_config(cfg: DictConfig) -> TrainingPlan:
             OmegaConf.select(cfg, "plan.compare_without_checkpointing", default=True)
         ),
     )
-    return plan_training(meta, cluster=cluster, step=step)
+    plan = plan_training(meta, cluster=cluster, step=step, latents=latents)
+    plan.disk = plan_disk(
+        meta.model,
+        sharded=strategy == "fsdp",
+        world_size=world,
+        encoder_params=meta.text_encoder_params + meta.image_encoder_params,
+        spec=disk_spec(cfg, cluster, node),
+    )
+    return plan
+
+
+def disk_spec(cfg: DictConfig, cluster: ClusterSpec, node: DictConfig | None) -> DiskSpec:
+    """What the run's callbacks keep on disk and the dtypes its checkpoints and exports use."""
+    callbacks = cfg.get("callbacks") or {}
+    periodic, best = callbacks.get("periodic_checkpoint"), callbacks.get("best_checkpoint")
+    export = callbacks.get("export")
+    keep_last: int | None = 0
+    if periodic:  # PeriodicCheckpoint's keep_last, or a plain ModelCheckpoint's save_top_k
+        top_k = periodic.get("save_top_k", -1)
+        keep_last = check_keep_last(periodic.keep_last) if "keep_last" in periodic else top_k
+        keep_last = None if keep_last == -1 else keep_last
+    exports = 0
+    if export:
+        export_best = export.get("export_best", "auto")
+        per_best = export_best is True or (export_best == "auto" and cluster.strategy != "fsdp")
+        exports = 1 + int(per_best)
+    half = cluster.precision.endswith("-true") and cluster.low_precision is not None
+    frozen = node.get("frozen_dtype", "bf16") if node is not None else "bf16"
+    return DiskSpec(
+        keep_last=keep_last,
+        last=bool(periodic and periodic.get("save_last")),
+        best=int(bool(best) and best.get("save_top_k", 1) != 0),
+        exports=exports,
+        param_bytes=2 if half else 4,
+        frozen_bytes=2 if frozen in ("bf16", "fp16") else 4,
+    )
 
 
 def _count(n: int) -> str:
@@ -152,6 +200,18 @@ def plan_table(plan: TrainingPlan) -> list[tuple[str, str]]:
         ("peak per GPU", f"{plan.gpu_memory_gb:.3g} GB: {fits} in {usable:.3g} GB usable"),
         ("PFLOP per step, all GPUs", f"{plan.pflop_per_step:.4g}"),
     ]
+    if plan.disk is not None:
+        d = plan.disk
+        kept = (
+            f"{d.total_gb:.4g} GB for {d.checkpoints_kept} checkpoints + {d.exports_kept} "
+            f"exports ({d.peak_gb:.4g} GB while one is written)"
+            if d.total_gb is not None
+            else f"grows by {d.checkpoint_gb:.4g} GB per periodic checkpoint (keep_last: null)"
+        )
+        rows += [
+            ("checkpoint / export on disk", f"{d.checkpoint_gb:.4g} GB / {d.export_gb:.4g} GB"),
+            ("disk for the run", kept),
+        ]
     return rows
 
 

@@ -96,6 +96,8 @@ def _fit(cfg: DictConfig, requeue: RequeueOnSignal, ckpt_path: Path | None) -> p
     trainer_cfg = cfg.trainer.copy()
     with open_dict(trainer_cfg):
         trainer_cfg.precision = resolve_precision(trainer_cfg)
+        # trainer=fsdp's strategy reads it (${trainer.sequence_parallel}); not a Trainer argument.
+        trainer_cfg.pop("sequence_parallel", None)
     trainer: pl.Trainer = instantiate(
         trainer_cfg, callbacks=callbacks, logger=loggers or False, _convert_="partial"
     )

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from genprop.scale.sequence_parallel import SequenceParallel
 
 
 @dataclass
@@ -74,6 +78,17 @@ class Backbone(nn.Module, ABC):
     gradient_checkpointing: bool = False
     # Floor of t when a clean estimate is turned into a velocity, (x_t - x0) / max(t, floor).
     x0_t_min: float = 0.05
+    # What the wrapped pretrained model keeps in fp32 when loaded in a low precision: diffusers'
+    # ``_keep_in_fp32_modules`` of its class (none for our own models). Sharded training follows it.
+    keep_in_fp32_modules: tuple[str, ...] = ()
+
+    def keeps_fp32(self, name: str) -> bool:
+        """Whether parameter ``name`` (relative to the backbone) stays fp32 under a bf16 policy.
+
+        diffusers' own rule (``load_model_dict_into_meta``): one of the name's dotted components is
+        in :attr:`keep_in_fp32_modules` (``blocks.3.norm2.weight`` matches ``norm2``).
+        """
+        return not set(name.split(".")).isdisjoint(self.keep_in_fp32_modules)
 
     @property
     def num_blocks(self) -> int:
@@ -108,6 +123,18 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def final(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Tokens (B, N, D) -> the head's output latents (B, T', C, h, w)."""
+
+    def use_sequence_parallel(self, block: nn.Module, sp: SequenceParallel) -> None:
+        """Make ``block`` (one of ``self.blocks`` or a copy) attend over the whole sequence from
+        a token shard (:mod:`genprop.scale.sequence_parallel`); ``sp.size == 1`` restores its
+        plain attention. Families without it refuse sequence parallelism.
+
+        Raises:
+            ValueError: one line naming ``trainer.sequence_parallel``.
+        """
+        raise ValueError(
+            f"trainer.sequence_parallel: {type(self).__name__} has no sequence-parallel attention"
+        )
 
     def apply_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """:meth:`run_block`, through activation checkpointing when enabled and training."""

@@ -78,25 +78,32 @@ class SelectiveContentEncoder(nn.Module):
         cond: Conditioning,
         *,
         reduce: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Compute the injections.
 
         Args:
             backbone: The backbone (runs the copied blocks with its conditioning logic).
             content_input: (B, T', C_in, h, w) I2V input built from the content latents.
-            backbone_tokens: (B, N, D) the backbone's embedded input tokens.
+            backbone_tokens: (B, N, D) the backbone's embedded input tokens (under sequence
+                parallelism this rank's shard, as ``shard`` cuts the content tokens).
             cond: The backbone's conditioning for this step.
             reduce: ``reduce(k, injection_k)`` -> a small tensor, computed inside block k's
                 checkpointed step in place of returning the injection, so that neither the
                 injection nor the reduction's intermediates are kept for backward (they are
                 recomputed once with the block). L_grad reduces each block's features to its
                 term this way.
+            shard: Sequence parallelism: (B, N, D) embedded content tokens -> this rank's
+                token shard (``SequenceParallel.shard``); None keeps every token.
 
         Returns:
             ``num_blocks`` tensors (B, N, D), unscaled injections for backbone blocks 0..N-1, or
             with ``reduce`` its ``num_blocks`` results.
         """
-        x = self.embed(content_input) + self.fusion(backbone_tokens)
+        content_tokens = self.embed(content_input)
+        if shard is not None:
+            content_tokens = shard(content_tokens)
+        x = content_tokens + self.fusion(backbone_tokens)
         recompute = backbone.gradient_checkpointing and torch.is_grad_enabled()
         out = []
         for k, (block, inj) in enumerate(zip(self.blocks, self.injections, strict=True)):

@@ -13,13 +13,14 @@ draws its own times inside that expert's range. Over many steps each expert sees
 it would see if times were drawn first and then routed. A run may also train one expert only
 (``model.net.train_experts=high|low``), as peers train one expert per run.
 
-The expert of a forward pass is an integer decided once, from fp32 times, before anything is cast:
-under a bf16 mixed-precision policy the model's inputs are cast to bf16, and a time just above the
-boundary (0.9 <= t < 0.9004) rounds below it. Were the expert derived from the cast time, that
-rank would run the low-noise expert while the others run the high-noise one, and FSDP would
-all-gather and reduce shards of two different experts without an error. So the loss and the
-sampler pass ``expert=`` (:func:`expert_for_times` on fp32 times), and routing from times refuses
-anything less precise than fp32.
+The expert of a forward pass is an integer decided once, from fp32 times, before anything can be
+cast: a time just above the boundary (0.9 <= t < 0.9004) rounds below it in bf16. Were the expert
+derived from a cast time (a policy that casts forward inputs, a bf16 model), that rank would run
+the low-noise expert while the others run the high-noise one, and FSDP would all-gather and
+reduce shards of two different experts without an error. So the loss and the sampler pass
+``expert=`` (:func:`expert_for_times` on fp32 times), routing from times refuses anything less
+precise than fp32, and the sharding plan passes t to the model uncast
+(:mod:`genprop.scale.sharding`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
+# Image tokens per first frame: ViT-H/14 at 224 px, 16 x 16 patches + the class token.
+CLIP_TOKENS = 257
+
 
 class CLIPImageEncoder(nn.Module):
     """``image_processor/`` + ``image_encoder/`` of a Wan2.1-I2V folder, frozen."""

@@ -80,6 +80,14 @@ class EncodedBatch:
         """B."""
         return int(self.target.shape[0])
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor fields that are set, by name."""
+        return {
+            f.name: v
+            for f in dataclasses.fields(self)
+            if isinstance(v := getattr(self, f.name), torch.Tensor)
+        }
+
     def to(self, device: torch.device | str, **kwargs: Any) -> EncodedBatch:
         """All tensors moved to ``device`` (dtypes kept; ``kwargs`` as ``Tensor.to``)."""
         moved = {

@@ -54,6 +54,7 @@ from genprop.modeling.mask_decoder import MaskPredictionDecoder
 from genprop.modeling.model_paths import confine_paths, relative_paths
 from genprop.modeling.text import build_text_encoder
 from genprop.modeling.unbuilt_encoders import UnbuiltCodec, UnbuiltEncoder, unbuilt_codec
+from genprop.scale.sequence_parallel import NO_SEQUENCE_PARALLEL, SequenceParallel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -71,6 +72,7 @@ class GenPropOutput:
         velocity: (B, T', C, h, w) predicted flow velocity (noise - x0).
         mask_logits: (B, T', h, w) MPD logits, or None (no content, or ``predict_mask=False``).
         injections: SCE injections (unscaled), N tensors (B, N_tok, D); empty without content.
+            Under sequence parallelism this rank's token shard of each (B, N_pad / size, D).
         tokens: (B, N_tok, D) the backbone's embedded input tokens (reused by L_grad).
         cond: The step's conditioning (reused by L_grad).
         gate: (B, T', C, h, w) the content gate's copy weights g (scaled by the strength and
@@ -163,6 +165,9 @@ class GenPropModel(nn.Module):
                     f"but the transformer's image_dim is {self.backbone.image_dim}"
                 )
         self.content_gate = ContentGate(self.backbone) if config.content_gate else None
+        # The ranks this model splits its tokens over (genprop.scale.sequence_parallel.
+        # enable_sequence_parallel); none by default.
+        self.sequence_parallel: SequenceParallel = NO_SEQUENCE_PARALLEL
         # One row per task + a "null task" row for CFG dropout; zero-init so init == backbone.
         self.task_embedding = nn.Embedding(len(TASKS) + 1, self.backbone.dim)
         nn.init.zeros_(self.task_embedding.weight)
@@ -299,24 +304,28 @@ class GenPropModel(nn.Module):
         tokens = bb.patch_embedder(inp)
         extra = None if task is None else self.task_embedding(task)
         cond = bb.condition(t, bb.token_grid(inp), context, context_mask, extra, image=image_embeds)
+        # Sequence parallelism: the blocks run on this rank's token shard and the heads on the
+        # gathered sequence (identities without it; genprop.scale.sequence_parallel).
+        sp = self.sequence_parallel
+        local = sp.local_condition(cond)
+        x = sp.shard(tokens)
         injections: list[torch.Tensor] = []
         if content is not None:
             content_input = bb.i2v_input(content, first_latent)
-            injections = sce(bb, content_input, tokens, cond)
-        x = tokens
+            injections = sce(bb, content_input, x, local, shard=sp.shard)
         penultimate = x
         for k, block in enumerate(bb.blocks):
             if k == bb.num_blocks - 1:
                 penultimate = x
-            x = bb.apply_block(block, x, cond)
+            x = bb.apply_block(block, x, local)
             if k < len(injections):
                 x = x + injection_weight * injections[k]
-        velocity = bb.to_velocity(bb.final(x, cond), x_t, t)
+        velocity = bb.to_velocity(bb.final(sp.gather(x, tokens.shape[1]), cond), x_t, t)
         velocity = generator_velocity = bb.pin_first_frame(velocity, x_t, first_latent, t)
         gate = gate_logits = mask_logits = None
         use_gate = content is not None and self.content_gate is not None
         if content is not None and (predict_mask or use_gate):
-            mpd_features = mpd.features(bb, penultimate, cond)
+            mpd_features = sp.gather(mpd.features(bb, penultimate, local), tokens.shape[1])
             if predict_mask:
                 mask_logits = mpd.logits(mpd_features, cond)
             if use_gate:
@@ -356,11 +365,16 @@ class GenPropModel(nn.Module):
 
         Returns:
             One (B, N_tok, D) tensor per SCE block (unscaled by the injection weight), or with
-            ``reduce`` its results.
+            ``reduce`` its results. Under sequence parallelism the features are this rank's token
+            shard (B, N_pad / size, D), as the forward's injections (reduce them with
+            ``reduce`` and a sum over the group, as L_grad does).
         """
         bb, sce, _ = self.route(t, expert)
         content = content.to(tokens.dtype)  # the forward's compute dtype (bf16 under sharding)
-        return sce(bb, bb.i2v_input(content, first_latent), tokens, cond, reduce=reduce)
+        sp = self.sequence_parallel
+        content_input = bb.i2v_input(content, first_latent)
+        local = sp.local_condition(cond)
+        return sce(bb, content_input, sp.shard(tokens), local, reduce=reduce, shard=sp.shard)
 
     # ---------------------------------------------------------------- training helpers
     def freeze_backbone(self) -> None:

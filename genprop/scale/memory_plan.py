@@ -40,8 +40,9 @@ import torch
 from torch import nn
 
 from genprop.region_aware_loss import LossWeights
+from genprop.scale.disk_plan import DiskPlan
 from genprop.scale.meta_model import MetaModel
-from genprop.scale.meta_step import StepMeasurement, measure_step, meta_batch
+from genprop.scale.meta_step import StepMeasurement, measure_step, meta_batch, meta_latent_batch
 
 GB = 1e9
 STRATEGIES = ("single", "ddp", "fsdp")
@@ -117,9 +118,10 @@ class TrainingPlan:
     flops: dict[str, int]
     cluster: ClusterSpec
     step: StepSpec
+    disk: DiskPlan | None = None  # checkpoint / export sizes (genprop.scale.disk_plan)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-friendly dict: counts, memory breakdown, FLOPs and the assumptions."""
+        """JSON-friendly dict: counts, memory breakdown, FLOPs, disk and the assumptions."""
         step = asdict(self.step)
         return {
             "backbone_params": self.backbone_params,
@@ -143,6 +145,7 @@ class TrainingPlan:
             "checkpointing": step["checkpointing"],
             "l_grad": bool(self.step.weights.grad),
             "stage": step["stage"],
+            **(self.disk.to_json() if self.disk is not None else {}),
         }
 
 
@@ -206,11 +209,15 @@ def _ensure_compute_dtype(model: nn.Module, cluster: ClusterSpec) -> None:
         model.to(low)
 
 
-def plan_training(meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec) -> TrainingPlan:
+def plan_training(
+    meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec, latents: bool = False
+) -> TrainingPlan:
     """Plan one training step of ``meta.model`` (``requires_grad`` marks what trains).
 
     Runs the step on the meta device with ``step.checkpointing`` and, to compare, without it
-    (``step.compare_without_checkpointing``).
+    (``step.compare_without_checkpointing``). With ``latents`` the step reads a latent cache
+    (``data.latents``): the batch holds latents and embeddings, and the model has no encoders
+    (:func:`genprop.scale.meta_model.build_meta_model` with ``encoders=False``).
     """
     model = meta.model
     backbone = (
@@ -221,11 +228,11 @@ def plan_training(meta: MetaModel, *, cluster: ClusterSpec, step: StepSpec) -> T
     encoder_ids = {id(p) for m in _encoder_modules(model) for p in m.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad and id(p) not in encoder_ids]
-    codec_params = _count(list(model.codec.parameters()))
+    codec_params = _count(list(model.codec.parameters()))  # 0 for a latent-cache model
     encoders = codec_params + meta.text_encoder_params + meta.image_encoder_params
     unit = _largest_unit(model)
     _ensure_compute_dtype(model, cluster)
-    batch = meta_batch(model, step.batch_size)
+    batch = (meta_latent_batch if latents else meta_batch)(model, step.batch_size)
 
     def run(checkpointing: bool) -> StepMeasurement:
         return measure_step(

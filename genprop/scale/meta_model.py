@@ -162,17 +162,22 @@ def config_only(config: GenPropConfig) -> GenPropConfig:
     return cfg
 
 
-def build_meta_model(config: GenPropConfig) -> MetaModel:
+def build_meta_model(config: GenPropConfig, *, encoders: bool = True) -> MetaModel:
     """The model of ``config`` on the meta device, from configs only.
+
+    Args:
+        config: The model config.
+        encoders: ``False`` builds the model a latent-cache run trains (``data.latents``): no
+            VAE, text or image encoder (their outputs come from the cache), so none is counted.
 
     Raises:
         FileNotFoundError / ValueError: A config file of the folder is missing or invalid (named).
     """
-    text_params = text_encoder_parameters(config.text)
+    text_params = text_encoder_parameters(config.text) if encoders else 0
     with torch.device("meta"), config_only_image_encoder():
-        model = GenPropModel(config_only(config), load_weights=False)
+        model = GenPropModel(config_only(config), load_weights=False, encoders=encoders)
     image = getattr(model, "image_encoder", None)
-    image_params = _parameters(image) if image is not None else 0
+    image_params = _parameters(image) if image is not None and encoders else 0
     return MetaModel(
         model=model, text_encoder_params=text_params, image_encoder_params=image_params
     )

@@ -37,6 +37,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from genprop.losses import training_losses
+from genprop.modeling.image_encoder import CLIP_TOKENS
+from genprop.modeling.latents import EncodedBatch
 from genprop.modeling.model import GenPropModel
 from genprop.region_aware_loss import LossWeights
 from genprop.scale.flops import PhaseFlopCounter
@@ -214,6 +216,36 @@ def _checkpointing(model: GenPropModel, enabled: bool) -> Iterator[None]:
             m.gradient_checkpointing = b
 
 
+def meta_latent_batch(
+    model: GenPropModel, batch_size: int, device: torch.device | str = "meta"
+) -> EncodedBatch:
+    """A training batch of the model's clip geometry as a latent cache gives it (``data.latents``):
+    latents, latent-grid mask, prompt (and image) embeddings, in the cache's bf16."""
+    cfg, codec, bb = model.config, model.codec, model.backbone
+    b, f = batch_size, codec.spatial_factor
+    latents = (b, model.latent_frames, codec.latent_channels, cfg.height // f, cfg.width // f)
+    tokens, dim = cfg.text.max_tokens, model.text_encoder.dim
+
+    def zeros(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        return torch.zeros(*shape, dtype=dtype, device=device)
+
+    image = None
+    if bb.image_dim is not None:
+        image = zeros(b, CLIP_TOKENS, bb.image_dim)
+    return EncodedBatch(
+        target=zeros(*latents),
+        first_latent=zeros(*latents),
+        context=zeros(b, tokens, dim),
+        context_mask=zeros(b, tokens, dtype=torch.bool),
+        task=zeros(b, dtype=torch.long),
+        content=zeros(*latents),
+        mask=zeros(*latents[:2], *latents[3:]),
+        image_embeds=image,
+        empty_context=zeros(tokens, dim),
+        empty_context_mask=zeros(tokens, dtype=torch.bool),
+    )
+
+
 def meta_batch(
     model: GenPropModel, batch_size: int, device: torch.device | str = "meta"
 ) -> VideoBatch:
@@ -231,7 +263,7 @@ def meta_batch(
 
 def measure_step(
     model: GenPropModel,
-    batch: VideoBatch,
+    batch: VideoBatch | EncodedBatch,
     *,
     stage: str,
     weights: LossWeights,
@@ -242,7 +274,7 @@ def measure_step(
 
     Args:
         model: A model (on ``meta`` for planning); ``requires_grad`` already marks what trains.
-        batch: From :func:`meta_batch`.
+        batch: From :func:`meta_batch` (pixels) or :func:`meta_latent_batch` (a latent cache).
         stage: ``"i2v"`` or ``"genprop"``.
         weights: Loss weights (β > 0 adds L_grad's second SCE pass).
         low_precision: ``torch.bfloat16`` to emulate bf16 autocast, None for none.

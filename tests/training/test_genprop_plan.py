@@ -23,7 +23,8 @@ def test_last_line_is_the_plan_of_the_composed_training_config(
 ) -> None:
     record = _plan(capsys, "experiment=tiny_cpu")
     assert set(record) >= KEYS
-    assert record["fits"] is True and record["gpu_capacity_gb"] == 80.0  # the default
+    # the default capacity: an H100-80GB's 79.2 GiB
+    assert record["fits"] is True and record["gpu_capacity_gb"] == 85.0
     assert record["tokens"] == 64 and record["batch_size_per_gpu"] == 2  # tiny_cpu's batch
     assert record["strategy"] == "single" and record["precision"] == "32-true"
     assert record["trainable_params"] < record["backbone_params"]

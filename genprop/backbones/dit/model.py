@@ -10,6 +10,8 @@ zero-initialised, so a fresh model predicts zero velocity.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,9 @@ from torch import nn
 
 from genprop.backbones.base import Backbone, Conditioning, unpatchify
 from genprop.backbones.dit.config import DiTConfig
+
+if TYPE_CHECKING:
+    from genprop.scale.sequence_parallel import SequenceParallel
 
 
 def timestep_features(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
@@ -54,6 +59,18 @@ def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torc
     return out.type_as(x)
 
 
+def rope_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    """Self-attention of (B, H, N, hd) queries, keys and values, q and k rotated by ``rope``."""
+    if rope is not None:
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class PatchEmbed(nn.Module):
     """(B, T', C_in, h, w) -> (B, T'·h/p·w/p, D) by a linear map of each p x p cell."""
 
@@ -65,7 +82,9 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch
         x = rearrange(x, "b t c (h p1) (w p2) -> b (t h w) (c p1 p2)", p1=p, p2=p)
-        return self.proj(x)
+        # The model's inputs arrive in fp32 (sharded training casts no forward input, so that the
+        # flow time reaches the time embedding uncast): the compute dtype starts here.
+        return self.proj(x.to(self.proj.weight.dtype))
 
 
 class DiTBlock(nn.Module):
@@ -89,6 +108,9 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU("tanh"), nn.Linear(hidden, dim))
         self.modulation = nn.Linear(dim, 6 * dim)
         nn.init.zeros_(self.modulation.weight)  # AdaLN-zero: each block starts as the identity
+        # (q, k, v, rope) -> attention; sequence parallelism swaps in its all-to-all version
+        # (genprop.backbones.dit.ulysses).
+        self.self_attention: Callable[..., torch.Tensor] = rope_attention
         nn.init.zeros_(self.modulation.bias)
 
     def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -97,10 +119,7 @@ class DiTBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = mods
         h = self.norm1(x) * (1 + scale1) + shift1
         q, k, v = rearrange(self.qkv(h), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        q, k = self.q_norm(q), self.k_norm(k)
-        if cond.rope is not None:
-            q, k = apply_rope(q, cond.rope), apply_rope(k, cond.rope)
-        attn = F.scaled_dot_product_attention(q, k, v)
+        attn = self.self_attention(self.q_norm(q), self.k_norm(k), v, cond.rope)
         x = x + gate1 * self.attn_out(rearrange(attn, "b h n d -> b n (h d)"))
         if self.cross_q is not None and cond.context is not None:
             q = rearrange(self.cross_q(self.cross_norm(x)), "b n (h d) -> b h n d", h=self.heads)
@@ -215,6 +234,12 @@ class TinyDiT(Backbone):
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Apply a block (or a copy of one) to tokens (B, N, D)."""
         return block(x, cond)
+
+    def use_sequence_parallel(self, block: nn.Module, sp: SequenceParallel) -> None:
+        """Swap the self-attention of ``block`` (see :mod:`genprop.backbones.dit.ulysses`)."""
+        from genprop.backbones.dit.ulysses import use_sequence_parallel
+
+        use_sequence_parallel(block, sp)
 
     def final(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Tokens (B, N, D) -> velocity (B, T', C, h, w)."""

@@ -19,6 +19,8 @@ Supported configs: :mod:`genprop.backbones.wan.variants`. Weights load from a lo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -27,6 +29,9 @@ from genprop.backbones.base import Backbone, Conditioning
 from genprop.backbones.wan.config import WanConfig
 from genprop.backbones.wan.diffusers_config import plain_config
 from genprop.backbones.wan.variants import WAN_TEXT_TOKENS_WITH_IMAGE, check_transformer_config
+
+if TYPE_CHECKING:
+    from genprop.scale.sequence_parallel import SequenceParallel
 
 
 class WanPatchEmbed(nn.Module):
@@ -75,6 +80,9 @@ class WanBackbone(Backbone):
         self.text_dim = int(cfg.text_dim)
         self.image_dim: int | None = None if cfg.image_dim is None else int(cfg.image_dim)
         self.gradient_checkpointing = gradient_checkpointing
+        # From the class (time embedder, RoPE, modulation tables, norms); the pieces below keep
+        # diffusers' attribute names (only the patch embedding moves, and it is not kept).
+        self.keep_in_fp32_modules = tuple(type(transformer)._keep_in_fp32_modules or ())
         # Pieces are registered here (not the whole transformer) so each weight has one name.
         self.patch_embedder = WanPatchEmbed(transformer.patch_embedding)
         self.rope = transformer.rope
@@ -217,6 +225,12 @@ class WanBackbone(Backbone):
     def run_block(self, block: nn.Module, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """``WanTransformerBlock(hidden_states, encoder_hidden_states, temb, rotary_emb)``."""
         return block(x, cond.context, cond.block_time, cond.rope)
+
+    def use_sequence_parallel(self, block: nn.Module, sp: SequenceParallel) -> None:
+        """Swap the self-attention processor of ``block`` (:mod:`genprop.backbones.wan.ulysses`)."""
+        from genprop.backbones.wan.ulysses import use_sequence_parallel
+
+        use_sequence_parallel(block, sp)
 
     def final(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Wan's output head and unpatchify: (B, N, D) -> (B, T', C, h, w)."""
