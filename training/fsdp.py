@@ -93,8 +93,8 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
         process_group_backend: ``"nccl"``, ``"gloo"`` or ``None`` (from the device).
         timeout: collective timeout.
         sequence_parallel: ranks per sequence-parallel group (``trainer.sequence_parallel``; 1:
-            none), dividing the devices per node and the attention heads
-            (:mod:`training.sequence_parallel`).
+            none; ``auto``: every device of a node), dividing the devices per node and the
+            attention heads (:mod:`training.sequence_parallel`).
     """
 
     def __init__(
@@ -107,7 +107,7 @@ class GenPropFSDPStrategy(ModelParallelStrategy):
         init_weights: str | None = None,
         process_group_backend: str | None = None,
         timeout: timedelta | None = timedelta(minutes=30),
-        sequence_parallel: int = 1,
+        sequence_parallel: int | str = 1,
     ) -> None:
         super().__init__(
             data_parallel_size="auto",

@@ -24,6 +24,10 @@ GB to ``torch.cuda.get_device_properties``; settable with any cluster profile, e
 checkpointing the step is also measured without it, for comparison; ``+plan.compare_without_
 checkpointing=false`` skips that second meta run (half the time on a full-size model).
 
+When the run does not fit, it is planned again with each of a few changes, smallest first (more
+sequence parallelism, more nodes, half the SCE blocks, L_grad off), and the first that fits is
+printed and given as ``fits_with`` in the JSON (``+plan.suggest=false`` skips the search).
+
 Disk (:mod:`genprop.scale.disk_plan`): the size of one checkpoint as the run writes it (a sharded
 folder or a ``.ckpt`` file), of one export (``model.safetensors``), and what the run keeps at once
 from ``callbacks.*``: ``periodic_checkpoint.keep_last`` + ``last.ckpt`` + ``best.ckpt``
@@ -47,6 +51,7 @@ from genprop.scale.disk_plan import DiskSpec, plan_disk
 from genprop.scale.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
 from genprop.scale.meta_model import build_meta_model
 from training.callbacks import check_keep_last
+from training.sequence_parallel import resolve_size
 from training.train import CONF_DIR, register_resolvers, resolve_precision
 
 # What an H100-80GB really has: torch reports 79.2 GiB (85.0e9 bytes), not 80e9 bytes.
@@ -63,6 +68,10 @@ def _world_size(cfg: DictConfig) -> int:
     elif not isinstance(devices, int):
         devices = len(devices) if hasattr(devices, "__len__") else int(devices)
     return int(devices) * int(cfg.trainer.get("num_nodes", 1) or 1)
+
+
+def _nodes(cfg: DictConfig) -> int:
+    return int(cfg.trainer.get("num_nodes", 1) or 1)
 
 
 def _strategy(cfg: DictConfig, world_size: int) -> tuple[str, DictConfig | None]:
@@ -116,6 +125,9 @@ def plan_from_config(cfg: DictConfig) -> TrainingPlan:
         world_size=world,
         gpu_memory_gb=float(gpu_gb),
         precision=_precision(cfg, node),
+        sequence_parallel=resolve_size(
+            cfg.trainer.get("sequence_parallel", 1) or 1, world // _nodes(cfg)
+        ),
     )
     weights = OmegaConf.to_container(cfg.model.get("loss_weights") or {}, resolve=True)
     step = StepSpec(
@@ -183,6 +195,7 @@ def plan_table(plan: TrainingPlan) -> list[tuple[str, str]]:
     )
     rows = [
         ("cluster", f"{c.world_size} GPU x {c.gpu_memory_gb:g} GB, {c.strategy}, {c.precision}"),
+        ("sequence parallel", f"{c.sequence_parallel} GPU per sample"),
         ("step", step),
         ("tokens per clip", f"{plan.tokens:,}"),
         (
@@ -198,6 +211,7 @@ def plan_table(plan: TrainingPlan) -> list[tuple[str, str]]:
     usable = c.gpu_memory_gb * c.usable_fraction
     rows += [
         ("peak per GPU", f"{plan.gpu_memory_gb:.3g} GB: {fits} in {usable:.3g} GB usable"),
+        *([("fits with", plan.fits_with or "none of the changes tried")] if not plan.fits else []),
         ("PFLOP per step, all GPUs", f"{plan.pflop_per_step:.4g}"),
     ]
     if plan.disk is not None:
@@ -225,6 +239,42 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
     Console(file=sys.stdout).print(table)
 
 
+def fit_candidates(plan: TrainingPlan, nodes: int) -> list[str]:
+    """``genprop-train`` overrides to try when ``plan`` does not fit, smallest change first:
+    more sequence parallelism (no change to what trains), more nodes (more hardware), fewer SCE
+    blocks, then L_grad off (both change the model the run trains)."""
+    c = plan.cluster
+    devices = c.world_size // nodes
+    out = [
+        f"trainer.sequence_parallel={n}"
+        for n in (2, 4, 8, 16)
+        if c.strategy == "fsdp" and c.sequence_parallel < n <= devices and devices % n == 0
+    ]
+    if c.strategy == "fsdp":
+        out += [f"trainer.num_nodes={nodes * k}" for k in (2, 4)]
+    if plan.sce_blocks > 1:
+        out.append(f"model.net.overrides.sce_blocks={plan.sce_blocks // 2}")
+    if plan.step.weights.grad:
+        out.append("model.loss_weights.grad=0")
+    return out
+
+
+def smallest_fitting_change(args: list[str], plan: TrainingPlan, nodes: int) -> str | None:
+    """The first of :func:`fit_candidates` with which the run fits (planned again with it), or
+    None. A candidate the config refuses (e.g. a group size that does not divide the heads) is
+    skipped."""
+    fast = ["+plan.compare_without_checkpointing=false"]
+    for candidate in fit_candidates(plan, nodes):
+        try:
+            with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+                cfg = compose("train", overrides=_overrides([*args, candidate, *fast]))
+            if plan_from_config(cfg).fits:
+                return candidate
+        except (HydraException, OmegaConfBaseException, ValueError):
+            continue
+    return None
+
+
 def _overrides(argv: list[str]) -> list[str]:
     """Add ``cluster.gpu_memory_gb`` when no cluster profile has it (``++`` = add or override)."""
     return [f"++{a}" if a.startswith("cluster.gpu_memory_gb=") else a for a in argv]
@@ -249,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", overrides=_overrides(args))
         plan = plan_from_config(cfg)
+        if not plan.fits and OmegaConf.select(cfg, "plan.suggest", default=True):
+            plan.fits_with = smallest_fitting_change(args, plan, _nodes(cfg))
     except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as err:
         cause = err.__cause__ if isinstance(err.__cause__, Exception) else err  # hydra wraps
         lines = str(cause).strip().splitlines() or [type(cause).__name__]

@@ -30,26 +30,39 @@ SP_DIM = "tensor_parallel"  # Lightning's name of the inner mesh dimension: our 
 log = logging.getLogger(__name__)
 
 
-def check_size(sequence_parallel: Any) -> int:
-    """``trainer.sequence_parallel`` checked.
+AUTO = "auto"  # trainer.sequence_parallel=auto: every device of a node shares each sample
+
+
+def check_size(sequence_parallel: Any) -> int | str:
+    """``trainer.sequence_parallel`` checked: a positive integer, or ``auto``.
 
     Raises:
-        ValueError: one line naming it, unless it is a positive integer.
+        ValueError: one line naming it otherwise.
     """
     sp = sequence_parallel
+    if sp == AUTO:
+        return AUTO
     if isinstance(sp, bool) or not isinstance(sp, int) or sp < 1:
-        raise ValueError(f"trainer.sequence_parallel: expected a positive integer, got {sp!r}")
+        raise ValueError(
+            f"trainer.sequence_parallel: expected a positive integer or 'auto', got {sp!r}"
+        )
     return sp
+
+
+def resolve_size(sequence_parallel: Any, devices: int) -> int:
+    """The group size: ``auto`` is the devices per node (an SP group never spans nodes)."""
+    sp = check_size(sequence_parallel)
+    return devices if sp == AUTO else int(sp)
 
 
 def mesh_sizes(sequence_parallel: Any, devices: int, nodes: int) -> tuple[int, int]:
     """(data-parallel size, sequence-parallel size) of ``nodes`` x ``devices`` ranks.
 
     Raises:
-        ValueError: one line naming ``trainer.sequence_parallel``, unless it is a positive
-            integer dividing the devices per node (an SP group never spans nodes).
+        ValueError: one line naming ``trainer.sequence_parallel``, unless it is ``auto`` or a
+            positive integer dividing the devices per node (an SP group never spans nodes).
     """
-    sp = check_size(sequence_parallel)
+    sp = resolve_size(sequence_parallel, devices)
     if devices % sp:
         raise ValueError(
             f"trainer.sequence_parallel: {sp} does not divide the {devices} devices per node "

@@ -33,16 +33,24 @@ the rest. FLOPs come from the same measured step (:class:`genprop.scale.flops.Ph
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from genprop.region_aware_loss import LossWeights
 from genprop.scale.disk_plan import DiskPlan
 from genprop.scale.meta_model import MetaModel
 from genprop.scale.meta_step import StepMeasurement, measure_step, meta_batch, meta_latent_batch
+from genprop.scale.sequence_parallel import (
+    NO_SEQUENCE_PARALLEL,
+    SequenceParallel,
+    enable_sequence_parallel,
+)
 
 GB = 1e9
 STRATEGIES = ("single", "ddp", "fsdp")
@@ -55,22 +63,32 @@ class ClusterSpec:
     Attributes:
         strategy: ``"single"`` (one device), ``"ddp"`` or ``"fsdp"`` (FSDP2, one unit per block).
         world_size: Processes (GPUs) in all: devices per node x nodes.
-        gpu_memory_gb: Memory of one GPU (GB, 1e9 bytes: H100-80GB = 80).
+        gpu_memory_gb: Memory of one GPU (GB, 1e9 bytes; an H100-80GB really has 79.2 GiB = 85).
         precision: Lightning precision: ``bf16-mixed``, ``bf16-true``, ``32-true``, ...
         usable_fraction: Share of the card a step may plan to use.
+        sequence_parallel: Ranks that share one sample's tokens (Ulysses,
+            ``trainer.sequence_parallel``): each runs the step on ``1/sequence_parallel`` of the
+            tokens (:mod:`genprop.scale.sequence_parallel`).
     """
 
     strategy: Literal["single", "ddp", "fsdp"] = "single"
     world_size: int = 1
-    gpu_memory_gb: float = 80.0
+    gpu_memory_gb: float = 85.0
     precision: str = "bf16-mixed"
     usable_fraction: float = 0.92
+    sequence_parallel: int = 1
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: expected one of {STRATEGIES}, got {self.strategy!r}")
         if self.world_size < 1:
             raise ValueError(f"world_size: expected >= 1, got {self.world_size}")
+        sp = self.sequence_parallel
+        if sp < 1 or self.world_size % sp or (sp > 1 and self.strategy != "fsdp"):
+            raise ValueError(
+                f"trainer.sequence_parallel: expected a divisor of the {self.world_size} GPUs "
+                f"with trainer=fsdp, got {sp}"
+            )
         if self.gpu_memory_gb <= 0:
             raise ValueError(f"gpu_memory_gb: expected > 0, got {self.gpu_memory_gb}")
 
@@ -119,6 +137,10 @@ class TrainingPlan:
     cluster: ClusterSpec
     step: StepSpec
     disk: DiskPlan | None = None  # checkpoint / export sizes (genprop.scale.disk_plan)
+    sce_blocks: int = 0  # backbone blocks copied into each SCE
+    # When it does not fit: the smallest change (a genprop-train override) that makes it fit, or
+    # None when none of those tried does (filled in by genprop-plan).
+    fits_with: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly dict: counts, memory breakdown, FLOPs, disk and the assumptions."""
@@ -132,12 +154,14 @@ class TrainingPlan:
             "gpu_memory_gb": _sig(self.gpu_memory_gb),
             "gpu_capacity_gb": self.cluster.gpu_memory_gb,
             "fits": self.fits,
+            "fits_with": self.fits_with,
             "pflop_per_step": _sig(self.pflop_per_step),
             "pflop_per_gpu_step": _sig(self.pflop_per_gpu_step),
             "memory_gb": {k: _sig(v) for k, v in self.memory_gb.items()},
             "flops": self.flops,
             "strategy": self.cluster.strategy,
             "world_size": self.cluster.world_size,
+            "sequence_parallel": self.cluster.sequence_parallel,
             "precision": self.cluster.precision,
             "usable_fraction": self.cluster.usable_fraction,
             "batch_size_per_gpu": step["batch_size"],
@@ -235,14 +259,15 @@ def plan_training(
     batch = (meta_latent_batch if latents else meta_batch)(model, step.batch_size)
 
     def run(checkpointing: bool) -> StepMeasurement:
-        return measure_step(
-            model,
-            batch,
-            stage=step.stage,
-            weights=step.weights,
-            low_precision=cluster.low_precision,
-            checkpointing=checkpointing,
-        )
+        with planned_sequence_parallel(model, cluster.sequence_parallel):
+            return measure_step(
+                model,
+                batch,
+                stage=step.stage,
+                weights=step.weights,
+                low_precision=cluster.low_precision,
+                checkpointing=checkpointing,
+            )
 
     ckpt = run(True) if step.checkpointing else None
     plain = run(False) if ckpt is None or step.compare_without_checkpointing else None
@@ -286,7 +311,33 @@ def plan_training(
         flops=flops,
         cluster=cluster,
         step=step,
+        sce_blocks=int(model.config.sce_blocks),
     )
+
+
+@contextmanager
+def planned_sequence_parallel(model: nn.Module, size: int) -> Iterator[None]:
+    """Run the measured step as one rank of a sequence-parallel group of ``size`` ranks.
+
+    The step really runs sequence-parallel (this rank's token shard through every block, the
+    all-to-alls around attention, the heads on the gathered sequence), over torch's ``fake``
+    process-group backend, whose collectives move no data (torchtitan estimates memory the same
+    way): on the meta device the shapes, and so the bytes and FLOPs, are those of a real rank.
+    """
+    if size == 1:
+        yield
+        return
+    if dist.is_initialized():
+        raise RuntimeError("planning sequence parallelism needs a process without a process group")
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=size)
+    try:
+        enable_sequence_parallel(model, SequenceParallel.from_group(dist.group.WORLD))
+        yield
+    finally:
+        enable_sequence_parallel(model, NO_SEQUENCE_PARALLEL)
+        dist.destroy_process_group()
 
 
 def backbone_tokens(model: nn.Module) -> int:

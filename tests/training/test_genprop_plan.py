@@ -65,3 +65,32 @@ def test_help_prints_the_usage_and_other_flags_are_one_line_errors(
     assert main(["experiment=demo_genprop", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--dry-run" in err and "KEY=VALUE" in err
+
+
+def test_a_run_that_does_not_fit_gets_the_smallest_change_that_makes_it_fit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 0.92 x 0.008 GB usable: tiny_cpu needs 0.0082 GB with L_grad, 0.0068 GB without it.
+    record = _plan(capsys, "experiment=tiny_cpu", "cluster.gpu_memory_gb=0.008")
+    assert record["fits"] is False
+    change = record["fits_with"]
+    assert change in ("model.net.overrides.sce_blocks=1", "model.loss_weights.grad=0")
+    with_it = _plan(capsys, "experiment=tiny_cpu", "cluster.gpu_memory_gb=0.008", change)
+    assert with_it["fits"] is True and with_it["fits_with"] is None
+    nothing = _plan(capsys, "experiment=tiny_cpu", "cluster.gpu_memory_gb=0.000001")
+    assert nothing["fits"] is False and nothing["fits_with"] is None
+
+
+def test_sequence_parallel_is_planned_as_one_rank_of_its_group(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["model.net.preset_name=cpu_test", "trainer=fsdp", "trainer.devices=2"]
+    one = _plan(capsys, *base, "trainer.sequence_parallel=1", "+plan.suggest=false")
+    two = _plan(capsys, *base, "trainer.sequence_parallel=2", "+plan.suggest=false")
+    assert (one["sequence_parallel"], two["sequence_parallel"]) == (1, 2)
+    act = "activations_no_checkpointing"
+    assert two["memory_gb"][act] < one["memory_gb"][act]  # each rank holds half the tokens
+    # one sample per group: half the samples per step, each split over two GPUs
+    assert two["pflop_per_gpu_step"] < one["pflop_per_gpu_step"]
+    auto = _plan(capsys, *base, "trainer.sequence_parallel=auto", "+plan.suggest=false")
+    assert auto["sequence_parallel"] == 2  # every device of the node
