@@ -32,17 +32,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
-from genprop.backbones.base import Conditioning
-
-if TYPE_CHECKING:
-    from genprop.modeling.model import GenPropModel
+# The backbone's per-step conditioning (genprop.backbones.base.Conditioning, a dataclass): not
+# imported, so that these primitives sit below the backbones that use them.
+Cond = TypeVar("Cond")
 
 # torch >= 2.13 names them *_single; older versions (the project allows 2.4) *_tensor.
 _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
@@ -112,7 +112,7 @@ class SequenceParallel:
         """Sum of ``x`` over the group (e.g. per-shard partial sums of a loss term)."""
         return _AllReduceSum.apply(x, self) if self.active else x
 
-    def local_condition(self, cond: Conditioning) -> Conditioning:
+    def local_condition(self, cond: Cond) -> Cond:
         """``cond`` for this rank's tokens: per-token conditioning (``time`` (B, N, D) and
         ``block_time`` (B, N, ...), Wan2.2-TI2V's per-token timesteps) sharded like the tokens.
         RoPE tables and the grid stay whole: attention applies RoPE after the all-to-all, where
@@ -125,8 +125,9 @@ class SequenceParallel:
 NO_SEQUENCE_PARALLEL = SequenceParallel()
 
 
-def enable_sequence_parallel(model: GenPropModel, sp: SequenceParallel) -> None:
-    """Run ``model`` sequence-parallel over ``sp`` (``sp.size == 1``: back to one process).
+def enable_sequence_parallel(model: nn.Module, sp: SequenceParallel) -> None:
+    """Run ``model`` (a :class:`~genprop.modeling.model.GenPropModel`) sequence-parallel over
+    ``sp`` (``sp.size == 1``: back to one process).
 
     Every block that attends over the tokens gets its family's sequence-parallel attention
     (:meth:`~genprop.backbones.base.Backbone.use_sequence_parallel`): the backbone's blocks and

@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from genprop.backbones.dit.model import DiTBlock, rope_attention
+from genprop.backbones.dit.rope import rope_attention
 from genprop.scale.sequence_parallel import SequenceParallel, ulysses_attention
 
 
@@ -61,7 +61,7 @@ def use_sequence_parallel(block: nn.Module, sp: SequenceParallel) -> None:
         ValueError: If the group size does not divide the heads (naming
             ``trainer.sequence_parallel``).
     """
-    if not isinstance(block, DiTBlock):
+    if not hasattr(block, "self_attention"):  # a DiTBlock (not imported: it imports this module)
         raise TypeError(f"use_sequence_parallel: expected a DiTBlock, got {type(block).__name__}")
     if not sp.active:
         block.self_attention = rope_attention
