@@ -17,6 +17,9 @@ from contracts.tasks import TASKS
 PRESERVE_MODES = ("off", "latent", "pixel")
 PRESERVE_SOURCES = ("mpd", "change", "union")
 MAX_LATENT_THRESHOLD = 100.0
+# "euler": GenProp's own Euler sampler (genprop.flow's grid); the others are diffusers' scheduler
+# classes as Wan's pipelines configure them (genprop.inference.schedulers).
+SCHEDULERS = ("euler", "unipc", "flow_euler")
 
 
 @dataclass
@@ -112,6 +115,16 @@ def check_sampling_options(*, steps: int, guidance: float, injection_weight: flo
             raise ValueError(f"{name}: expected a finite number in [0, {high:g}], got {value!r}")
 
 
+def check_scheduler(name: str, where: str = "scheduler") -> None:
+    """A scheduler is one of :data:`SCHEDULERS`.
+
+    Raises:
+        ValueError: ``"<where>: expected one of (...), got ..."``.
+    """
+    if not isinstance(name, str) or name not in SCHEDULERS:
+        raise ValueError(f"{where}: expected one of {SCHEDULERS}, got {name!r}")
+
+
 def check_mask_threshold(value: float, name: str = "mask_threshold") -> None:
     """An MPD mask threshold is a probability strictly between 0 and 1.
 
@@ -128,7 +141,8 @@ class SamplingConfig:
     """Sampling defaults an export carries: ``propagate`` and the CLIs use them unless told
     otherwise, so a user of the exported model gets what its evaluation measured."""
 
-    steps: int = 20  # Euler steps per chunk
+    steps: int = 20  # sampling steps per chunk
+    scheduler: str = "euler"  # one of SCHEDULERS; a Wan export carries its folder's ("unipc")
     guidance: float = 1.0  # classifier-free guidance (text + task); 1 = off
     # Per-task guidance overriding ``guidance`` (e.g. {"tracking": 12.0}), chosen on validation
     # cases (``python -m evaluation.guidance``).
@@ -152,6 +166,7 @@ class SamplingConfig:
 
     def check(self, where: str = "sampling") -> None:
         """Raise ValueError naming the field when a value is out of range."""
+        check_scheduler(self.scheduler, f"{where}.scheduler")
         for name in ("task_guidance", "task_mask_threshold"):
             per_task = getattr(self, name)
             if not isinstance(per_task, dict):

@@ -4,7 +4,8 @@
 genprop-propagate --model DIR --video IN.mp4|FRAMES_DIR --first-frame EDIT.png --task removal \
     --out OUT.mp4|OUT_DIR [--prompt TEXT] [--steps N] [--guidance G] [--injection-weight W] \
     [--masks-out DIR] [--regions-out DIR [--mask-threshold P]] [--seed S] [--device cpu|cuda] \
-    [--max-frames N]
+    [--max-frames N] [--dtype bf16|fp32] [--offload none|model|sequential]
+torchrun --nproc-per-node N -m genprop.cli.propagate ... --sequence-parallel N
 ```
 The output has the input's size, length (or ``--max-frames``) and frame rate; ``--out`` ending in
 ``.mp4`` writes H.264, anything without a suffix a folder of PNG frames. ``--masks-out`` writes the
@@ -12,6 +13,12 @@ Mask Prediction Decoder's edit probabilities as 0..255 PNGs; ``--regions-out`` t
 they predict, 0/255 PNGs: the pixels whose probability reaches ``--mask-threshold`` (default: the
 export's threshold for the task, ``config.json``'s ``sampling.task_mask_threshold``). Bad input
 exits with code 2 and one line naming the file and the fix.
+
+``--dtype bf16`` loads the weights in bf16 (what diffusers keeps in fp32 for Wan stays fp32);
+``--offload model|sequential`` keeps the weights on the CPU and moves each component (or layer) to
+``--device`` only while it runs; ``--sequence-parallel N`` under ``torchrun`` splits the
+transformer's tokens over N processes (gloo on CPU, nccl on CUDA), rank 0 writing the outputs.
+See docs/propagation.md.
 """
 
 from __future__ import annotations
@@ -102,22 +109,34 @@ def load_inputs(
     return video.frames, first, video.fps
 
 
-def load_model(folder: Path, device: str, allowed_roots: list[Path] | None = None) -> Any:
+def load_model(
+    folder: Path,
+    device: str,
+    allowed_roots: list[Path] | None = None,
+    *,
+    dtype: str = "fp32",
+    offload: str = "none",
+) -> Any:
     """Load a GenProp model on ``device`` (``cpu`` or ``cuda``) after checking the folder.
 
     ``allowed_roots`` (``--allow-path``) are folders outside the model folder that its config's
-    paths (``text.path``, ...) may point into.
+    paths (``text.path``, ...) may point into. ``dtype`` (``--dtype``) casts the weights at load;
+    with ``offload`` other than ``"none"`` the model stays on the CPU (the offload hooks move it).
     """
     import torch
 
+    from genprop.inference.placement import DTYPES
     from genprop.modeling.model import GenPropModel
 
     check_model_dir(folder)
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
     try:
         model = GenPropModel.from_pretrained(
-            folder, device=device, allowed_roots=allowed_roots or ()
+            folder,
+            device=device if offload == "none" else "cpu",
+            allowed_roots=allowed_roots or (),
+            dtype=DTYPES[dtype],
         )
     except (OSError, ValueError) as e:
         raise UsageError(f"{e}; --model must be a valid GenProp save_pretrained folder") from e
@@ -180,6 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--max-frames", type=int, default=None, help="use the first N frames only")
+    p.add_argument("--dtype", choices=("bf16", "fp32"), default="fp32", help="weights' dtype")
+    p.add_argument(
+        "--offload",
+        choices=("none", "model", "sequential"),
+        default="none",
+        help="keep weights on the CPU: per component (model) or per layer (sequential)",
+    )
+    p.add_argument(
+        "--sequence-parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the tokens over the N processes of torchrun --nproc-per-node N",
+    )
     add_allow_path(p)
     return p
 
@@ -216,8 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         check_sampling_flags(
             steps=args.steps, guidance=args.guidance, injection_weight=args.injection_weight
         )
+        if args.sequence_parallel < 1:
+            raise UsageError(f"--sequence-parallel must be >= 1, got {args.sequence_parallel}")
+        device = args.device
+        if args.sequence_parallel > 1:
+            device = join_job(args.device, args.sequence_parallel)
         video, first, fps = load_inputs(args.video, args.first_frame, args.max_frames)
-        model = load_model(args.model, args.device, args.allow_path)
+        model = load_model(
+            args.model, device, args.allow_path, dtype=args.dtype, offload=args.offload
+        )
         preserve = preserve_from_args(args, model.config.sampling.preserve)
         result = run_propagation(
             model,
@@ -231,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             preserve=preserve,
             mask_threshold=args.mask_threshold,
+            offload=args.offload,
+            sequence_parallel=args.sequence_parallel,
+            device=device,
         )
+        if not is_writer():
+            return 0  # sequence parallelism: every rank has the result, rank 0 writes it
         out = write_result(
             args.out, result, fps, masks_out=args.masks_out, regions_out=args.regions_out
         )
@@ -246,6 +291,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.regions_out is not None:
         print(f"wrote regions (threshold {result.mask_threshold:g}) to {args.regions_out}")
     return 0
+
+
+def join_job(device: str, size: int) -> str:
+    """Join the ``torchrun`` job of ``--sequence-parallel size``; return this rank's device."""
+    from genprop.inference.distributed import init_from_env
+
+    try:
+        return init_from_env(device, size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def is_writer() -> bool:
+    """Whether this process writes the outputs: rank 0 of a job, or the only process."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def write_result(

@@ -19,6 +19,8 @@ import torch
 from einops import rearrange
 
 from contracts.tasks import TASKS, task_index
+from genprop.inference.distributed import check_sequence_parallel, use_sequence_parallel
+from genprop.inference.placement import check_dtype, check_offload, place_model
 from genprop.inference.preserve import keep_input_pixels
 from genprop.inference.sampler import sample_latents
 from genprop.modeling.mask_decoder import upsample_masks
@@ -90,6 +92,11 @@ def propagate(
     progress: Callable[[int, int], None] | None = None,
     preserve: PreserveConfig | None = None,
     mask_threshold: float | None = None,
+    *,
+    dtype: str | None = None,
+    offload: str = "none",
+    sequence_parallel: int = 1,
+    device: str | torch.device | None = None,
 ) -> PropagationResult:
     """Generate the edited video.
 
@@ -110,6 +117,16 @@ def propagate(
             ``config.sampling.preserve``).
         mask_threshold: Probability in (0, 1) above which the MPD's mask is the edited region
             (:attr:`PropagationResult.regions`; None: ``config.sampling.mask_threshold_for(task)``).
+        dtype: ``"bf16"`` casts the model's weights to bf16 in place, keeping in fp32 what
+            diffusers keeps in fp32 for Wan; ``"fp32"`` casts them to fp32; None keeps them
+            (:mod:`genprop.inference.placement`).
+        offload: ``"none"``, ``"model"`` (each component on ``device`` only while it runs) or
+            ``"sequential"`` (layer by layer): accelerate's hooks, installed on the model once.
+        sequence_parallel: Ranks that split the transformer's tokens (Ulysses); > 1 needs the
+            default process group of exactly that many ranks, each calling this function with
+            the same inputs and seed (:mod:`genprop.inference.distributed`).
+        device: Where the model computes; None: the model's device (``offload="none"``), else
+            CUDA when available, else the CPU.
 
     Returns:
         :class:`PropagationResult` at the input size and length.
@@ -118,6 +135,10 @@ def propagate(
         ValueError: If an input or option is invalid (names the argument).
     """
     _check_inputs(video, edited_first_frame)
+    if dtype is not None:
+        check_dtype(dtype)
+    check_offload(offload)
+    check_sequence_parallel(sequence_parallel)
     cfg = model.config
     defaults = cfg.sampling
     task_name = TASKS[task_index(task)]
@@ -130,9 +151,10 @@ def propagate(
     check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
     check_mask_threshold(mask_threshold)
     preserve.check()
+    device = place_model(model, dtype=dtype, offload=offload, device=device)
+    use_sequence_parallel(model, sequence_parallel)
     num_frames, total = cfg.num_frames, video.shape[0]
     in_size, model_size = video.shape[1:3], (cfg.height, cfg.width)
-    device = model.device
     original = _to_model(video, model_size).to(device)
     anchor = _to_model(edited_first_frame[None], model_size)[0].to(device)
     task_t = torch.tensor([task_index(task)], device=device)
@@ -169,6 +191,7 @@ def propagate(
             progress=chunk_progress,
             image_embeds=image_embeds,
             preserve=preserve,
+            scheduler=defaults.scheduler,
         )
         with torch.no_grad():
             frames = model.codec.decode(latents)[0]  # (F, 3, h, w)

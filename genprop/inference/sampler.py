@@ -1,9 +1,15 @@
-"""Euler sampler for the rectified flow, with classifier-free guidance.
+"""Sampler for the rectified flow, with classifier-free guidance: GenProp's Euler grid or one of
+diffusers' flow-matching schedulers (:mod:`genprop.inference.schedulers`, Wan's UniPC).
 
 Guidance contrasts the conditional prediction with an unconditional one that uses the empty prompt
 and the null task (the conditions dropped in training, see :mod:`genprop.losses`); the first frame
 and the SCE content are kept in both. ``v = v_u + g·(v_c - v_u)``; ``guidance=1`` skips the
 unconditional pass.
+
+With a diffusers scheduler the loop asks it for the steps and calls ``scheduler.step(v, timestep,
+x)`` as ``WanImageToVideoPipeline`` does: GenProp's velocity is the flow prediction ``ε - x0`` its
+transformer returns, and the model sees the scheduler's timestep over 1000 (Wan's transformer
+takes ``timestep = σ·1000``, integers for UniPC), while ``σ`` itself gives the clean estimate.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import torch
 from contracts.tasks import NULL_TASK
 from genprop.flow import add_noise, sampling_times
 from genprop.inference.preserve import blend_known, edit_mask, fixed_region_clips
+from genprop.inference.schedulers import build_scheduler
 from genprop.modeling.model import GenPropModel
-from genprop.sampling_options import PreserveConfig, check_sampling_options
+from genprop.sampling_options import PreserveConfig, check_sampling_options, check_scheduler
 
 
 @torch.no_grad()
@@ -34,6 +41,7 @@ def sample_latents(
     progress: Callable[[int, int], None] | None = None,
     image_embeds: torch.Tensor | None = None,
     preserve: PreserveConfig | None = None,
+    scheduler: str = "euler",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Generate latents from noise.
 
@@ -43,7 +51,7 @@ def sample_latents(
         content: (B, T', C, h, w) SCE content latents, or None (plain I2V).
         task: (B,) long task indices, or None.
         prompts: B prompts, or None (empty).
-        steps: Euler steps.
+        steps: Sampling steps.
         guidance: CFG scale (1 = no guidance).
         injection_weight: Scale of the SCE injections.
         generator: CPU generator for the initial noise (seeded sampling).
@@ -53,16 +61,21 @@ def sample_latents(
         preserve: With ``mode="latent"`` (and ``content``), the latents outside the dilated edit
             mask (the MPD's, or where this step's clean estimate differs from the content) are
             replaced at every step by the content noised to the next time
-            (:mod:`genprop.inference.preserve`); other modes sample unchanged.
+            (:mod:`genprop.inference.preserve`); other modes sample unchanged. With a diffusers
+            scheduler the clean estimate is replaced there instead (see :func:`_keep_clean`).
+        scheduler: ``"euler"`` (GenProp's grid) or a diffusers scheduler (``"unipc"``,
+            ``"flow_euler"``; :mod:`genprop.inference.schedulers`), shifted by the model's
+            ``timestep_shift`` and configured by its Wan folder's ``scheduler/`` if any.
 
     Returns:
         Latents (B, T', C, h, w) and the last step's MPD logits (B, T', h, w) (None w/o content).
 
     Raises:
         ValueError: If ``steps``, ``guidance`` or ``injection_weight`` is out of range (see
-            :func:`check_sampling_options`).
+            :func:`check_sampling_options`), or ``scheduler`` is unknown.
     """
     check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
+    check_scheduler(scheduler)
     keep = preserve is not None and preserve.mode == "latent" and content is not None
     fixed = None
     if keep:
@@ -86,10 +99,19 @@ def sample_latents(
         first_in, content_in, image_in = first_latent, content, image_embeds
     noise = torch.randn(first_latent.shape, generator=generator).to(device, first_latent.dtype)
     x = noise
-    times = sampling_times(steps, shift=model.config.timestep_shift).to(device)
+    solver = None
+    if scheduler == "euler":
+        sigmas = sampling_times(steps, shift=model.config.timestep_shift).to(device)
+        model_times = sigmas[:-1]
+    else:
+        folder = getattr(model.config.backbone, "path", None)
+        solver = build_scheduler(scheduler, shift=model.config.timestep_shift, folder=folder)
+        solver.set_timesteps(steps, device=device)
+        sigmas = solver.sigmas.float().to(device)
+        model_times = solver.timesteps.float() / solver.config.num_train_timesteps
     mask_logits = None
     for i in range(steps):
-        t_now, t_next = times[i], times[i + 1]
+        t_now, sigma, sigma_next = model_times[i], sigmas[i], sigmas[i + 1]
         x_in = torch.cat([x, x]) if use_cfg else x
         # Two-expert backbones: this step's expert, from the fp32 schedule, before any cast.
         expert = model.expert_for(t_now.reshape(1))
@@ -111,16 +133,38 @@ def sample_latents(
         if use_cfg:
             v_cond, v_uncond = v.chunk(2)
             v = v_uncond + guidance * (v_cond - v_uncond)
-        clean_estimate = x - t_now * v  # x̂0 of rectified flow (x_t = (1 - t)·x0 + t·ε)
-        x = x + (t_next - t_now) * v
+        clean_estimate = x - sigma * v  # x̂0 of rectified flow (x_t = (1 - t)·x0 + t·ε)
         if out.mask_logits is not None:
             mask_logits = out.mask_logits[:b]
+        edit = None
         if keep:
             edit = latent_edit_mask(preserve, mask_logits, clean_estimate, content, fixed)
-            x = blend_known(x, add_noise(content, noise, t_next.expand(b)), edit)
+        if solver is None:
+            x = x + (sigma_next - sigma) * v
+            if edit is not None:
+                x = blend_known(x, add_noise(content, noise, sigma_next.expand(b)), edit)
+        else:
+            if edit is not None:
+                v = _keep_clean(x, v, sigma, content, edit)
+            x = solver.step(v.float(), solver.timesteps[i], x.float(), return_dict=False)[0]
         if progress is not None:
             progress(i + 1, steps)
     return x, mask_logits
+
+
+def _keep_clean(
+    x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, content: torch.Tensor, edit: torch.Tensor
+) -> torch.Tensor:
+    """The velocity whose clean estimate is the content outside the edit (``edit`` 0).
+
+    Latent preservation for a diffusers scheduler: a multistep scheduler rebuilds its sample from
+    its own history (UniPC's corrector recomputes ``x`` from the previous step's sample and clean
+    estimates), so a sample blended between steps would be dropped. It steps from the clean
+    estimates instead, so replacing those keeps the content, reached exactly at the final σ = 0.
+    Frame 0 (the given first frame) keeps the model's estimate. Every step's σ is > 0.
+    """
+    kept = blend_known(x - sigma * v, content, edit)
+    return (x - kept) / sigma
 
 
 def latent_edit_mask(

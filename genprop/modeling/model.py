@@ -467,6 +467,7 @@ class GenPropModel(nn.Module):
         device: str | torch.device = "cpu",
         paths: Mapping[str, str | Path] | None = None,
         allowed_roots: Sequence[str | Path] = (),
+        dtype: torch.dtype = torch.float32,
     ) -> GenPropModel:
         """Load a model written by :meth:`save_pretrained`.
 
@@ -480,6 +481,9 @@ class GenPropModel(nn.Module):
             paths: explicit values for path fields, e.g. ``{"text.path": "/models/umt5"}``.
             allowed_roots: folders outside ``directory`` that the config's paths may point into
                 (e.g. the Wan pipeline folder a Wan export reads its text encoder from).
+            dtype: ``torch.bfloat16`` casts the weights as they are loaded, except those the
+                pretrained backbone keeps in fp32
+                (:func:`genprop.modeling.precision.cast_model`); fp32 (default) loads as saved.
 
         Raises:
             FileNotFoundError: If ``config.json`` or ``model.safetensors`` is missing.
@@ -506,6 +510,11 @@ class GenPropModel(nn.Module):
             raise ValueError(f"{cfg_path}: {err}") from None
         confine_paths(config, folder, source=cfg_path, paths=paths, allowed_roots=allowed_roots)
         model = cls(config, load_weights=False)
+        if dtype != torch.float32:
+            from genprop.modeling.precision import cast_model
+
+            # Cast before loading: load_state_dict copies each saved tensor into its cast slot.
+            cast_model(model, dtype)
         try:
             state = load_file(str(weights_path))
             missing, unexpected = model.load_state_dict(state, strict=False)

@@ -44,9 +44,8 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from genprop.backbones.base import Backbone
 from genprop.modeling.model import GenPropModel
-from genprop.modeling.weight_names import backbone_copy_sources
+from genprop.modeling.precision import fp32_parameter_names
 
 
 def mixed_precision(compute_dtype: torch.dtype | None = torch.bfloat16) -> MixedPrecisionPolicy:
@@ -60,32 +59,6 @@ def mixed_precision(compute_dtype: torch.dtype | None = torch.bfloat16) -> Mixed
     return MixedPrecisionPolicy(
         param_dtype=compute_dtype, reduce_dtype=torch.float32, cast_forward_inputs=False
     )
-
-
-def fp32_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the parameters kept in fp32 under a bf16 policy: those the backbone's pretrained
-    model keeps in fp32 (:meth:`~genprop.backbones.base.Backbone.keeps_fp32`, from diffusers'
-    ``_keep_in_fp32_modules``), and the SCE / MPD copies of them (a copied block computes as its
-    source does). None for the tiny DiT, whose parameters all follow the policy.
-
-    Args:
-        model: A :class:`GenPropModel` or a bare backbone (any device; not yet sharded).
-    """
-    if isinstance(model, Backbone):
-        return {n for n, _ in model.named_parameters() if model.keeps_fp32(n)}
-    if not isinstance(model, GenPropModel):
-        return set()
-    backbones = {"backbone.": model.backbone}
-    if model.expert_2 is not None:
-        backbones["expert_2.backbone."] = model.expert_2.backbone
-    copies = backbone_copy_sources(model)
-    names = set()
-    for name, _ in model.named_parameters():
-        source = copies.get(name, name)
-        for prefix, backbone in backbones.items():
-            if source.startswith(prefix) and backbone.keeps_fp32(source.removeprefix(prefix)):
-                names.add(name)
-    return names
 
 
 def shard_units(model: GenPropModel) -> list[list[nn.Module]]:

@@ -9,7 +9,7 @@ The folder is the model's own diffusers layout (nothing is downloaded)::
     PATH/vae/config.json (+ weights)           AutoencoderKLWan
     PATH/text_encoder/config.json (+ weights)  UMT5 (or T5) encoder
     PATH/tokenizer/                            its tokenizer
-    PATH/scheduler/scheduler_config.json       its flow_shift (optional)
+    PATH/scheduler/scheduler_config.json       its scheduler and flow_shift (optional)
 
 Everything is checked before any weight is read: the configs' classes and fields
 (:mod:`genprop.backbones.wan.variants` names what is not supported), then the transformer(s) and VAE
@@ -31,6 +31,7 @@ import torch
 
 from contracts.jsonfile import read_json_object
 from genprop.backbones.wan.config import WanConfig
+from genprop.backbones.wan.sampling import wan_sampling_defaults
 from genprop.backbones.wan.variants import (
     SUPPORTED,
     WAN_TEXT_TOKENS_WITH_IMAGE,
@@ -253,4 +254,8 @@ def read_wan_folder(
         "height": height,
         "width": width,
         "timestep_shift": shift,
+        # Wan's own steps, guidance and scheduler (genprop.backbones.wan.sampling).
+        "sampling": wan_sampling_defaults(
+            root, a14b=index.get("boundary_ratio") is not None, ti2v=expand
+        ),
     }
