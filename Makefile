@@ -253,11 +253,16 @@ bench-gpu: | $(STAMP) ## GPU: bf16 GenProp step time, peak memory, MFU (Wan-14B 
 bench-cache: | $(STAMP) ## Latent cache: step from cache vs pixels, build vs VAE-encode floor, bytes/sample
 	$(BIN)/python -m benchmarks.cache --out outputs/bench/cache
 
+# On a GPU machine: make bench-propagate BENCH_PROPAGATE_ARGS="--device cuda"
+BENCH_PROPAGATE_ARGS ?=
+bench-propagate: | $(STAMP) ## Propagation s/frame/step + peak memory: fp32, bf16, offload model/sequential, 2 sequence-parallel ranks
+	$(BIN)/python -m benchmarks.propagate $(BENCH_PROPAGATE_ARGS) --out outputs/bench/propagate
+
 bench: bench-data bench-train bench-model bench-cache ## All CPU benchmarks (bench-gpu on a GPU machine)
 
-.PHONY: bench bench-data bench-train bench-model bench-gpu bench-cache
+.PHONY: bench bench-data bench-train bench-model bench-gpu bench-cache bench-propagate
 
-gpu-check: | $(STAMP) ## One GPU check (~8 min on one H100): gpu tests + bench-gpu + a shortened demo-gpu -> outputs/gpu_check/gpu_check.json
+gpu-check: | $(STAMP) ## One GPU check (~8 min on one H100): gpu tests + bench-gpu + bench-propagate on cuda + a shortened demo-gpu -> outputs/gpu_check/gpu_check.json
 	$(BIN)/python -m benchmarks.gpu_check --out outputs/gpu_check
 
 .PHONY: gpu-check

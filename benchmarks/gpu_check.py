@@ -1,5 +1,6 @@
-"""One GPU check (``make gpu-check``): the ``gpu`` tests, ``make bench-gpu`` and a shortened
-``make demo-gpu`` in one command, sized for about 8 minutes on one H100, writing one JSON.
+"""One GPU check (``make gpu-check``): the ``gpu`` tests, ``make bench-gpu``, the propagation
+benchmark on CUDA and a shortened ``make demo-gpu`` in one command, sized for about 8.5 minutes on
+one H100, writing one JSON.
 
     python -m benchmarks.gpu_check [--out outputs/gpu_check] [--python PY]
 
@@ -9,6 +10,10 @@ reported as ``timeout``; the others still run):
 * ``tests``: ``pytest -m gpu`` (``--junitxml``): passed / failed / skipped counts;
 * ``bench``: ``python -m benchmarks.gpu``: bf16 GenProp step time, peak memory against the
   planner's prediction and MFU per case (the Wan-14B width cut in depth, and the presets);
+* ``propagate``: ``python -m benchmarks.propagate --device cuda``: seconds per frame per
+  denoising step and peak memory of propagation in fp32, bf16, bf16 with model / sequential
+  offloading (and 2 sequence-parallel ranks when 2 GPUs exist) at the Wan-14B width cut in depth,
+  at a reduced size (:data:`PROPAGATE_ARGS`);
 * ``demo``: ``make demo-gpu`` at a reduced size (:data:`DEMO_OVERRIDES`): the whole chain (world,
   shards, both stages, benchmark, report) on the card, and GenProp's mean of each task's headline
   metric.
@@ -33,8 +38,10 @@ import torch
 from benchmarks.gpu import NO_CUDA
 from contracts.jsonfile import read_json_object
 
-# Seconds per part: about 8 minutes in all on one H100 (the demo's chain is the longest part).
-BUDGET_S = {"tests": 120, "bench": 150, "demo": 240}
+# Seconds per part: about 8.5 minutes in all on one H100 (the demo's chain is the longest part).
+BUDGET_S = {"tests": 100, "bench": 130, "propagate": 90, "demo": 210}
+# The propagation benchmark sized for its budget: 5 fresh processes, each building the model.
+PROPAGATE_ARGS = ("--wan-size", "17x480x832", "--steps", "2", "--repeats", "2", "--warmup", "1")
 # make demo-gpu at a size that trains both stages for real in about 3 GPU minutes.
 DEMO_OVERRIDES = (
     "DEMO_GPU_VIDEOS=120",
@@ -95,7 +102,7 @@ def demo_summary(demo_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def check(out: Path, python: str) -> dict[str, Any]:
-    """Run the three parts into ``out`` and return the report (also written as JSON)."""
+    """Run the four parts into ``out`` and return the report (also written as JSON)."""
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0),
@@ -115,6 +122,12 @@ def check(out: Path, python: str) -> dict[str, Any]:
     if bench_out.with_suffix(".json").is_file():
         part["rows"] = read_json_object(bench_out.with_suffix(".json"), what="bench")["rows"]
     report["parts"]["bench"] = part
+    prop_out = out / "bench_propagate"
+    prop = [python, "-m", "benchmarks.propagate", "--device", "cuda", *PROPAGATE_ARGS]
+    part = run_part([*prop, "--out", str(prop_out)], BUDGET_S["propagate"], out / "propagate.log")
+    if prop_out.with_suffix(".json").is_file():
+        part["rows"] = read_json_object(prop_out.with_suffix(".json"), what="bench")["rows"]
+    report["parts"]["propagate"] = part
     demo_dir = out / "demo_gpu"
     demo = ["make", "demo-gpu", f"DEMO_GPU={demo_dir}", *DEMO_OVERRIDES]
     part = run_part(demo, BUDGET_S["demo"], out / "demo.log")

@@ -32,6 +32,14 @@ Disk (:mod:`genprop.scale.disk_plan`): the size of one checkpoint as the run wri
 folder or a ``.ckpt`` file), of one export (``model.safetensors``), and what the run keeps at once
 from ``callbacks.*``: ``periodic_checkpoint.keep_last`` + ``last.ckpt`` + ``best.ckpt``
 checkpoints and ``export/last`` (+ ``export/best`` where each new best is exported).
+
+Propagation (:mod:`genprop.scale.propagation_plan`): the peak GPU memory of ``genprop-propagate``
+running the trained export (the same model config, with its VAE, text and image encoders) on one
+chunk, always planned and printed as the ``propagation`` rows and JSON object. Its options are
+under ``+propagate.*`` (``+``: the node is not part of the training config): ``dtype`` (bf16 |
+fp32, default bf16), ``offload`` (none | model | sequential, default none), ``sequence_parallel``
+(default 1) and ``guidance`` (default: the model's largest per-task guidance; != 1 is CFG, the
+forward batch doubled), e.g. ``+propagate.offload=model +propagate.sequence_parallel=8``.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from genprop.region_aware_loss import LossWeights
 from genprop.scale.disk_plan import DiskSpec, plan_disk
 from genprop.scale.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
 from genprop.scale.meta_model import build_meta_model
+from genprop.scale.propagation_plan import PropagationPlan, plan_propagation
 from training.callbacks import check_keep_last
 from training.sequence_parallel import resolve_size
 from training.train import CONF_DIR, register_resolvers, resolve_precision
@@ -149,6 +158,50 @@ def plan_from_config(cfg: DictConfig) -> TrainingPlan:
         spec=disk_spec(cfg, cluster, node),
     )
     return plan
+
+
+def propagation_from_config(cfg: DictConfig) -> PropagationPlan:
+    """Plan ``genprop-propagate`` of the model ``cfg`` trains, with ``+propagate.*`` options."""
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    assert isinstance(net, dict)
+    net["_target_"] = "training.model_factory.build_config"
+    for key in ("train_experts", "latents"):  # training-only keys of model.net
+        net.pop(key, None)
+    config = instantiate(net)
+    sampling = config.sampling
+    guidance = max([sampling.guidance, *sampling.task_guidance.values()])
+    opts = OmegaConf.select(cfg, "propagate", default=None) or {}
+    gpu_gb = OmegaConf.select(cfg, "cluster.gpu_memory_gb", default=DEFAULT_GPU_MEMORY_GB)
+    return plan_propagation(
+        build_meta_model(config),  # with the encoders: propagation runs them
+        dtype=str(opts.get("dtype", "bf16")),
+        offload=str(opts.get("offload", "none")),
+        sequence_parallel=int(opts.get("sequence_parallel", 1)),
+        guidance=float(opts.get("guidance", guidance)),
+        gpu_memory_gb=float(gpu_gb),
+        text=config.text,
+    )
+
+
+def propagation_rows(plan: PropagationPlan) -> list[tuple[str, str]]:
+    """Rows of the printed table's propagation group."""
+    m = plan.memory_gb
+    cfg = "CFG on" if plan.guidance != 1.0 else "CFG off"
+    usable = plan.capacity_gb * plan.usable_fraction
+    fits = "fits" if plan.fits else "does NOT fit"
+    return [
+        (
+            "propagation",
+            f"{plan.dtype}, offload {plan.offload}, sequence parallel {plan.sequence_parallel}, "
+            f"{cfg}",
+        ),
+        ("  weights resident / all", f"{m['weights']:.3g} GB / {m['weights_all']:.3g} GB"),
+        (
+            "  activations denoise / VAE",
+            f"{m['activations_denoise']:.3g} GB / {m['activations_codec']:.3g} GB",
+        ),
+        ("propagation peak per GPU", f"{plan.gpu_memory_gb:.3g} GB: {fits} in {usable:.3g} GB"),
+    ]
 
 
 def disk_spec(cfg: DictConfig, cluster: ClusterSpec, node: DictConfig | None) -> DiskSpec:
@@ -301,13 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_from_config(cfg)
         if not plan.fits and OmegaConf.select(cfg, "plan.suggest", default=True):
             plan.fits_with = smallest_fitting_change(args, plan, _nodes(cfg))
+        propagation = propagation_from_config(cfg)
     except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as err:
         cause = err.__cause__ if isinstance(err.__cause__, Exception) else err  # hydra wraps
         lines = str(cause).strip().splitlines() or [type(cause).__name__]
         print(f"genprop-plan: {lines[0]}", file=sys.stderr)
         return 2
-    _print_table(plan_table(plan))
-    print(json.dumps(plan.to_json(), sort_keys=False))
+    _print_table([*plan_table(plan), *propagation_rows(propagation)])
+    print(json.dumps({**plan.to_json(), "propagation": propagation.to_json()}, sort_keys=False))
     return 0
 
 

@@ -122,3 +122,29 @@ def test_the_papers_run_fits_one_8_gpu_node(
     assert record["tokens"] == 21 * 30 * 52 and record["sequence_parallel"] == 8
     assert record["encoder_params"] == 0 and record["memory_gb"]["encoders"] == 0
     assert record["gpu_memory_gb"] <= 0.92 * 85.0 and record["checkpoint_gb"] > 100
+
+
+def test_propagation_is_planned_with_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """The ``propagation`` object: defaults bf16 / none / 1, ``+propagate.*`` change them."""
+    default = _plan(capsys, "experiment=tiny_cpu", "+plan.suggest=false")["propagation"]
+    assert (default["dtype"], default["offload"], default["sequence_parallel"]) == (
+        "bf16",
+        "none",
+        1,
+    )
+    assert default["fits"] is True and default["gpu_memory_gb"] > 0
+    record = _plan(
+        capsys,
+        "experiment=tiny_cpu",
+        "+propagate.dtype=fp32",
+        "+propagate.offload=sequential",
+        "+propagate.guidance=4",
+        "cluster.gpu_memory_gb=0.000001",
+        "+plan.suggest=false",
+    )["propagation"]
+    assert (record["dtype"], record["offload"], record["cfg"]) == ("fp32", "sequential", True)
+    assert record["fits"] is False
+    assert (
+        record["memory_gb"]["weights"] < default["memory_gb"]["weights_all"] * 2
+    )  # fp32, streamed
+    assert record["memory_gb"]["activations_denoise"] > default["memory_gb"]["activations_denoise"]
