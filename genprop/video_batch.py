@@ -18,6 +18,15 @@ import torch
 STAGES = ("i2v", "genprop")
 
 
+def tensor_fields(batch: Any) -> dict[str, torch.Tensor]:
+    """The fields of a batch dataclass that hold a tensor, by name (unset and list fields out)."""
+    return {
+        f.name: v
+        for f in dataclasses.fields(batch)
+        if isinstance(v := getattr(batch, f.name), torch.Tensor)
+    }
+
+
 @dataclass
 class VideoBatch:
     """One batch of training pairs, as float tensors in the genprop conventions.
@@ -48,11 +57,7 @@ class VideoBatch:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensor fields that are set, by name (``prompt`` and ``key`` are lists)."""
-        return {
-            f.name: v
-            for f in dataclasses.fields(self)
-            if isinstance(v := getattr(self, f.name), torch.Tensor)
-        }
+        return tensor_fields(self)
 
     def to(self, device: torch.device | str, **kwargs: Any) -> VideoBatch:
         """All tensors moved to ``device`` (``kwargs`` as ``Tensor.to``, e.g. ``non_blocking``;

@@ -23,7 +23,7 @@ from torch import nn
 from genprop.modeling.content_gate import gate_target
 from genprop.modeling.model import GenPropModel
 from genprop.region_aware_loss import latent_mask
-from genprop.video_batch import VideoBatch, check_batch_type
+from genprop.video_batch import VideoBatch, check_batch_type, tensor_fields
 
 if TYPE_CHECKING:
     from genprop.configs import GenPropConfig
@@ -82,11 +82,7 @@ class EncodedBatch:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensor fields that are set, by name."""
-        return {
-            f.name: v
-            for f in dataclasses.fields(self)
-            if isinstance(v := getattr(self, f.name), torch.Tensor)
-        }
+        return tensor_fields(self)
 
     def to(self, device: torch.device | str, **kwargs: Any) -> EncodedBatch:
         """All tensors moved to ``device`` (dtypes kept; ``kwargs`` as ``Tensor.to``)."""
