@@ -155,7 +155,9 @@ def propagate(
     use_sequence_parallel(model, sequence_parallel)
     num_frames, total = cfg.num_frames, video.shape[0]
     in_size, model_size = video.shape[1:3], (cfg.height, cfg.width)
-    original = _to_model(video, model_size).to(device)
+    # The video stays in host memory; the device holds one chunk at a time (its frames in, its
+    # generated frames and masks out), so device memory is flat in the video's length.
+    original = _to_model(video, model_size)
     anchor = _to_model(edited_first_frame[None], model_size)[0].to(device)
     task_t = torch.tensor([task_index(task)], device=device)
     prompts = None if prompt is None else [prompt]
@@ -169,13 +171,13 @@ def propagate(
         if progress is not None:
             progress(done[0] + step, chunks * steps)
 
-    out_frames: list[torch.Tensor] = [anchor[None]]
+    out_frames: list[torch.Tensor] = [anchor[None].cpu()]
     out_masks: list[torch.Tensor] = []
     start, k = 0, 0
     while True:
         idx = [min(start + j, total - 1) for j in range(num_frames)]
         new = min(step_size, total - 1 - start)
-        content = model.codec.encode(original[idx][None])
+        content = model.codec.encode(original[idx][None].to(device))
         first_latent = model.encode_first_frame(anchor[None], num_frames)
         image_embeds = model.encode_image(anchor[None])
         latents, logits = sample_latents(
@@ -199,9 +201,9 @@ def propagate(
             torch.sigmoid(logits.float()), in_size, temporal_factor=model.codec.temporal_factor
         )[0]
         if k == 0:
-            out_masks.append(masks[:1])
-        out_frames.append(frames[1 : new + 1])
-        out_masks.append(masks[1 : new + 1])
+            out_masks.append(masks[:1].cpu())
+        out_frames.append(frames[1 : new + 1].cpu())
+        out_masks.append(masks[1 : new + 1].cpu())
         done[0] += steps
         start, k = start + new, k + 1
         if start >= total - 1:

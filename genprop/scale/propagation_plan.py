@@ -34,9 +34,9 @@ GPU is the largest of the phases, each the sum of
   the chunk's pixels at model size (fp32) and its decoded frames.
 
 Modelled, not measured: kernel workspaces, the CUDA context and fragmentation (the
-``usable_fraction`` margin, as for training), and the input video and generated frames that
-``propagate`` keeps on the device across chunks: ``per_extra_frame_gb`` per frame beyond the first
-chunk (two fp32 frames at model size), the one term that grows with the video's length.
+``usable_fraction`` margin, as for training). ``propagate`` holds one chunk on the device at a
+time, so device memory is flat in the video's length; the input video and the generated frames
+stay in host memory: ``host_per_frame_gb`` per frame (two fp32 frames at model size).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class PropagationPlan:
             ``latents`` (forward inputs), ``pixels`` (chunk in and out).
         phases_gb: The peak of each phase (``encode``, ``denoise``, ``decode``).
         gpu_memory_gb: The peak: the largest phase.
-        per_extra_frame_gb: Growth per input frame beyond one chunk (see module docstring).
+        host_per_frame_gb: Host memory per frame of the video (see module docstring).
         capacity_gb, usable_fraction: The card, and the share of it a plan may use.
     """
 
@@ -84,7 +84,7 @@ class PropagationPlan:
     memory_gb: dict[str, float]
     phases_gb: dict[str, float]
     gpu_memory_gb: float
-    per_extra_frame_gb: float
+    host_per_frame_gb: float
     capacity_gb: float
     usable_fraction: float
 
@@ -106,7 +106,7 @@ class PropagationPlan:
             "tokens": self.tokens,
             "memory_gb": {k: _sig(v) for k, v in self.memory_gb.items()},
             "phases_gb": {k: _sig(v) for k, v in self.phases_gb.items()},
-            "per_extra_frame_gb": _sig(self.per_extra_frame_gb),
+            "host_per_frame_gb": _sig(self.host_per_frame_gb),
         }
 
 
@@ -343,7 +343,7 @@ def plan_propagation(
         memory_gb={k: v / GB for k, v in memory.items()},
         phases_gb={k: v / GB for k, v in phases.items()},
         gpu_memory_gb=max(phases.values()) / GB,
-        per_extra_frame_gb=batch * 2 * pixel / GB,
+        host_per_frame_gb=batch * 2 * pixel / GB,
         capacity_gb=gpu_memory_gb,
         usable_fraction=usable_fraction,
     )
