@@ -1,8 +1,9 @@
-"""The two placement paths ``test_propagate_placement.py`` does not cover: a Wan2.2-A14B export
-(two experts) under ``offload="model"`` in bf16, and ``genprop-propagate`` under ``torchrun`` with
-``--sequence-parallel 2`` (gloo on CPU). Tolerances as in that file: offloading runs the same
-kernels on the same device (identical video, masks within 1e-5); two ranks against one process
-reorder fp32 sums only (mean |difference| within 0.5 of 255 levels).
+"""The placement paths ``test_propagate_placement.py`` does not cover: a Wan2.2-A14B export (two
+experts) in bf16 under ``offload="model"`` and ``"sequential"`` and on two sequence-parallel gloo
+ranks, and ``genprop-propagate`` under ``torchrun`` with ``--sequence-parallel 2`` (gloo on CPU).
+Tolerances as in that file: offloading runs the same kernels on the same device (identical video,
+masks within 1e-5); two ranks against one process reorder fp32 sums only (mean |difference|
+within 0.5 of 255 levels).
 """
 
 from __future__ import annotations
@@ -128,3 +129,30 @@ def test_cli_under_torchrun_two_ranks_writes_the_one_process_video(
     assert two.shape == one.shape
     diff = np.abs(two.astype(np.int16) - one.astype(np.int16))
     assert diff.mean() <= 0.5, diff.mean()
+
+
+def test_a14b_bf16_sequential_offload_equals_no_offload(a14b_export) -> None:
+    reference, _, _ = _a14b(a14b_export, offload="none")
+    result, model, _ = _a14b(a14b_export, offload="sequential")
+    np.testing.assert_array_equal(result.video, reference.video)
+    np.testing.assert_allclose(result.masks, reference.masks, atol=1e-5)
+    # accelerate's layer-by-layer hooks sit on both experts' blocks
+    for backbone in (model.backbone, model.expert_2.backbone):
+        assert all(hasattr(block, "_hf_hook") for block in backbone.blocks)
+
+
+def test_a14b_two_gloo_ranks_propagate_the_one_process_video(a14b_export, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+    from propagate_workers import propagate_rank
+
+    export, folder = a14b_export
+    model = GenPropModel.from_pretrained(export, allowed_roots=[folder]).eval()
+    video, first = clip()
+    reference = propagate(model, video, first, "removal", prompt="x", steps=2, guidance=2.0)
+    args = (2, _free_port(), str(export), str(folder), str(tmp_path))
+    mp.start_processes(propagate_rank, args=args, nprocs=2, start_method="spawn")
+    for rank in range(2):  # both experts run (shift 3: the first step above the boundary)
+        got = np.load(tmp_path / f"rank_{rank}.npz")
+        diff = np.abs(got["video"].astype(np.int16) - reference.video.astype(np.int16))
+        assert diff.mean() <= 0.5, (rank, diff.mean())
+        np.testing.assert_allclose(got["masks"], reference.masks, atol=1e-3)
