@@ -155,7 +155,8 @@ def bench_case(
     }
 
 
-def _size(text: str) -> tuple[int, int, int]:
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``FRAMESxHEIGHTxWIDTH`` (an argparse type) -> (frames, height, width)."""
     try:
         frames, height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -173,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=8, help="batch of the preset cases")
     parser.add_argument("--wan-layers", type=int, default=2, help="Wan blocks kept")
     parser.add_argument("--wan-sce", type=int, default=1, help="SCE blocks of the Wan case")
-    parser.add_argument("--wan-size", type=_size, default=(33, 480, 832), help="FxHxW")
+    parser.add_argument("--wan-size", type=parse_size, default=(33, 480, 832), help="FxHxW")
     parser.add_argument("--wan-configs", type=Path, default=WAN_14B)
     parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak")
     return parser

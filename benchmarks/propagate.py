@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.gpu import parse_size
+
 MODES: dict[str, dict[str, Any]] = {
     "fp32": {"dtype": "fp32", "offload": "none", "ranks": 1},
     "bf16": {"dtype": "bf16", "offload": "none", "ranks": 1},
@@ -63,14 +65,6 @@ REFERENCE = "fp32"
 # The tiny export's clip geometry, as in tests/genprop/test_propagate_placement.py.
 TINY_GEOMETRY = dict(num_frames=9, height=48, width=48, text_max_tokens=512, sce_blocks=2)
 GUIDANCE = 2.0  # > 1: classifier-free guidance on, two transformer passes per step as in real use
-
-
-def _size(text: str) -> tuple[int, int, int]:
-    try:
-        frames, height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FRAMESxHEIGHTxWIDTH, got {text!r}") from None
-    return frames, height, width
 
 
 def _free_port() -> int:
@@ -239,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--wan-layers", type=int, default=2, help="Wan blocks kept (cuda)")
     parser.add_argument("--wan-sce", type=int, default=1, help="SCE blocks (cuda)")
-    parser.add_argument("--wan-size", type=_size, default=(17, 480, 832), help="FxHxW (cuda)")
+    parser.add_argument("--wan-size", type=parse_size, default=(17, 480, 832), help="FxHxW (cuda)")
     return parser
 
 

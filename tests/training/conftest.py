@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch.distributed as dist
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shard_factory import write_shards
@@ -37,3 +40,16 @@ def compose_cfg() -> Callable[[list[str]], DictConfig]:
             return compose("train", overrides=overrides)
 
     return _compose
+
+
+@pytest.fixture
+def single_rank_mesh() -> Iterator[DeviceMesh]:
+    """A world-size-1 gloo process group and CPU device mesh (torn down after the test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()

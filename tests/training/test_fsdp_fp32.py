@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +51,6 @@ BATCH, LATENT = 2, (2, 16, 4, 4)  # 5 frames x 32 x 32 pixels -> (T', C, h, w)
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("wan")
     return {v: write_tiny_wan_pipeline(root / v, seed=0, variant=v) for v in (A14B, I2V21)}
-
-
-@pytest.fixture
-def mesh() -> Iterator[Any]:
-    """A world-size-1 gloo process group and CPU device mesh (torn down after the test)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    try:
-        yield init_device_mesh("cpu", (1,))
-    finally:
-        dist.destroy_process_group()
 
 
 def _config(folder: Path, variant: str) -> GenPropConfig:
@@ -189,10 +175,10 @@ def _record_compute_dtypes(model: GenPropModel) -> dict[str, torch.dtype]:
 
 @pytest.mark.parametrize("variant", [I2V21, A14B])
 def test_sharded_bf16_matches_diffusers_bf16(
-    folders: dict[str, Path], variant: str, mesh: Any
+    folders: dict[str, Path], variant: str, single_rank_mesh: Any
 ) -> None:
     folder, x = folders[variant], _inputs(variant)
-    model = _sharded(_config(folder, variant), mesh)
+    model = _sharded(_config(folder, variant), single_rank_mesh)
     seen = _record_compute_dtypes(model)
     ours = _velocity(model, x)
     inp = model.backbone.i2v_input(x["x_t"], x["first_latent"])
@@ -211,11 +197,11 @@ def test_sharded_bf16_matches_diffusers_bf16(
     }
 
 
-def test_old_plan_fails_the_bound(folders: dict[str, Path], mesh: Any) -> None:
+def test_old_plan_fails_the_bound(folders: dict[str, Path], single_rank_mesh: Any) -> None:
     """The plan before this one, on the same check (one expert: the old plan casts the flow time,
     from which a two-expert model cannot route)."""
     folder, x = folders[I2V21], _inputs(I2V21)
-    model = _sharded(_config(folder, I2V21), mesh, old=True)
+    model = _sharded(_config(folder, I2V21), single_rank_mesh, old=True)
     old = _velocity(model, x)
     inp = model.backbone.i2v_input(x["x_t"], x["first_latent"])
     ref = _diffusers(folder, torch.float32, inp, x)

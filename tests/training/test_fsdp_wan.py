@@ -9,7 +9,7 @@ import os
 import shutil
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,19 +136,6 @@ def test_key_map_covers_every_transformer_weight(folders: dict[str, Path], varia
         ".blocks." in n or ".embed." in n or "mask_decoder.block." in n for n in unmapped
     )
     assert all(ZERO_INIT.match(n) or ".net.0." in n or "mask_decoder." in n for n in unmapped)
-
-
-@pytest.fixture
-def single_rank_mesh() -> Iterator[Any]:
-    """A world-size-1 gloo process group and CPU device mesh (torn down after the test)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    try:
-        yield init_device_mesh("cpu", (1,))
-    finally:
-        dist.destroy_process_group()
 
 
 def _sharded(cfg: GenPropConfig, mesh: Any) -> GenPropModel:
