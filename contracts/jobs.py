@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contracts.interrupts import keep_sigterm_handler
+
 Item = TypeVar("Item")
 # A shard that failed after its retries: {"shard": name, "reason": first line of the cause}.
 ShardFailure = dict[str, str]
@@ -223,10 +225,11 @@ def ray_session(
     started_here = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
+            with keep_sigterm_handler():
+                ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
         else:
             # "local" starts a new Ray even when one runs on this machine or RAY_ADDRESS is set.
-            with without_env("RAY_ADDRESS"):
+            with without_env("RAY_ADDRESS"), keep_sigterm_handler():
                 ray.init(
                     address="local",
                     num_cpus=ray_cfg.get("num_cpus"),

@@ -10,27 +10,49 @@ task and prompt. ``--gif-dir`` also writes one animated GIF per sample with the 
 from __future__ import annotations
 
 import argparse
+import sys
+import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import webdataset as wds
 from PIL import Image, ImageDraw
 
-from contracts.schema import Sample, decode_sample
+from contracts.interrupts import console_signals
+from contracts.schema import Sample, SchemaError, decode_sample
 
 CAPTION_H = 14
 GAP = 2
 
 
+class PreviewError(ValueError):
+    """An input the preview cannot read; the message names the file and what was expected."""
+
+
 def iter_samples(path: Path) -> Iterator[Sample]:
-    """Samples of one ``.tar`` shard or of every ``shard-*.tar`` in a folder, in order."""
+    """Samples of one ``.tar`` shard or of every ``*.tar`` in a folder, in order.
+
+    Raises:
+        PreviewError: no ``.tar`` in the folder, a file that is not a tar archive, or a sample
+            that does not decode (naming the shard and the sample's key).
+    """
     tars = sorted(path.glob("*.tar")) if path.is_dir() else [path]
     if not tars:
-        raise FileNotFoundError(f"no .tar shards in {path}")
+        raise PreviewError(f"{path}: no .tar shards in this folder (expected genprop-data output)")
     for tar in tars:
-        for d in wds.WebDataset(str(tar), shardshuffle=False):
-            yield decode_sample(d)
+        if not tarfile.is_tarfile(tar):
+            raise PreviewError(f"{tar}: not a tar archive (expected a WebDataset shard)")
+        try:
+            for d in wds.WebDataset(str(tar), shardshuffle=False, handler=wds.reraise_exception):
+                try:
+                    yield decode_sample(d)
+                except (SchemaError, KeyError, ValueError) as e:
+                    key = d.get("__key__", "?")
+                    raise PreviewError(f"{tar}: sample {key!r} does not decode: {e}") from None
+        except (tarfile.TarError, OSError) as e:
+            raise PreviewError(f"{tar}: unreadable shard ({e})") from None
 
 
 def mask_overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -90,24 +112,51 @@ def write_gif(s: Sample, path: Path, *, fps: float | None = None) -> Path:
     return path
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Errors are one line, ``genprop-preview: error: ...``, exit 2 (``--help`` unchanged)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject what would fail late (or write nothing) before reading any shard."""
+    if not args.path.exists():
+        p.error(f"{args.path} does not exist")
+    if args.num < 1:
+        p.error(f"--num: expected a number of samples >= 1, got {args.num}")
+    if args.frames < 1:
+        p.error(f"--frames: expected a number of frames >= 1, got {args.frames}")
+    # registered_extensions() loads PIL's plugins, so SAVE then lists every writable format.
+    if Image.registered_extensions().get(args.out.suffix.lower()) not in Image.SAVE:
+        p.error(
+            f"--out {args.out}: unknown image extension {args.out.suffix!r} "
+            "(expected e.g. .png, .jpg or .webp)"
+        )
+
+
+@console_signals("genprop-preview")
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``genprop-preview``."""
-    p = argparse.ArgumentParser(prog="genprop-preview", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="genprop-preview", description=__doc__.split("\n")[0])
     p.add_argument("path", type=Path, help="a shard .tar or a genprop-data output folder")
     p.add_argument("--out", type=Path, required=True, help="contact sheet PNG to write")
     p.add_argument("--num", type=int, default=6, help="number of samples (default 6)")
     p.add_argument("--frames", type=int, default=3, help="frames shown per sample (default 3)")
     p.add_argument("--gif-dir", type=Path, default=None, help="also write one GIF per sample")
     args = p.parse_args(argv)
-    if not args.path.exists():
-        p.error(f"{args.path} does not exist")
+    _check_args(p, args)
     samples = []
-    for s in iter_samples(args.path):
-        samples.append(s)
-        if len(samples) >= args.num:
-            break
+    try:
+        for s in iter_samples(args.path):
+            samples.append(s)
+            if len(samples) >= args.num:
+                break
+    except PreviewError as e:
+        p.error(str(e))
     if not samples:
-        p.error(f"no samples in {args.path}")
+        p.error(f"{args.path}: no samples in its shards")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     contact_sheet(samples, frames=args.frames).save(args.out)
     print(f"wrote {args.out} ({len(samples)} samples)")
