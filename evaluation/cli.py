@@ -1,11 +1,18 @@
-"""``genprop-eval``: score methods and baselines on a folder of evaluation cases.
+"""``genprop-eval``: score methods and baselines on toy evaluation cases or a real benchmark.
 
 ```
 genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,paste_first_frame,...]
              [--model DIR [--steps N] [--guidance G[,TASK=G...]] [--injection-weight W]
               [--preserve off|latent|pixel] [--mask-threshold P[,TASK=P...]] [--seed S]
               [--device cpu|cuda]] [--out DIR] [--clip DIR]
+genprop-eval --benchmark davis2017|prove-m|editverse --data DIR [--split SPLIT]
+             [--method NAME=DIR ...] [--model DIR ...] [--baselines ...] [--out DIR]
+             [--lpips DIR] [--dinov2 DIR] [--clip DIR]
 ```
+- ``--benchmark`` (default ``toy``: the case folders below) picks a real-footage benchmark of
+  :mod:`evaluation.boards`, read from ``--data`` (``--cases`` is for ``toy`` only); each board's
+  module says what its data and method folders look like and how it scores them. The sampling
+  options apply to the ``--model`` run as for ``toy``.
 - ``--method NAME=OUTDIR`` scores existing outputs ``OUTDIR/<id>/%05d.png`` (or ``<id>.mp4``) and
   optional MPD masks ``OUTDIR/<id>_masks/``.
 - ``--baselines`` (default: all; ``none`` to skip) computes the classical baselines from the case
@@ -23,8 +30,9 @@ genprop-eval --cases CASES [--method NAME=OUTDIR ...] [--baselines identity,past
   mask-threshold-sweep``) or ``--mask-threshold``; a new threshold rescores the same outputs.
   Other methods' mask PNGs count from 128.
 
-Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
-:mod:`evaluation.metrics_report`); metrics exclude frame 0, the given edited first frame.
+``toy`` writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/metrics.png`` (see
+:mod:`evaluation.metrics_report`); metrics exclude frame 0, the given edited first frame. A
+benchmark writes ``OUT/metrics.json`` and ``OUT/metrics.md`` (see :mod:`evaluation.boards.common`).
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ from tqdm.auto import tqdm
 from contracts.cases import output_masks
 from contracts.tasks import TASKS
 from evaluation.baselines import BASELINES, NotApplicableError, run_baseline
+from evaluation.boards import BOARDS, load_board
+from evaluation.boards.common import GenPropRun, prepare_run_dir
+from evaluation.boards.common import parse_methods as parse_board_methods
 from evaluation.cases import CaseError, EvalCase, list_cases, load_case, load_method_output
 from evaluation.clip_score import ClipScorer, ClipUnavailableError
 from evaluation.metrics_report import write_report
@@ -177,41 +188,24 @@ def ensure_genprop(model: Any, case: EvalCase, root: Path, options: dict[str, An
     write_mask_dir(output_masks(root, case.id), result.masks)
 
 
-def _read_run_key(run_file: Path) -> Any:
-    """The recorded key of a previous run (None when the file is damaged: outputs are stale)."""
-    try:
-        return json.loads(run_file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-
-
-def prepare_genprop_dir(root: Path, model_dir: Path, options: dict[str, Any]) -> None:
-    """Clear stale outputs in ``root`` when the model weights or options changed."""
-    weights = (model_dir / "model.safetensors").stat()
-    key = {
-        "model": str(model_dir.resolve()),
-        "size": weights.st_size,
-        "mtime_ns": weights.st_mtime_ns,
-        # The export's sampling defaults live in config.json: a change of them is a new run.
-        "config_mtime_ns": (model_dir / "config.json").stat().st_mtime_ns,
-        "options": options,
-    }
-    run_file = root / "run.json"
-    if run_file.is_file() and _read_run_key(run_file) != key:
-        for f in sorted(root.rglob("*.png"), reverse=True):
-            f.unlink()
-    root.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(key, indent=2))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``genprop-eval`` argument parser."""
     p = OneLineArgumentParser(prog="genprop-eval", description=__doc__.split("\n")[0])
-    p.add_argument("--cases", type=Path, required=True, help="case folder with index.json")
+    p.add_argument(
+        "--benchmark",
+        choices=("toy", *BOARDS),
+        default="toy",
+        help="toy: the case folders of --cases (default); else a real benchmark read from --data",
+    )
+    p.add_argument("--cases", type=Path, default=None, help="toy: case folder with index.json")
+    p.add_argument("--data", type=Path, default=None, help="the benchmark's dataset folder")
+    p.add_argument("--split", default=None, help="the benchmark's split (davis2017: val)")
     p.add_argument("--method", action="append", default=[], help="NAME=OUTDIR (repeatable)")
     p.add_argument("--baselines", default="all", help=f"comma list of {', '.join(BASELINES)}")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="report folder")
     p.add_argument("--clip", type=Path, default=None, help="local CLIP model folder")
+    p.add_argument("--lpips", type=Path, default=None, help="local LPIPS weights folder")
+    p.add_argument("--dinov2", type=Path, default=None, help="local DINOv2 model folder")
     p.add_argument("--model", type=Path, default=None, help="run this GenProp model on all cases")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", default=None, help="CFG scale G, or per task: G,tracking=G2,...")
@@ -240,27 +234,74 @@ def _load_clip(folder: Path | None, device: str, notes: list[str]) -> ClipScorer
         return None
 
 
+def _genprop_run(args: argparse.Namespace) -> GenPropRun | None:
+    """Check the sampling flags and load ``--model`` with them (None without ``--model``)."""
+    guidance = parse_guidance(args.guidance)
+    mask_thresholds = parse_mask_threshold(args.mask_threshold)
+    check_sampling_flags(steps=args.steps, guidance=None, injection_weight=args.injection_weight)
+    if args.model is None:
+        return None
+    model = load_model(args.model, args.device, args.allow_path)
+    preserve = preserve_from_args(args, model.config.sampling.preserve)
+    options = {
+        "steps": args.steps,
+        "guidance": guidance,
+        "injection_weight": args.injection_weight,
+        "seed": args.seed,
+        "preserve": None if preserve is None else dataclasses.asdict(preserve),
+    }
+    return GenPropRun(model, args.model, options, mask_thresholds)
+
+
+def run_board(args: argparse.Namespace) -> int:
+    """``--benchmark NAME`` (not toy): check the shared flags, then the board scores and reports
+    (:mod:`evaluation.boards`)."""
+    if args.cases is not None:
+        raise UsageError(f"--cases is for --benchmark toy; {args.benchmark} reads --data")
+    if args.data is None:
+        raise UsageError(f"--benchmark {args.benchmark} needs --data DIR, its dataset folder")
+    if not args.data.is_dir():
+        raise UsageError(f"{args.data}: --data folder not found")
+    module = BOARDS[args.benchmark]
+    try:
+        board = load_board(args.benchmark)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise UsageError(f"--benchmark {args.benchmark}: {module} is not installed") from None
+    args.methods = parse_board_methods(args.method, (GENPROP_METHOD, *BASELINES))
+    args.genprop = _genprop_run(args)
+    paths = board.run(args)
+    print(paths["md"].read_text())
+    for problem in json.loads(paths["json"].read_text()).get("errors", []):
+        print(f"genprop-eval: warning: {problem}", file=sys.stderr)
+    print(f"wrote {paths['json']}, {paths['md']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
     try:
         if args.out.exists() and not args.out.is_dir():
             raise UsageError(f"{args.out}: --out must be a folder, but it is a file")
+        if args.benchmark != "toy":
+            return run_board(args)
+        if args.cases is None:
+            raise UsageError(
+                "--cases CASES is required for the toy benchmark (or give --benchmark NAME "
+                "--data DIR)"
+            )
+        if args.data is not None or args.split is not None:
+            raise UsageError("--data and --split are for --benchmark NAME; toy reads --cases")
         refs = list_cases(args.cases)
         baselines = parse_baselines(args.baselines)
         methods = parse_methods(args.method, baselines)
-        guidance = parse_guidance(args.guidance)
-        mask_thresholds = parse_mask_threshold(args.mask_threshold)
-        check_sampling_flags(
-            steps=args.steps, guidance=None, injection_weight=args.injection_weight
-        )
-        model, preserve = None, None
-        if args.model is not None:
-            model = load_model(args.model, args.device, args.allow_path)
-            preserve = preserve_from_args(args, model.config.sampling.preserve)
+        run = _genprop_run(args)
     except (UsageError, CaseError) as e:
         print(f"genprop-eval: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    model = None if run is None else run.model
     if not (methods or baselines or model is not None):
         print(
             "genprop-eval: error: nothing to score; give --method, --baselines or --model",
@@ -269,17 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     notes: list[str] = []
     clip = _load_clip(args.clip, args.device, notes)
-    options = {
-        "steps": args.steps,
-        "guidance": guidance,
-        "injection_weight": args.injection_weight,
-        "seed": args.seed,
-        "preserve": None if preserve is None else dataclasses.asdict(preserve),
-    }
     folders = {n: args.out / "baselines" / n for n in baselines} | methods
-    if model is not None:
+    options = {} if run is None else run.options
+    if run is not None:
         folders[GENPROP_METHOD] = args.out / GENPROP_METHOD
-        prepare_genprop_dir(folders[GENPROP_METHOD], args.model, options)
+        prepare_run_dir(folders[GENPROP_METHOD], args.model, options)
     per_case: dict[str, dict[str, dict[str, float]]] = {m: {} for m in folders}
     case_tasks: dict[str, str] = {}
     not_applicable: dict[str, list[str]] = {}
@@ -299,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                     ensure_baseline(name, case, folder)
                 elif name == GENPROP_METHOD:
                     ensure_genprop(model, case, folder, options)
-                    threshold = value_for(mask_thresholds, case.task) or (
+                    threshold = value_for(run.mask_thresholds, case.task) or (
                         model.config.sampling.mask_threshold_for(case.task)
                     )
                     used_thresholds[case.task] = threshold
