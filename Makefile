@@ -222,11 +222,18 @@ $(eval $(call demo_chain,DEMO_GPU))
 demo-gpu: $(DEMO_GPU)/report.md ## The demo at 128x128 with a 65 M-parameter model (one H100/H200)
 	@echo "report: $(DEMO_GPU)/report.md"
 
+# The genprop-app page on the demo's GenProp export, with the demo's benchmark cases to pick from.
+APP_MODEL ?= $(DEMO)/train/stage2/export/last
+APP_PORT ?= 7860
+app: | $(STAMP) ## Serve the genprop-app page on the demo's model (http://127.0.0.1:APP_PORT; make demo first)
+	@test -f $(APP_MODEL)/config.json || { echo "make app: no model at $(APP_MODEL); run \`make demo\` first (or set APP_MODEL=EXPORT)"; exit 1; }
+	$(BIN)/genprop-app --model $(APP_MODEL) --port $(APP_PORT) $(if $(wildcard $(DEMO)/cases/index.json),--cases $(DEMO)/cases)
+
 toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview
+.PHONY: demo data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).
@@ -258,9 +265,13 @@ BENCH_PROPAGATE_ARGS ?=
 bench-propagate: | $(STAMP) ## Propagation s/frame/step + peak memory: fp32, bf16, offload model/sequential, 2 sequence-parallel ranks
 	$(BIN)/python -m benchmarks.propagate $(BENCH_PROPAGATE_ARGS) --out outputs/bench/propagate
 
+bench-propagate-memory: | $(STAMP) ## genprop-propagate's peak host memory on N and 4N frames (ratio ~1: streamed)
+	$(BIN)/python -m benchmarks.propagate_memory --out outputs/bench/propagate_memory
+
 bench: bench-data bench-train bench-model bench-cache ## All CPU benchmarks (bench-gpu on a GPU machine)
 
 .PHONY: bench bench-data bench-train bench-model bench-gpu bench-cache bench-propagate
+.PHONY: bench-propagate-memory
 
 gpu-check: | $(STAMP) ## One GPU check (~8 min on one H100): gpu tests + bench-gpu + bench-propagate on cuda + a shortened demo-gpu -> outputs/gpu_check/gpu_check.json
 	$(BIN)/python -m benchmarks.gpu_check --out outputs/gpu_check

@@ -9,5 +9,8 @@ imports nothing of theirs. It holds what more than one of them must agree on:
   ``genprop-data`` and ``genprop-cache`` both drive;
 * :mod:`contracts.shard_spec` — shard-spec expansion (folders, brace patterns, ``::`` lists);
 * :mod:`contracts.jsonfile` — the hardened JSON reader for untrusted files;
-* :mod:`contracts.cases` — the benchmark case-folder layout.
+* :mod:`contracts.frames` — the one frame decoder: image files and video frames to upright,
+  bounded, correctly scaled 8-bit RGB;
+* :mod:`contracts.cases` — the benchmark case-folder layout;
+* :mod:`contracts.ownership` — output-folder owner markers and the one-run-per-folder lock.
 """

@@ -44,10 +44,15 @@ MAX_REASON_CHARS = 2000
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+    """Write JSON to ``path`` through a temporary file and a rename (no temporary is left behind
+    when writing fails, e.g. on a full disk)."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:

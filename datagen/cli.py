@@ -14,8 +14,10 @@ no samples"), 2 when the input itself is unusable (missing file, bad JSON, bad o
 Without ``dry_run=true`` the job builds training shards (:mod:`datagen.runner`) and prints a
 one-line summary. Exit status: 0 on success; 1 when shards failed or fewer than
 ``min_yield`` × ``num_samples`` samples were built (the line counts the reasons; the manifest is
-written and a rerun resumes); 2 for bad options or an unusable input. Errors are one line on
-stderr, never a traceback.
+written and a rerun resumes), or when the output folder cannot be written (e.g. a full disk);
+2 for bad options, an unusable input, or an ``output_dir`` this job may not write (not
+``genprop-data``'s, made by another config, or in use by another run; see
+:mod:`contracts.ownership`). Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -109,6 +111,11 @@ def run_shards(cfg: DictConfig) -> int:
         return 2
     except JobFailed as e:
         print(f"genprop-data: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # The output folder cannot be written (full disk, no permission): one line, no traceback.
+        where = f" {e.filename}" if e.filename else ""
+        print(f"genprop-data: error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
         return 1
     m = result.manifest
     print(

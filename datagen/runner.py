@@ -1,5 +1,8 @@
 """``run_job(cfg)``: build all shards of a ``genprop-data`` job, with Ray (or in-process).
 
+0. The driver claims ``output_dir`` (:mod:`contracts.ownership`) before any work: a new or empty
+   folder, or one whose owner marker names ``genprop-data`` and this config hash (else refused
+   unless ``overwrite``), and holds its lock for the whole job, Ray workers included.
 1. The driver opens the reader, lists the videos and plans every shard up front
    (:mod:`datagen.plan`); shards already finished with this config are skipped (resume).
 2. One task per remaining shard builds its samples (:mod:`datagen.sample_builder`) and writes the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,11 +45,18 @@ from contracts.jobs import (
     clear_other_jobs,
     failed_shards_line,
     gather_ray_tasks,
-    remove_stale_temporaries,
     run_shard_tasks,
     watch_driver,
     write_json_atomic,
     write_jsonl,
+)
+from contracts.jsonfile import read_json_object
+from contracts.ownership import (
+    MARKER,
+    FolderClaim,
+    FolderError,
+    owned_folder,
+    remove_own_temporaries,
 )
 from contracts.schema import SCHEMA_VERSION
 from datagen.job_config import ConfigError, check_job_config, check_output_dir
@@ -60,7 +71,7 @@ from datagen.shard_task import (
     shard_task_options,
     task_threads,
 )
-from datagen.shards import read_stats
+from datagen.shards import read_stats, stats_config
 
 # Keys that change how a job runs, not what it produces: excluded from the config hash.
 RUNTIME_KEYS = (
@@ -74,6 +85,9 @@ RUNTIME_KEYS = (
     "min_yield",
     "hydra",
 )
+TOOL = "genprop-data"
+# The files a job writes in output_dir (their stale ``NAME.tmp-PID`` temporaries are removed).
+_JOB_FILE = re.compile(r"shard-\d{6}\.(tar|json)|manifest\.json|errors\.jsonl")
 # Wording of the failed-attempt kinds that are errors rather than skips (see SKIP_KINDS).
 ERROR_KINDS = {
     "bad_video": "bad video",
@@ -127,12 +141,25 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
     plain = json.loads(json.dumps(plain))  # plain JSON types only: hashable, picklable
     check_job_config(plain)
     out = check_output_dir(plain["output_dir"])
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"output_dir: cannot create {out} ({e.strerror or e})") from e
-    remove_stale_temporaries(out)
     chash = config_hash(plain)
+    overwrite = bool(plain.get("overwrite", False))
+    try:
+        with owned_folder(
+            out,
+            tool=TOOL,
+            config=chash,
+            overwrite=overwrite,
+            adopt=earlier_output,
+            other_config=partial(_other_config, chash=chash),
+        ) as claim:
+            return _run_job(plain, out, chash, claim)
+    except FolderError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _run_job(plain: dict[str, Any], out: Path, chash: str, claim: FolderClaim) -> JobResult:
+    """:func:`run_job` inside its claimed and locked ``output_dir``."""
+    remove_own_temporaries(out, _is_job_file)
     _check_output_dir(out, chash, overwrite=bool(plain.get("overwrite", False)))
     spec = JobSpec.from_config(plain, output_dir=str(out), config_hash=chash)
     video_ids = spec.open_reader().list_videos()
@@ -149,6 +176,8 @@ def run_job(cfg: DictConfig | dict[str, Any]) -> JobResult:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"mix/tasks: {e}") from e
     todo = [p for p in plans if read_stats(out, p.name, chash) is None]
+    _refuse_strays(out, todo, claim)
+    claim.record_outputs(p.name for p in plans)
     ray_cfg = plain.get("ray") or {}
     ids = sorted(set(video_ids))
     here_threads = task_threads(float(ray_cfg.get("cpus_per_task", 1)))
@@ -238,7 +267,11 @@ def _ray_build_shard(
 
 
 def _check_output_dir(out: Path, chash: str, *, overwrite: bool) -> None:
-    """Refuse to mix shards of two configs in one folder (or clear them with ``overwrite``)."""
+    """Refuse to mix shards of two configs in one folder (or clear them with ``overwrite``).
+
+    Only shards whose stats a ``genprop-data`` job wrote count (and are cleared); other files
+    are not this job's and are left alone.
+    """
 
     def refusal(stats: Path, other: Any) -> ConfigError:
         return ConfigError(
@@ -247,12 +280,59 @@ def _check_output_dir(out: Path, chash: str, *, overwrite: bool) -> None:
         )
 
     clear_other_jobs(
-        sorted(out.glob("shard-*.json")),
+        [p for p in sorted(out.glob("shard-*.json")) if stats_config(p) is not None],
         key_field="config_hash",
         key=chash,
         overwrite=overwrite,
         refusal=refusal,
     )
+
+
+def _other_config(out: Path, marker: dict[str, Any], *, chash: str) -> str:
+    return (
+        f"output_dir: {out} holds shards of another config ({MARKER}: config_hash "
+        f"{marker.get('config_hash')!r}, this job: {chash!r}); use a new output_dir or pass "
+        "overwrite=true"
+    )
+
+
+def _refuse_strays(out: Path, todo: Sequence[ShardPlan], claim: FolderClaim) -> None:
+    """Refuse to replace a shard tar this tool did not record (unless ``overwrite``).
+
+    In a folder of ours, a tar without finished stats is one a killed run of this job left (its
+    name is in the marker's outputs) and is rebuilt; any other is someone else's file.
+    """
+    if claim.fresh or claim.taken_over or not claim.previous or claim.previous.get("adopted"):
+        return
+    known = claim.known_outputs()
+    strays = [p.name for p in todo if p.name not in known and (out / f"{p.name}.tar").exists()]
+    if strays:
+        raise ConfigError(
+            f"output_dir: {out / strays[0]}.tar was not written by this job (not in {MARKER}); "
+            "move it away or pass overwrite=true to replace it"
+        )
+
+
+def earlier_output(out: Path) -> str | None:
+    """The config hash of a ``genprop-data`` folder written before owner markers existed (from
+    its ``manifest.json``, else from its shard stats), or ``None`` when it is not one."""
+    try:
+        manifest = read_json_object(out / "manifest.json", what="manifest")
+    except ValueError:
+        manifest = {}
+    chash = manifest.get("config_hash")
+    if isinstance(chash, str) and "schema_version" in manifest and "shards" in manifest:
+        return chash
+    for stats in sorted(out.glob("shard-*.json")):
+        found = stats_config(stats)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_job_file(name: str) -> bool:
+    """Whether ``name`` is a file a ``genprop-data`` job writes (for its stale temporaries)."""
+    return bool(_JOB_FILE.fullmatch(name)) or name == MARKER
 
 
 def _write_manifest(

@@ -23,6 +23,7 @@ from typing import Any
 import webdataset as wds
 
 from contracts.jobs import write_json_atomic
+from contracts.jsonfile import read_json_object
 from contracts.schema import Sample, encode_sample
 
 
@@ -43,6 +44,19 @@ def read_stats(output_dir: Path, name: str, config_hash: str) -> dict[str, Any] 
     if not isinstance(data, dict) or data.get("config_hash") != config_hash:
         return None
     return data
+
+
+def stats_config(path: Path) -> str | None:
+    """The config hash in ``path`` when it is the stats file of a shard a ``genprop-data`` job
+    wrote (``NAME.json`` naming ``NAME.tar`` and a config hash), else ``None``."""
+    try:
+        data = read_json_object(path, what="shard stats")
+    except ValueError:
+        return None
+    chash = data.get("config_hash")
+    if not isinstance(chash, str) or data.get("tar") != f"{path.stem}.tar":
+        return None
+    return chash
 
 
 def write_shard(

@@ -1,16 +1,19 @@
-"""Safe, bounded, lazy frame access: image files (PIL) and mp4 files (PyAV).
+"""Safe, bounded, lazy frame access for the dataset readers: image files and mp4 files.
 
 Every reader goes through these helpers so that the same rules hold everywhere:
 
 - paths must stay inside the dataset root and name regular files (:mod:`datagen.readers.paths`);
 - declared sizes are checked before anything is allocated (:func:`check_geometry`);
-- images are size-checked from their header before their pixels are decoded;
-- every image mode decodes to correct 8-bit RGB: 16-bit greyscale is scaled (``v >> 8``), not
-  clipped to white (:func:`to_rgb8`);
+- pixels are decoded by the project's one frame decoder, :mod:`contracts.frames`: images are
+  size-checked from their header before their pixels are decoded, every image mode decodes to
+  correct 8-bit RGB (16-bit greyscale is scaled, ``v >> 8``, not clipped to white), and frames
+  come out upright, as a viewer shows them (EXIF orientation of images, display matrix of
+  videos), with every size the readers report and check being the upright size;
 - videos are decoded frame by frame, never held whole in memory.
 
-Errors are raised as :class:`FrameError` with a message naming the file; readers turn them into
-:class:`~datagen.record.BadVideo` for the video concerned.
+Errors are raised as :class:`FrameError` (the same class as :class:`contracts.frames.FrameError`)
+with a message naming the file; readers turn them into :class:`~datagen.record.BadVideo` for the
+video concerned.
 """
 
 from __future__ import annotations
@@ -18,28 +21,46 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import struct
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
 
+from contracts import frames as _frames
+from contracts.frames import (
+    DECODE_ERRORS,
+    MAX_FRAME_PIXELS,
+    FrameError,
+    decode_image,
+    display_orientation,
+    frame_to_rgb8,
+    image_size,
+    open_image,
+    to_rgb8,
+)
 from datagen.readers.fields import FieldError, as_int
 
-# Upper bounds on what any reader agrees to decode (a 8K frame is 7680x4320).
-MAX_FRAME_PIXELS = 8192 * 8192
+__all__ = [
+    "DECODE_ERRORS",
+    "IMAGE_EXTENSIONS",
+    "MAX_FRAME_PIXELS",
+    "MAX_VIDEO_FRAMES",
+    "FrameError",
+    "check_geometry",
+    "find_image",
+    "image_size",
+    "iter_video_frames",
+    "numbered_indices",
+    "open_image",
+    "probe_video",
+    "read_rgb",
+    "to_rgb8",
+]
+
 MAX_VIDEO_FRAMES = 100_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-# What PIL raises on corrupt or truncated files besides OSError (bad chunks, short reads).
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
-
-
-class FrameError(ValueError):
-    """A frame file is missing, escapes the root, is too large or cannot be decoded."""
 
 
 def check_geometry(
@@ -94,75 +115,13 @@ def find_image(path: Path) -> Path | None:
     return None
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open an image lazily (header only) with its pixel count bounded."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise FrameError(f"{path}: image too large to decode ({e})") from e
-    except FileNotFoundError as e:
-        raise FrameError(f"{path}: file not found") from e
-    except DECODE_ERRORS as e:
-        raise FrameError(f"{path}: not a readable image ({e})") from e
-    if im.width * im.height > MAX_FRAME_PIXELS:
-        im.close()
-        raise FrameError(f"{path}: image {im.width}x{im.height} exceeds {MAX_FRAME_PIXELS} pixels")
-    return im
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the image header, without decoding pixels."""
-    with open_image(path) as im:
-        return im.width, im.height
-
-
-def to_rgb8(im: Image.Image) -> np.ndarray:
-    """Pixels of any supported image mode as ``(H, W, 3)`` uint8 RGB.
-
-    16-bit greyscale (``I;16*``, or ``I`` holding values in ``0..65535``) keeps its 8 high bits
-    (``v >> 8``, i.e. ``v / 257`` rounded down): PIL's own conversion would clip every value
-    above 255 to white. 16-bit RGB(A) and LA PNGs already decode to 8 bits per channel. Alpha is
-    dropped (``LA``, ``RGBA``, ``PA``); palette images take their palette colours.
-
-    Raises:
-        FrameError: floating-point images or 32-bit values outside ``0..65535``.
-    """
-    if im.mode.startswith("I;16") or im.mode == "I":
-        arr = np.asarray(im)
-        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
-            raise FrameError(
-                f"unsupported {im.mode!r} image with values outside 0..65535; expected 8- or "
-                "16-bit pixels"
-            )
-        grey = (arr.astype(np.uint32) >> 8).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    if im.mode == "F":
-        raise FrameError("unsupported floating-point ('F') image; expected 8- or 16-bit pixels")
-    rgb = np.asarray(im.convert("RGB"))
-    if rgb.dtype != np.uint8 or rgb.shape != (im.height, im.width, 3):
-        raise FrameError(f"image mode {im.mode!r} did not decode to 8-bit RGB")
-    return rgb
-
-
 def read_rgb(path: Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an image to ``(H, W, 3)`` uint8 RGB, checking ``size = (width, height)`` first.
+    """Decode an image upright to ``(H, W, 3)`` uint8 RGB, checking ``size = (width, height)``
+    (as displayed) from the header first.
 
-    See :func:`to_rgb8` for how each image mode is converted.
+    See :func:`contracts.frames.decode_image`.
     """
-    with open_image(path) as im:
-        if size is not None and im.size != size:
-            raise FrameError(
-                f"{path}: image is {im.width}x{im.height}, expected {size[0]}x{size[1]} "
-                "(the video's width x height)"
-            )
-        try:
-            return to_rgb8(im)
-        except FrameError as e:
-            raise FrameError(f"{path}: {e}") from e
-        except DECODE_ERRORS as e:  # truncated or corrupt file
-            raise FrameError(f"{path}: cannot decode image ({e})") from e
+    return decode_image(path, size=size)
 
 
 def numbered_indices(stems: Sequence[str]) -> tuple[int, ...]:
@@ -176,23 +135,10 @@ def numbered_indices(stems: Sequence[str]) -> tuple[int, ...]:
 
 
 def probe_video(path: Path) -> tuple[int, int, int, float | None]:
-    """``(width, height, frame_count, fps)`` from an mp4 header (frame_count 0 when unknown)."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise FrameError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate
-            return (
-                stream.codec_context.width,
-                stream.codec_context.height,
-                int(stream.frames or 0),
-                float(rate) if rate else None,
-            )
-    except FileNotFoundError as e:
-        raise FrameError(f"{path}: video file not found") from e
-    except (av.FFmpegError, OSError) as e:
-        raise FrameError(f"{path}: unreadable video ({e})") from e
+    """``(width, height, frame_count, fps)`` of a video as displayed (frame_count 0 when the
+    header does not say); see :func:`contracts.frames.probe_video`."""
+    info = _frames.probe_video(path)
+    return info.width, info.height, info.frames, info.fps
 
 
 def iter_video_frames(
@@ -207,11 +153,11 @@ def iter_video_frames(
     Args:
         path: the video file.
         wanted: source frame indices, each in ``[0, total)``.
-        size: expected ``(width, height)``.
+        size: expected ``(width, height)`` as displayed.
         total: expected number of frames in the file.
 
     Yields:
-        ``(H, W, 3)`` uint8 RGB frames.
+        ``(H, W, 3)`` uint8 RGB frames, upright (the display matrix applied).
 
     Raises:
         FrameError: unreadable file, wrong size, or fewer frames than ``total`` (truncated).
@@ -235,14 +181,21 @@ def iter_video_frames(
             # As many decoder threads as the task's CPUs (a shard task sets OMP_NUM_THREADS to
             # its num_cpus), not FFmpeg's one per core of the node.
             stream.codec_context.thread_count = _decoder_threads()
+            orientation = None  # the stream's: read from the first decoded frame we keep
             for n, frame in enumerate(container.decode(stream)):
                 if n in needed:
-                    if (frame.width, frame.height) != size:
+                    try:
+                        if orientation is None:
+                            orientation = display_orientation(frame)
+                        rgb = frame_to_rgb8(frame, orientation=orientation)
+                    except FrameError as e:
+                        raise FrameError(f"{path}: frame {n}: {e}") from e
+                    if (rgb.shape[1], rgb.shape[0]) != size:
                         raise FrameError(
-                            f"{path}: frame {n} is {frame.width}x{frame.height}, expected "
-                            f"{size[0]}x{size[1]}"
+                            f"{path}: frame {n} is {rgb.shape[1]}x{rgb.shape[0]} (as displayed), "
+                            f"expected {size[0]}x{size[1]}"
                         )
-                    buffered[n] = frame.to_ndarray(format="rgb24")
+                    buffered[n] = rgb
                 while pos < len(wanted) and wanted[pos] in buffered:
                     idx = wanted[pos]
                     pos += 1

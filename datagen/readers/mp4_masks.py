@@ -8,8 +8,10 @@ are palette ``P`` id maps (pixel = object id, 0 background, 255 void) or binary 
 The mp4 and the mask files must be regular files inside ``root`` once links are followed,
 unless ``allow_links_outside`` is set.
 
-Frames are decoded lazily from the mp4 with PyAV; the frame rate comes from the mp4. Object ids
-are found by reading every mask PNG once per process (cached, see
+Frames are decoded lazily from the mp4 with PyAV, upright: the mp4's display matrix (a phone's
+portrait recording) is applied, so the video's size is its size as played and the masks are
+drawn on the frames as played (:mod:`contracts.frames`); the frame rate comes from the mp4.
+Object ids are found by reading every mask PNG once per process (cached, see
 :func:`datagen.readers.vos.scan_object_ids`). A video is unusable (:class:`BadVideo`) when its
 mask folder is missing or empty, when the number of masks differs from the number of video
 frames, when a mask has another size or an unsupported mode, or when the mp4 is unreadable.

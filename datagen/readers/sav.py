@@ -3,8 +3,9 @@
 Layout: ``<root>/sav_XXXXXX.mp4`` + ``sav_XXXXXX_manual.json`` (+ optional ``_auto.json``). The
 24 fps video is annotated on every 4th frame: ``masklet[i][j]`` is the mask of masklet ``j`` on
 video frame ``4*i``, so the annotated frames run at 6 fps. Frames are decoded straight from the
-mp4 with PyAV (no JPEG extraction pass). Empty RLEs and ``null`` both mean "absent"; numeric
-fields may be floats (``483.0``).
+mp4 with PyAV (no JPEG extraction pass), upright: a display matrix is applied, and
+``video_width`` x ``video_height`` must be the size as played (:mod:`contracts.frames`). Empty
+RLEs and ``null`` both mean "absent"; numeric fields may be floats (``483.0``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ Layout: ``<root>/JPEGImages[/<resolution>]/<seq>/<frame>.jpg|png`` and
   value in ``64..254`` means a soft or anti-aliased single-object mask (a resized or feathered
   0/255 mask), thresholded at 128 into object 1, never one object per grey level.
 
+Frames are read as displayed (their EXIF orientation applied, :mod:`contracts.frames`), and so
+are masks: DAVIS / YouTube-VOS masks are drawn on the frames as displayed and carry no EXIF, so a
+phone JPEG stored sideways with an Orientation tag fits its mask, and the sequence's size is the
+displayed size.
+
 Every frame and mask must be a regular file inside ``JPEGImages[/<resolution>]`` or
 ``Annotations[/<resolution>]`` once links are followed (those folders themselves may be links,
 e.g. to another disk); FIFOs and links out of them are refused (:mod:`datagen.readers.paths`).
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.frames import exif_orientation
 from datagen.readers.fields import FieldError, as_fps, as_int
 from datagen.readers.frames import (
     IMAGE_EXTENSIONS,
@@ -58,6 +64,10 @@ ID_CACHE_SIZE = 100_000
 def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.ndarray:
     """Decode one mask PNG to an ``(H, W)`` uint8 id map (0 background, 255 void).
 
+    Masks are drawn on the frames as displayed, and frames are read upright (EXIF orientation
+    applied, :mod:`contracts.frames`), so a mask is read as displayed too: as stored, since
+    annotation PNGs carry no EXIF, or turned by its own EXIF orientation when it has one.
+
     Args:
         path: the PNG.
         size: the frame size ``(width, height)``.
@@ -74,13 +84,15 @@ def read_id_map(path: Path, size: tuple[int, int], tolerance: int = 2) -> np.nda
                 f"{path}: unsupported mask PNG mode {im.mode!r}; expected palette 'P' (object id "
                 "per pixel) or binary 'L'/'1' (0/255)"
             )
-        if abs(im.width - size[0]) > tolerance or abs(im.height - size[1]) > tolerance:
+        orientation = exif_orientation(im)
+        width, height = orientation.displayed_size(im.width, im.height)
+        if abs(width - size[0]) > tolerance or abs(height - size[1]) > tolerance:
             raise FrameError(
-                f"{path}: mask is {im.width}x{im.height}, expected {size[0]}x{size[1]} (frame size,"
+                f"{path}: mask is {width}x{height}, expected {size[0]}x{size[1]} (frame size,"
                 f" within {tolerance} px)"
             )
         try:
-            arr = np.asarray(im)
+            arr = orientation.apply(np.asarray(im))
         except OSError as e:
             raise FrameError(f"{path}: cannot decode mask ({e})") from e
         mode = im.mode

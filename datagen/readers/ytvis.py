@@ -4,6 +4,9 @@ Layout (FORMATS.md §1): one JSON with ``videos``, ``annotations`` (one entry pe
 ``categories``; frames at ``<frames>/<file_names[i]>``. Masks are list-counts RLE, string-counts RLE
 or polygons, ``null`` where the object is absent; ``areas`` are not trusted (recomputed from masks).
 
+Frames are read as displayed (EXIF orientation applied, :mod:`contracts.frames`): the video's
+``width`` / ``height`` and its masks are those of the displayed frames.
+
 Ids: a record's ``video_id`` is the video entry's ``id`` (as a string), or its ``name`` when it
 has one; an object's id is the track ``id``, or its ``object_id`` when it has one (the toy world
 writes both extensions so that ids match its ground-truth folders).

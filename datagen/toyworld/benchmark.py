@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ import numpy as np
 
 from contracts.cases import INDEX, INDEX_VERSION, CaseFolder, frame_name
 from contracts.jobs import write_json_atomic
+from contracts.ownership import MARKER, UNKNOWN_CONFIG, owned_folder
 from contracts.tasks import TASKS, TRACKING_PROMPT
 
 from .render import RenderedVideo, render_video
@@ -45,6 +47,7 @@ from .writer import stderr_progress, write_png
 # slot, so these slots define the benchmark's cases; cases are written in slot order.
 _SLOTS = dict(zip(TASKS, (0, 2, 1, 3, 4), strict=True))
 CASE_ORDER = tuple(sorted(TASKS, key=_SLOTS.__getitem__))
+TOOL = "genprop-toyworld benchmark"
 _MIN_AREA = 0.04  # edited object covers at least 4 % of frame 0
 _MIN_PRESENT = 0.75  # ... and is visible on at least 75 % of the frames
 _HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
@@ -232,7 +235,17 @@ def write_benchmark(
     force: bool = False,
     progress: Callable[[str], None] | None = stderr_progress,
 ) -> Path:
-    """Write ``cases_per_task`` cases for each task under ``root`` (see module docstring)."""
+    """Write ``cases_per_task`` cases for each task under ``root`` (see module docstring).
+
+    ``root`` must be new, empty, or a case folder this command wrote with the same parameters
+    (its owner marker, :mod:`contracts.ownership`); ``force`` rewrites a folder of other
+    parameters or a foreign one, touching only the case folders and ``index.json`` it writes.
+    A second run into ``root`` while one is writing it is refused.
+
+    Raises:
+        ValueError: unknown tasks, ``cases_per_task < 1``, or ``root`` may not be written
+            (:class:`contracts.ownership.FolderError`, one line naming it).
+    """
     root, say = Path(root), progress or (lambda _m: None)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or cases_per_task < 1:
@@ -241,22 +254,56 @@ def write_benchmark(
     if not force and _complete(root, ids, cfg, seed):
         say(f"{root}: benchmark complete ({len(ids)} cases), nothing to do")
         return root
-    (root / INDEX).unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for task in tasks:
-        j = _SLOTS[task]
-        for i in range(cases_per_task):
-            case_id = f"{task}_{i:03d}"
-            for attempt in range(1000):
-                case = build_case(task, case_id, cfg, seed, j * 100_000 + i * 1000 + attempt)
-                if case is not None:
-                    break
-            else:
-                raise RuntimeError(f"{case_id}: no suitable toy-world video in 1000 attempts")
-            write_case(root, case, cfg, seed)
-            entries.append({"id": case_id, "task": task, "dir": case_id})
-        say(f"{task}: {cases_per_task} cases")
-    write_json_atomic(root / INDEX, {"version": INDEX_VERSION, "cases": entries})
+    params = {"world": cfg.to_dict(), "seed": seed, "tasks": list(tasks), "cases": cases_per_task}
+    with owned_folder(
+        root,
+        tool=TOOL,
+        config=params,
+        overwrite=force,
+        adopt=_earlier_cases,
+        what="--out",
+        overwrite_hint="--force",
+        other_config=_other_params,
+        details={"params": params},
+    ) as claim:
+        claim.record_outputs([*ids, INDEX])
+        (root / INDEX).unlink(missing_ok=True)
+        entries = []
+        for task in tasks:
+            j = _SLOTS[task]
+            for i in range(cases_per_task):
+                case_id = f"{task}_{i:03d}"
+                for attempt in range(1000):
+                    case = build_case(task, case_id, cfg, seed, j * 100_000 + i * 1000 + attempt)
+                    if case is not None:
+                        break
+                else:
+                    raise RuntimeError(f"{case_id}: no suitable toy-world video in 1000 attempts")
+                write_case(root, case, cfg, seed)
+                entries.append({"id": case_id, "task": task, "dir": case_id})
+            say(f"{task}: {cases_per_task} cases")
+        write_json_atomic(root / INDEX, {"version": INDEX_VERSION, "cases": entries})
     say(f"wrote {len(entries)} cases to {root}")
     return root
+
+
+def _earlier_cases(root: Path) -> str | None:
+    """A case folder written by this command before owner markers existed (its index names
+    cases in ``<task>_<nnn>`` folders): ours, with parameters unknown."""
+    try:
+        index = json.loads((root / INDEX).read_text())
+        ids = [c["id"] for c in index["cases"]]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+    ours = ids and all(isinstance(i, str) and re.fullmatch(r"[a-z]+_\d{3}", i) for i in ids)
+    return UNKNOWN_CONFIG if ours else None
+
+
+def _other_params(root: Path, marker: dict) -> str:
+    params = marker.get("params") if isinstance(marker.get("params"), dict) else {}
+    seed, cases = params.get("seed", "?"), params.get("cases", "?")
+    return (
+        f"--out: {root} holds benchmark cases written with other parameters (seed {seed}, "
+        f"{cases} cases per task, ...; see {MARKER}); rerun with those parameters, use another "
+        "folder, or pass --force to rewrite its cases"
+    )

@@ -9,7 +9,10 @@ Usage::
     genprop-toyworld preview --root DIR --out PNG [--videos K] [--steps S]
 
 Progress goes to stderr; the last stdout line is the output path. A rerun over a complete output
-with the same parameters does nothing unless ``--force``.
+with the same parameters does nothing unless ``--force``. ``write`` and ``benchmark`` write only a
+new or empty folder or one they wrote themselves (``world.json`` / ``.genprop-owner.json``) with
+the same parameters; ``--force`` allows any other and still touches only the files they write. A
+second run into a folder being written is refused. Errors are one line, exit status 2.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Extensions to the YouTube-VIS fields: each video entry has ``name`` (``toy_00000
 Category names are the shape names (:data:`~datagen.toyworld.world.SHAPES`, ids from 1).
 
 Videos are rendered and written one at a time (optionally in worker processes); each video depends
-only on ``(seed, index)``. A rerun over a complete output with the same parameters does nothing.
+only on ``(seed, index)``. A rerun over a complete output with the same parameters does nothing;
+a second writer into a folder being written is refused (:class:`contracts.ownership.FolderLock`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from contracts.jobs import write_json_atomic
+from contracts.ownership import LOCK_FILE, FolderLock
 
 from .ground_truth import save_ground_truth
 from .render import RenderedVideo, render_video
@@ -151,6 +153,16 @@ def write_dataset(
     root = Path(root)
     say = progress or (lambda _msg: None)
     description = world_description(cfg, seed, num_videos)
+    # One writer at a time (a second run into root is refused); world.json is the owner marker.
+    with FolderLock(root, what="--out"):
+        return _write_locked(root, cfg, description, workers=workers, force=force, say=say)
+
+
+def _write_locked(
+    root: Path, cfg: WorldConfig, description: dict, *, workers: int, force: bool, say: Callable
+) -> Path:
+    """:func:`write_dataset` while holding ``root``'s lock."""
+    seed, num_videos = description["seed"], description["num_videos"]
     if is_complete(root, description) and not force:
         say(f"{root}: complete ({num_videos} videos, seed {seed}), nothing to do")
         return root
@@ -159,7 +171,8 @@ def write_dataset(
             f"{root}/world.json describes another toy world; pass --force (force=True) to overwrite"
         )
     ours = (root / "world.json").is_file() or (root / _INCOMPLETE).is_file()
-    if root.is_dir() and any(root.iterdir()) and not ours and not force:
+    others = [p for p in root.iterdir() if p.name != LOCK_FILE] if root.is_dir() else []
+    if others and not ours and not force:
         raise FileExistsError(
             f"{root}: not empty and not a toy-world folder (no world.json); refusing to write "
             "into it; pass --force (force=True) to overwrite its JPEGImages/ and ground_truth/"

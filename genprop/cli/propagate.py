@@ -14,6 +14,12 @@ they predict, 0/255 PNGs: the pixels whose probability reaches ``--mask-threshol
 export's threshold for the task, ``config.json``'s ``sampling.task_mask_threshold``). Bad input
 exits with code 2 and one line naming the file and the fix.
 
+The input is decoded and the outputs written chunk by chunk (host memory flat in the video's
+length). Outputs never go over inputs (an output that is, holds or lies inside an input, or two
+outputs that overlap, are refused) and each is put in place whole at the end: an mp4 through a
+temporary file, a folder by swapping in a new one; an existing folder is replaced only when it is
+empty or a previous result (it has the marker file ``.genprop-result.json``).
+
 ``--dtype bf16`` loads the weights in bf16 (what diffusers keeps in fp32 for Wan stays fp32);
 ``--offload model|sequential`` keeps the weights on the CPU and moves each component (or layer) to
 ``--device`` only while it runs; ``--sequence-parallel N`` under ``torchrun`` splits the
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +46,17 @@ from genprop.cli.usage import (
     check_sampling_flags,
     preserve_from_args,
 )
-from genprop.inference.video_io import (
-    VideoReadError,
-    read_image,
-    read_video,
-    write_mask_dir,
-    write_output,
+from genprop.inference.outputs import (
+    OutputPathError,
+    ResultOutputs,
+    check_output_paths,
+    check_result_folder,
 )
+from genprop.inference.video_io import VideoReadError, open_video, read_image
 from genprop.sampling_options import check_mask_threshold
 
 MODEL_FILES = ("config.json", "model.safetensors")
+VIDEO_HINT = "--video must be an mp4 or a folder of PNG/JPG frames"
 
 
 def check_model_dir(folder: Path) -> None:
@@ -84,29 +92,40 @@ def check_output_path(path: Path) -> None:
         raise UsageError(f"{path}: --out exists and is not a file")
 
 
-def load_inputs(
-    video_path: Path, first_path: Path, max_frames: int | None
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Read the video and the edited first frame; their sizes must match.
+class InputFrames:
+    """The input video, decoded frame by frame as the propagation asks for it.
 
-    Returns:
-        ``(frames (T, H, W, 3) uint8, first (H, W, 3) uint8, fps)``.
+    Attributes:
+        first: the edited first frame, (H, W, 3) uint8, the video's frame size.
+        fps: the video's frame rate.
+        count: its number of frames (after ``--max-frames``).
+        size: its frame size ``(W, H)``.
     """
-    try:
-        video = read_video(video_path, max_frames=max_frames)
-    except VideoReadError as e:
-        raise UsageError(f"{e}; --video must be an mp4 or a folder of PNG/JPG frames") from e
-    try:
-        first = read_image(first_path)
-    except VideoReadError as e:
-        raise UsageError(f"{e}; --first-frame must be a PNG/JPG image") from e
-    H, W = video.frames.shape[1:3]
-    if first.shape[:2] != (H, W):
-        raise UsageError(
-            f"{first_path}: edited first frame is {first.shape[1]}x{first.shape[0]} but the video "
-            f"{video_path} is {W}x{H}; resize the edit to {W}x{H} (the video's frame size)"
-        )
-    return video.frames, first, video.fps
+
+    def __init__(self, video_path: Path, first_path: Path, max_frames: int | None) -> None:
+        try:
+            self._stream = open_video(video_path, max_frames=max_frames)
+        except VideoReadError as e:
+            raise UsageError(f"{e}; {VIDEO_HINT}") from e
+        try:
+            self.first = read_image(first_path)
+        except VideoReadError as e:
+            raise UsageError(f"{e}; --first-frame must be a PNG/JPG image") from e
+        H, W = self._stream.height, self._stream.width
+        if self.first.shape[:2] != (H, W):
+            raise UsageError(
+                f"{first_path}: edited first frame is {self.first.shape[1]}x"
+                f"{self.first.shape[0]} but the video {video_path} is {W}x{H}; resize the edit "
+                f"to {W}x{H} (the video's frame size)"
+            )
+        self.fps, self.count, self.size = self._stream.fps, self._stream.count, (W, H)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The frames, once; a frame that cannot be read is a :class:`UsageError`."""
+        try:
+            yield from self._stream
+        except VideoReadError as e:
+            raise UsageError(f"{e}; {VIDEO_HINT}") from e
 
 
 def load_model(
@@ -230,15 +249,31 @@ def add_allow_path(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse outputs over inputs or over each other, and folder targets holding foreign files."""
+    check_output_path(args.out)
+    try:
+        check_output_paths(
+            {"--video": args.video, "--first-frame": args.first_frame, "--model": args.model},
+            {"--out": args.out, "--masks-out": args.masks_out, "--regions-out": args.regions_out},
+        )
+        for flag, folder in (
+            ("--out", args.out if args.out.is_dir() or args.out.suffix.lower() != ".mp4" else None),
+            ("--masks-out", args.masks_out),
+            ("--regions-out", args.regions_out),
+        ):
+            if folder is not None:
+                check_result_folder(folder.resolve(), flag)
+    except OutputPathError as e:
+        raise UsageError(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
     try:
         task = check_task(args.task)
-        check_output_path(args.out)
-        for flag, folder in (("--masks-out", args.masks_out), ("--regions-out", args.regions_out)):
-            if folder is not None and folder.exists() and not folder.is_dir():
-                raise UsageError(f"{folder}: {flag} must be a folder, but it is a file")
+        check_paths(args)
         if args.mask_threshold is not None:
             try:
                 check_mask_threshold(args.mask_threshold, "--mask-threshold")
@@ -254,17 +289,18 @@ def main(argv: list[str] | None = None) -> int:
         device = args.device
         if args.sequence_parallel > 1:
             device = join_job(args.device, args.sequence_parallel)
-        video, first, fps = load_inputs(args.video, args.first_frame, args.max_frames)
+        frames = InputFrames(args.video, args.first_frame, args.max_frames)
         model = load_model(
             args.model, device, args.allow_path, dtype=args.dtype, offload=args.offload
         )
         preserve = preserve_from_args(args, model.config.sampling.preserve)
-        result = run_propagation(
+        chunks = stream_propagation(
             model,
-            video,
-            first,
+            frames,
+            frames.first,
             task,
             prompt=args.prompt,
+            frame_count=frames.count,
             steps=args.steps,
             guidance=args.guidance,
             injection_weight=args.injection_weight,
@@ -276,21 +312,68 @@ def main(argv: list[str] | None = None) -> int:
             device=device,
         )
         if not is_writer():
-            return 0  # sequence parallelism: every rank has the result, rank 0 writes it
-        out = write_result(
-            args.out, result, fps, masks_out=args.masks_out, regions_out=args.regions_out
-        )
+            for _ in chunks:  # sequence parallelism: every rank computes, rank 0 writes
+                pass
+            return 0
+        with ResultOutputs(
+            args.out, frames.fps, masks_out=args.masks_out, regions_out=args.regions_out
+        ) as outputs:
+            threshold = None
+            for chunk in chunks:
+                outputs.write(chunk.video, chunk.masks, chunk.regions)
+                threshold = chunk.mask_threshold
+            outputs.commit()
     except (UsageError, ValueError) as e:  # ValueError: input the model cannot take
         print(f"genprop-propagate: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    print(
-        f"wrote {out} ({len(result.video)} frames, {video.shape[2]}x{video.shape[1]}, {fps:g} fps)"
-    )
+    count = outputs.outputs["--out"].count
+    W, H = frames.size
+    print(f"wrote {args.out} ({count} frames, {W}x{H}, {frames.fps:g} fps)")
     if args.masks_out is not None:
         print(f"wrote masks to {args.masks_out}")
     if args.regions_out is not None:
-        print(f"wrote regions (threshold {result.mask_threshold:g}) to {args.regions_out}")
+        print(f"wrote regions (threshold {threshold:g}) to {args.regions_out}")
     return 0
+
+
+def stream_propagation(
+    model: Any,
+    frames: Iterable[np.ndarray],
+    first: np.ndarray,
+    task: str,
+    *,
+    prompt: str | None = None,
+    frame_count: int | None = None,
+    desc: str = "propagate",
+    **options: Any,
+) -> Iterator[Any]:
+    """:func:`genprop.inference.propagate_frames` with a tqdm progress bar: the output chunk by
+    chunk (:class:`~genprop.inference.propagate.PropagatedChunk`) as :func:`run_propagation`
+    would give it whole."""
+    from tqdm.auto import tqdm
+
+    from genprop.inference.propagate import propagate_frames
+
+    if prompt is None and task == "tracking":
+        prompt = TRACKING_PROMPT
+    options = {k: v for k, v in options.items() if v is not None}
+    with tqdm(desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        yield from propagate_frames(
+            model,
+            frames,
+            first,
+            task,
+            prompt=prompt,
+            progress=progress,
+            frame_count=frame_count,
+            **options,
+        )
 
 
 def join_job(device: str, size: int) -> str:
@@ -308,34 +391,6 @@ def is_writer() -> bool:
     import torch.distributed as dist
 
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def write_result(
-    out: Path,
-    result: Any,
-    fps: float,
-    *,
-    masks_out: Path | None = None,
-    regions_out: Path | None = None,
-) -> Path:
-    """Write the video (and masks, regions); an unwritable path is a :class:`UsageError`."""
-    try:
-        written = write_output(out, result.video, fps)
-    except OSError as e:
-        raise UsageError(f"{out}: cannot write the output ({e.strerror or e}); check --out") from e
-    for flag, folder, masks in (
-        ("--masks-out", masks_out, result.masks),
-        ("--regions-out", regions_out, result.regions),
-    ):
-        if folder is None:
-            continue
-        try:
-            write_mask_dir(folder, masks)
-        except OSError as e:
-            raise UsageError(
-                f"{folder}: cannot write the masks ({e.strerror or e}); check {flag}"
-            ) from e
-    return written
 
 
 if __name__ == "__main__":

@@ -6,11 +6,16 @@ Frames are resized to the model's resolution (``cv2.INTER_AREA``) and results ba
 previous chunk (the I2V first frame), while the SCE keeps reading the *original* video at the
 chunk's own frames. The last chunk is padded by repeating the final input frame. Output frame 0 is
 the edited first frame itself.
+
+:func:`propagate_frames` streams: it reads the input frames as it needs them and yields each
+chunk's output frames as soon as they are generated, holding at most one chunk of input frames (plus
+one frame of look-ahead) and one chunk of output, so host memory is flat in the video's length.
+:func:`propagate` is the same on a whole video in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -20,8 +25,8 @@ from einops import rearrange
 
 from contracts.tasks import TASKS, task_index
 from genprop.inference.distributed import check_sequence_parallel, use_sequence_parallel
+from genprop.inference.pixel_preserve import ChunkedPixelPreserve
 from genprop.inference.placement import check_dtype, check_offload, place_model
-from genprop.inference.preserve import keep_input_pixels
 from genprop.inference.sampler import sample_latents
 from genprop.modeling.mask_decoder import upsample_masks
 from genprop.modeling.model import GenPropModel
@@ -65,18 +70,52 @@ def _to_pixels(frames: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in x])
 
 
+@dataclass
+class PropagatedChunk:
+    """One piece of :func:`propagate_frames`' output, in frame order.
+
+    Attributes:
+        start: index of the chunk's first frame in the output video.
+        video: (n, H, W, 3) uint8 frames at the input size.
+        masks: (n, H, W) float32 in [0, 1], the MPD's edit probabilities at the input size.
+        mask_threshold: as :attr:`PropagationResult.mask_threshold`.
+    """
+
+    start: int
+    video: np.ndarray
+    masks: np.ndarray
+    mask_threshold: float = 0.5
+
+    @property
+    def regions(self) -> np.ndarray:
+        """(n, H, W) bool: :attr:`masks` ≥ :attr:`mask_threshold`."""
+        return self.masks >= self.mask_threshold
+
+
 def _check_inputs(video: np.ndarray, first: np.ndarray) -> None:
     if not isinstance(video, np.ndarray) or video.dtype != np.uint8 or video.ndim != 4:
         raise ValueError("video: expected a (T, H, W, 3) uint8 numpy array")
     if video.shape[-1] != 3 or video.shape[0] < 1:
         raise ValueError(f"video: expected (T >= 1, H, W, 3), got {video.shape}")
+    _check_first(first, video.shape[1:])
+
+
+def _check_first(first: np.ndarray, shape: tuple[int, ...] | None) -> None:
     if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.shape[-1:] != (3,):
         raise ValueError("edited_first_frame: expected an (H, W, 3) uint8 numpy array")
-    if first.shape != video.shape[1:]:
+    if first.ndim != 3 or (shape is not None and first.shape != shape):
         raise ValueError(
-            f"edited_first_frame: shape {first.shape} differs from the video's frames "
-            f"{video.shape[1:]}"
+            f"edited_first_frame: shape {first.shape} differs from the video's frames {shape}"
         )
+
+
+def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != shape:
+        got = frame.shape if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(
+            f"video: frame {index} is {got}, expected {shape} uint8 like the edited first frame"
+        )
+    return frame
 
 
 def propagate(
@@ -113,8 +152,7 @@ def propagate(
         seed: Seed of the initial noise (chunk k uses ``seed + k``).
         progress: Called as ``progress(done_steps, total_steps)`` over all chunks.
         preserve: How the unedited region is kept (:mod:`genprop.inference.preserve`; None: the
-        model's
-            ``config.sampling.preserve``).
+            model's ``config.sampling.preserve``).
         mask_threshold: Probability in (0, 1) above which the MPD's mask is the edited region
             (:attr:`PropagationResult.regions`; None: ``config.sampling.mask_threshold_for(task)``).
         dtype: ``"bf16"`` casts the model's weights to bf16 in place, keeping in fp32 what
@@ -135,6 +173,73 @@ def propagate(
         ValueError: If an input or option is invalid (names the argument).
     """
     _check_inputs(video, edited_first_frame)
+    chunks = list(
+        propagate_frames(
+            model,
+            video,
+            edited_first_frame,
+            task,
+            prompt=prompt,
+            steps=steps,
+            guidance=guidance,
+            injection_weight=injection_weight,
+            seed=seed,
+            progress=progress,
+            preserve=preserve,
+            mask_threshold=mask_threshold,
+            dtype=dtype,
+            offload=offload,
+            sequence_parallel=sequence_parallel,
+            device=device,
+            frame_count=len(video),
+        )
+    )
+    return PropagationResult(
+        video=np.concatenate([c.video for c in chunks]),
+        masks=np.concatenate([c.masks for c in chunks]),
+        mask_threshold=chunks[0].mask_threshold,
+    )
+
+
+def propagate_frames(
+    model: GenPropModel,
+    frames: Iterable[np.ndarray],
+    edited_first_frame: np.ndarray,
+    task: str | int,
+    prompt: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    injection_weight: float | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    preserve: PreserveConfig | None = None,
+    mask_threshold: float | None = None,
+    *,
+    dtype: str | None = None,
+    offload: str = "none",
+    sequence_parallel: int = 1,
+    device: str | torch.device | None = None,
+    frame_count: int | None = None,
+) -> Iterator[PropagatedChunk]:
+    """:func:`propagate` on a stream of frames, yielding the output chunk by chunk.
+
+    ``frames`` is read lazily, at most one chunk plus one frame ahead of the output, and each
+    chunk's frames are yielded as soon as they are generated; the chunks concatenated are
+    exactly :func:`propagate`'s result. The options are :func:`propagate`'s, checked (and the
+    model placed) before the first frame is read.
+
+    Args:
+        frames: (H, W, 3) uint8 frames, each the edited first frame's size (at least one).
+        frame_count: The number of frames, if known: only the progress total reads it (without
+            it the total grows as the video turns out longer).
+
+    Yields:
+        :class:`PropagatedChunk` in order, covering every input frame once.
+
+    Raises:
+        ValueError: If an input or option is invalid (names the argument).
+    """
+    _check_first(edited_first_frame, None)
     if dtype is not None:
         check_dtype(dtype)
     check_offload(offload)
@@ -151,33 +256,58 @@ def propagate(
     check_sampling_options(steps=steps, guidance=guidance, injection_weight=injection_weight)
     check_mask_threshold(mask_threshold)
     preserve.check()
+    num_frames = cfg.num_frames
+    if num_frames < 2:
+        raise ValueError(f"model config num_frames: {num_frames}, propagation needs >= 2")
     device = place_model(model, dtype=dtype, offload=offload, device=device)
     use_sequence_parallel(model, sequence_parallel)
-    num_frames, total = cfg.num_frames, video.shape[0]
-    in_size, model_size = video.shape[1:3], (cfg.height, cfg.width)
-    # The video stays in host memory; the device holds one chunk at a time (its frames in, its
-    # generated frames and masks out), so device memory is flat in the video's length.
-    original = _to_model(video, model_size)
+    shape = edited_first_frame.shape
+    in_size, model_size = shape[:2], (cfg.height, cfg.width)
+    keep_pixels = None
+    if preserve.mode == "pixel":
+        fixed = task_name in preserve.fixed_region_tasks
+        keep_pixels = ChunkedPixelPreserve(preserve, fixed=fixed)
+    # The host holds a window of input frames (one chunk and one frame of look-ahead) and one
+    # chunk of output; the device holds one chunk at a time (its frames in, its generated frames
+    # and masks out). Memory on both is flat in the video's length.
+    source = iter(frames)
+    window: list[np.ndarray] = []  # input frames start, start + 1, ...
+    exhausted = False
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(window) < num_frames + 1:
+            frame = next(source, None)
+            if frame is None:
+                exhausted = True
+            else:
+                window.append(_check_frame(frame, start + len(window), shape))
+
     anchor = _to_model(edited_first_frame[None], model_size)[0].to(device)
     task_t = torch.tensor([task_index(task)], device=device)
     prompts = None if prompt is None else [prompt]
-    if num_frames < 2:
-        raise ValueError(f"model config num_frames: {num_frames}, propagation needs >= 2")
     step_size = num_frames - 1
-    chunks = max(1, -(-(total - 1) // step_size))
-    done = [0]
+    done = 0
 
     def chunk_progress(step: int, _steps: int) -> None:
-        if progress is not None:
-            progress(done[0] + step, chunks * steps)
+        if progress is None:
+            return
+        # Chunks still to come: known from frame_count, else at least those the window shows.
+        if frame_count is not None:
+            chunks = max(1, -(-(frame_count - 1) // step_size))
+        else:
+            chunks = k + 1 + (not exhausted or len(window) - new > 1)
+        progress(done + step, max(chunks * steps, done + step))
 
-    out_frames: list[torch.Tensor] = [anchor[None].cpu()]
-    out_masks: list[torch.Tensor] = []
     start, k = 0, 0
+    fill()
+    if not window:
+        raise ValueError("video: expected at least one frame, got none")
     while True:
-        idx = [min(start + j, total - 1) for j in range(num_frames)]
-        new = min(step_size, total - 1 - start)
-        content = model.codec.encode(original[idx][None].to(device))
+        idx = [min(j, len(window) - 1) for j in range(num_frames)]
+        new = min(step_size, len(window) - 1)
+        original = _to_model(np.stack([window[i] for i in idx]), model_size)
+        content = model.codec.encode(original[None].to(device))
         first_latent = model.encode_first_frame(anchor[None], num_frames)
         image_embeds = model.encode_image(anchor[None])
         latents, logits = sample_latents(
@@ -196,24 +326,28 @@ def propagate(
             scheduler=defaults.scheduler,
         )
         with torch.no_grad():
-            frames = model.codec.decode(latents)[0]  # (F, 3, h, w)
+            generated = model.codec.decode(latents)[0]  # (F, 3, h, w)
         masks = upsample_masks(
             torch.sigmoid(logits.float()), in_size, temporal_factor=model.codec.temporal_factor
         )[0]
+        # Output frames start + 1 .. start + new (and frame 0, the edit itself, in chunk 0).
+        first = 0 if k == 0 else 1
+        out = _to_pixels(generated[1 : new + 1], in_size) if new else edited_first_frame[None][:0]
         if k == 0:
-            out_masks.append(masks[:1].cpu())
-        out_frames.append(frames[1 : new + 1].cpu())
-        out_masks.append(masks[1 : new + 1].cpu())
-        done[0] += steps
+            out = np.concatenate([edited_first_frame[None], out])
+        out_masks = masks[first : new + 1].clamp(0, 1).cpu()
+        if keep_pixels is not None:
+            out = keep_pixels(out, np.stack(window[first : new + 1]), out_masks)
+        done += steps
+        yield PropagatedChunk(
+            start=start + first,
+            video=out,
+            masks=out_masks.numpy().astype(np.float32),
+            mask_threshold=float(mask_threshold),
+        )
+        del window[:new]
         start, k = start + new, k + 1
-        if start >= total - 1:
+        fill()
+        if len(window) <= 1:
             break
-        anchor = frames[new].clamp(-1, 1)
-    result = _to_pixels(torch.cat(out_frames), in_size)
-    result[0] = edited_first_frame
-    masks = torch.cat(out_masks).clamp(0, 1)
-    if preserve.mode == "pixel":
-        fixed = task_name in preserve.fixed_region_tasks
-        result = keep_input_pixels(result, video, masks, preserve, fixed=fixed)
-    masks_np = masks.cpu().numpy().astype(np.float32)
-    return PropagationResult(video=result, masks=masks_np, mask_threshold=float(mask_threshold))
+        anchor = generated[new].clamp(-1, 1)

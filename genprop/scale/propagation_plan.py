@@ -35,8 +35,10 @@ GPU is the largest of the phases, each the sum of
 
 Modelled, not measured: kernel workspaces, the CUDA context and fragmentation (the
 ``usable_fraction`` margin, as for training). ``propagate`` holds one chunk on the device at a
-time, so device memory is flat in the video's length; the input video and the generated frames
-stay in host memory: ``host_per_frame_gb`` per frame (two fp32 frames at model size).
+time, so device memory is flat in the video's length. ``genprop-propagate`` streams frames in
+and out chunk by chunk, so its host memory is flat too; a library caller of the in-memory
+``propagate()`` holds the whole input and output: ``host_per_frame_gb`` per frame (two fp32
+frames at model size).
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ Config: ``conf/training/genprop_cache.yaml``.
 
 Prints a one-line JSON summary (samples, errors, key) on success. Exit status: 0 on success;
 1 when shards failed or no sample was cached (the manifest is written; rerun to resume); 2 for
-bad options or inputs. Errors are one line on stderr, never a traceback.
+bad options or inputs, or an ``output_dir`` it may not write (not a ``genprop-cache`` folder,
+a cache of another model or dtype, or in use by another run; ``overwrite=true`` allows the first
+two and still writes only the cache's own files). Errors are one line on stderr, never a
+traceback.
 """
 
 from __future__ import annotations

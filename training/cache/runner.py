@@ -1,8 +1,10 @@
 """``run_cache(cfg)``: pixel shards -> latent shards for one model, with Ray (or in-process).
 
 1. The driver builds the model config (``model.net``, as ``genprop-train`` does), its encoder key
-   (:mod:`training.cache.key`) and the job key (+ storage dtype); finished output shards of this
-   job whose source is unchanged are skipped (resume after any kill).
+   (:mod:`training.cache.key`) and the job key (+ storage dtype), and claims ``output_dir``
+   (:mod:`contracts.ownership`: a new or empty folder, or its own marker with this job key, else
+   refused unless ``overwrite``; locked for the whole job); finished output shards of this job
+   whose source is unchanged are skipped (resume after any kill).
 2. One task per remaining input shard (:func:`training.cache.shard_job.cache_shard`), plus one
    for the empty prompt's embedding. Ray retries a task whose worker died or raised; a shard
    that still fails is recorded and the others go on.
@@ -22,10 +24,17 @@ from typing import Any
 from contracts.jobs import (
     clear_other_jobs,
     failed_shards_line,
-    remove_stale_temporaries,
     run_shard_tasks,
     write_json_atomic,
     write_jsonl,
+)
+from contracts.jsonfile import read_json_object
+from contracts.ownership import (
+    MARKER,
+    FolderClaim,
+    FolderError,
+    owned_folder,
+    remove_own_temporaries,
 )
 from contracts.schema import SCHEMA_VERSION
 from contracts.shard_spec import expand_shards
@@ -41,6 +50,8 @@ from training.cache.latent_sample import DTYPES, EMPTY_PROMPT, read_storage_meta
 from training.cache.ray_jobs import submit_to_ray
 from training.cache.shard_job import CacheSpec, cache_shard, finished_stats, write_empty_prompt
 from training.model_factory import build_config
+
+TOOL = "genprop-cache"
 
 
 class CacheJobFailed(RuntimeError):  # noqa: N818 - reads as what happened to the job
@@ -70,7 +81,11 @@ def _sources(spec: Any) -> list[Path]:
 
 
 def _check_output(out: Path, job_key: str, overwrite: bool) -> None:
-    """Refuse a folder holding another job's shards (or clear them with ``overwrite``)."""
+    """Refuse a folder holding another job's shards (or clear them with ``overwrite``).
+
+    Only shards whose stats a ``genprop-cache`` job wrote count (and are cleared); other files
+    are not this job's and are left alone.
+    """
 
     def refusal(path: Path, other: Any) -> LatentCacheError:
         return LatentCacheError(
@@ -79,12 +94,64 @@ def _check_output(out: Path, job_key: str, overwrite: bool) -> None:
         )
 
     clear_other_jobs(
-        sorted(p for p in out.glob("*.json") if p.name != MANIFEST),
+        [p for p in sorted(out.glob("*.json")) if _stats_job(p) is not None],
         key_field="job_key",
         key=job_key,
         overwrite=overwrite,
         refusal=refusal,
     )
+
+
+def _stats_job(path: Path) -> str | None:
+    """The job key of ``path`` when it is a cache shard's stats file, else ``None``."""
+    if path.name in (MANIFEST, MARKER):
+        return None
+    try:
+        stats = read_json_object(path, what="cache shard stats")
+    except ValueError:
+        return None
+    key = stats.get("job_key")
+    return key if isinstance(key, str) and stats.get("tar") == f"{path.stem}.tar" else None
+
+
+def earlier_cache(out: Path) -> str | None:
+    """The job key of a ``genprop-cache`` folder written before owner markers existed (from its
+    manifest, else from its shard stats), or ``None`` when it is not one."""
+    try:
+        manifest = read_json_object(out / MANIFEST, what="cache manifest")
+    except ValueError:
+        manifest = {}
+    key = manifest.get("job_key")
+    if isinstance(key, str) and "format" in manifest and "encoder_key" in manifest:
+        return key
+    for path in sorted(out.glob("*.json")):
+        found = _stats_job(path)
+        if found is not None:
+            return found
+    return None
+
+
+def _other_cache(out: Path, marker: dict[str, Any], *, job_key: str, dtype: str) -> str:
+    theirs = marker.get("cache") if isinstance(marker.get("cache"), dict) else {}
+    return (
+        f"output_dir: {out} holds a cache of another model or dtype ({MARKER}: dtype "
+        f"{theirs.get('dtype', '?')}, job key {marker.get('config_hash')!r}; this job: dtype "
+        f"{dtype}, job key {job_key!r}); use a new output_dir or overwrite=true"
+    )
+
+
+def _refuse_strays(out: Path, todo: list[Path], claim: FolderClaim) -> None:
+    """Refuse to replace a tar this tool did not record in the folder's marker (unless
+    ``overwrite``): a tar of ours without stats is one a killed run left, any other is foreign."""
+    if claim.fresh or claim.taken_over or not claim.previous or claim.previous.get("adopted"):
+        return
+    known = claim.known_outputs()
+    strays = [s.stem for s in todo if s.stem not in known and (out / f"{s.stem}.tar").exists()]
+    if strays:
+        raise LatentCacheError(
+            f"output_dir: {out / strays[0]}.tar was not written by this job (not in {MARKER}); "
+            "move it away or pass overwrite=true to replace it"
+        )
 
 
 def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -109,18 +176,48 @@ def run_cache(cfg: dict[str, Any]) -> dict[str, Any]:
     enc_key = digest(identity)
     job_key = digest({"encoder_key": enc_key, "dtype": dtype, "format": CACHE_FORMAT})
     out = Path(str(cfg["output_dir"])).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
+    overwrite = bool(cfg.get("overwrite", False))
+    record = {"job_key": job_key, "encoder_key": enc_key, "dtype": dtype, "format": CACHE_FORMAT}
+    try:
+        with owned_folder(
+            out,
+            tool=TOOL,
+            config=job_key,
+            overwrite=overwrite,
+            adopt=earlier_cache,
+            other_config=partial(_other_cache, job_key=job_key, dtype=dtype),
+            details={"cache": record},
+        ) as claim:
+            spec = CacheSpec(
+                config_json=json.dumps(config.to_dict(), sort_keys=True),
+                output_dir=str(out),
+                job_key=job_key,
+                dtype=dtype,
+                batch_size=batch_size,
+                device=str(cfg.get("device", "auto")),
+            )
+            return _run_cache(cfg, sources, spec, identity, enc_key, claim)
+    except FolderError as e:
+        raise LatentCacheError(str(e)) from None
+
+
+def _run_cache(
+    cfg: dict[str, Any],
+    sources: list[Path],
+    spec: CacheSpec,
+    identity: dict[str, Any],
+    enc_key: str,
+    claim: FolderClaim,
+) -> dict[str, Any]:
+    """:func:`run_cache` inside its claimed and locked ``output_dir``."""
+    out, job_key = claim.path, spec.job_key
+    names = {f"{s.stem}.{ext}" for s in sources for ext in ("tar", "json")}
+    names |= {MANIFEST, "errors.jsonl", EMPTY_PROMPT, MARKER}
+    remove_own_temporaries(out, names.__contains__)
     _check_output(out, job_key, bool(cfg.get("overwrite", False)))
-    spec = CacheSpec(
-        config_json=json.dumps(config.to_dict(), sort_keys=True),
-        output_dir=str(out),
-        job_key=job_key,
-        dtype=dtype,
-        batch_size=batch_size,
-        device=str(cfg.get("device", "auto")),
-    )
     todo = [s for s in sources if finished_stats(out, s, job_key) is None]
+    _refuse_strays(out, todo, claim)
+    claim.record_outputs(s.stem for s in sources)
     need_empty = _empty_prompt_job(out) != job_key
     ray_cfg = cfg.get("ray") or {}
     if need_empty and not ray_cfg.get("enabled", True):

@@ -100,8 +100,11 @@ def write_empty_prompt(spec: CacheSpec) -> str:
     out = Path(spec.output_dir) / EMPTY_PROMPT
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     meta = storage_metadata(dtype=spec.dtype, job_key=spec.job_key)
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, out)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when writing failed (e.g. a full disk)
     return str(out)
 
 
