@@ -73,6 +73,7 @@ def console_signals(prog: str) -> Callable[[F], F]:
                 for s, handler in previous.items():
                     signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
+        wrapped.console_prog = prog  # type: ignore[attr-defined]  # checked by the tests
         return wrapped  # type: ignore[return-value]
 
     return decorate

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.jobs import write_json_atomic
+from contracts.jobs import pid_alive, write_json_atomic
 from contracts.jsonfile import read_json_object
 
 MARKER = ".genprop-owner.json"
@@ -295,17 +295,6 @@ def _read_holder(path: Path) -> LockHolder:
         str(data.get("command") or "")[:200],
         str(data.get("since") or ""),
     )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FolderLock:

@@ -31,6 +31,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from contracts.interrupts import console_signals
 from datagen.dryrun import dry_run
 from datagen.job_config import ConfigError, check_job_config
 from datagen.readers import open_reader
@@ -134,6 +135,7 @@ def _main(cfg: DictConfig) -> None:
         sys.exit(status)
 
 
+@console_signals("genprop-data")
 def main() -> None:
     """Console entry point ``genprop-data``."""
     _main()

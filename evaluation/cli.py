@@ -49,6 +49,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from contracts.cases import output_masks
+from contracts.interrupts import console_signals
 from contracts.tasks import TASKS
 from evaluation.baselines import BASELINES, NotApplicableError, run_baseline
 from evaluation.boards import BOARDS, load_board
@@ -279,6 +280,7 @@ def run_board(args: argparse.Namespace) -> int:
     return 0
 
 
+@console_signals("genprop-eval")
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)

@@ -23,9 +23,10 @@ from pathlib import Path
 # Before gradio is imported: no usage analytics are sent, from the page or the server.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from genprop_app.uploads import Limits
+from contracts.interrupts import console_signals
 from genprop.cli.propagate import add_allow_path, load_model
 from genprop.cli.usage import EXIT_USAGE, OneLineArgumentParser, UsageError
+from genprop_app.uploads import Limits
 
 
 def _bool(text: str) -> bool:
@@ -89,6 +90,7 @@ def launch_kwargs(limits: Limits, work_dir: Path) -> dict:
     }
 
 
+@console_signals("genprop-app")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: serve the page until interrupted; 2 on bad arguments."""
     args = build_parser().parse_args(argv)

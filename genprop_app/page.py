@@ -18,6 +18,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from contracts.tasks import TASKS
+from genprop.inference.video_io import write_video
 from genprop_app.edits import (
     REMOVE_COLOUR,
     TRACK_COLOUR,
@@ -40,8 +42,6 @@ from genprop_app.uploads import (
     load_toy_case,
     load_video_upload,
 )
-from contracts.tasks import TASKS
-from genprop.inference.video_io import write_video
 
 log = logging.getLogger(__name__)
 

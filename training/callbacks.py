@@ -15,6 +15,7 @@ from torch.distributed.fsdp import FSDPModule
 from genprop.modeling.latents import batch_size
 from genprop.scale.sharding import is_sharded
 from training.fsdp import export_pretrained
+from training.nonfinite import check_exportable
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,15 @@ class ExportCallback(Callback):
 
     def export(self, pl_module: pl.LightningModule, name: str) -> Path:
         """Save the module's model with its EMA weights swapped in (collective when sharded:
-        every rank gathers its shards, rank 0 writes)."""
+        every rank gathers its shards, rank 0 writes).
+
+        Raises:
+            NonFiniteError: if a weight to export holds NaN or inf (nothing is written).
+        """
         out = self.dirpath / name
         net = pl_module.net  # type: ignore[attr-defined]
+        shadow = pl_module.ema.shadow  # type: ignore[attr-defined]
+        check_exportable(net, shadow, str(out), collective=is_sharded(net))
         if is_sharded(net):
             # FSDP2 never reshards the root after a forward, so after validation (no backward)
             # the root holds whole tensors where the EMA swap expects this rank's shards.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,39 @@ from training.shard_stream import DataPipelineError, ShardStream
 from training.signals import ignore_requeue_signals
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process die (``SIGKILL``) when its parent dies, however the parent dies.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``, through the C library). torch's own check that the
+    parent lives runs only between batches, so a worker stuck in one batch would outlive a
+    killed trainer as an orphan. Exits at once when the parent is already gone (it died before
+    the call). The signal comes when the *thread* that started this process ends: loaders are
+    iterated from the trainer's main thread.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            log.warning("loader worker: prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(err))
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+class LoaderWorkerInit:
+    """``worker_init_fn`` of the training loaders (picklable, for spawned workers too): the
+    worker dies with the process that started it (:func:`die_with_parent`) and leaves
+    ``SIGUSR2``/``SIGTERM`` to it (:func:`training.signals.ignore_requeue_signals`)."""
+
+    def __init__(self) -> None:
+        self.parent_pid = os.getpid()
+
+    def __call__(self, worker_id: int) -> None:
+        die_with_parent(self.parent_pid)
+        # SLURM signals every process of a step: workers leave requeue to the main process.
+        ignore_requeue_signals(worker_id)
 
 
 class StepSeededLoader(DataLoader):
@@ -155,8 +192,7 @@ class ShardDataModule(pl.LightningDataModule):
             require_batches=require_batches,
             num_workers=self.num_workers,
             pin_memory=pin,
-            # SLURM signals every process of a step: workers leave requeue to the main process.
-            worker_init_fn=ignore_requeue_signals,
+            worker_init_fn=LoaderWorkerInit(),
             **extra,
         )
 

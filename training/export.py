@@ -47,6 +47,7 @@ from genprop.scale.sharding import cast_frozen_
 from training.ema import ParameterEMA
 from training.fsdp import DTYPES, GenPropFSDPStrategy, export_pretrained, use_meta_build
 from training.latent_datamodule import use_latent_cache
+from training.nonfinite import NonFiniteError, check_exportable
 from training.resume import SHARDED_METADATA
 from training.train import CONF_DIR, register_resolvers
 
@@ -160,10 +161,14 @@ def export_checkpoint(cfg: DictConfig, checkpoint: Path, out: Path) -> tuple[Pat
 
     Returns:
         ``out`` and the checkpoint's global step.
+
+    Raises:
+        NonFiniteError: if a weight to export holds NaN or inf (nothing is written).
     """
     sharded = is_sharded_checkpoint(checkpoint)
     module = build_module(cfg, sharded=sharded)
     step = load_checkpoint(module, checkpoint, sharded=sharded)
+    check_exportable(module.net, module.ema.shadow, str(out), collective=False)
     written = export_pretrained(module, out)  # not sharded here: written by this process
     assert written is not None
     return written, step
@@ -183,7 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         is_sharded_checkpoint(checkpoint)
         cfg = compose_run_config(overrides or run_overrides(checkpoint))
         written, step = export_checkpoint(cfg, checkpoint, out)
-    except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as err:
+    except (
+        HydraException,
+        OmegaConfBaseException,
+        FileNotFoundError,
+        ValueError,
+        NonFiniteError,
+    ) as err:
         cause = err.__cause__ if isinstance(err.__cause__, Exception) else err  # hydra wraps
         lines = str(cause).strip().splitlines() or [type(cause).__name__]
         print(f"{PROG}: error: {lines[0]}", file=sys.stderr)

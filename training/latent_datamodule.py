@@ -21,10 +21,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.torch import load_file
 
-from training.cache.key import read_manifest
+from training.cache.key import LatentCacheError, read_manifest
 from training.cache.latent_sample import (
     EMPTY_PROMPT,
     LatentSample,
+    check_finite,
     collate_latents,
     decode_members,
 )
@@ -70,7 +71,12 @@ def _cache_shards(folder: str | Path, field: str) -> tuple[list[str], dict[str, 
     empty_path = root / EMPTY_PROMPT
     if not empty_path.is_file():
         raise FileNotFoundError(f"{field}: {empty_path} missing (rerun genprop-cache)")
-    return urls, load_file(str(empty_path))
+    empty = load_file(str(empty_path))
+    try:
+        check_finite(empty, str(empty_path))
+    except ValueError as err:
+        raise LatentCacheError(f"{field}: {err} (rerun genprop-cache)") from None
+    return urls, empty
 
 
 class LatentDataModule(ShardDataModule):

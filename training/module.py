@@ -9,12 +9,14 @@
 The optimizer and scheduler arrive from Hydra partially built (``_partial_: true``); the module
 supplies the trainable parameters. An EMA of the trainable weights (:class:`ParameterEMA`) is
 used for validation and export, and saved in every checkpoint together with the RNG states (see
-:mod:`training.resume` for everything a resumed run gets back).
+:mod:`training.resume` for everything a resumed run gets back). A step whose loss or gradients
+hold NaN or inf makes no update and is counted (:mod:`training.nonfinite`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,17 @@ from genprop.region_aware_loss import LossWeights
 from genprop.sampling_options import check_sampling_options
 from genprop.scale.sharding import is_sharded
 from genprop.video_batch import VideoBatch, check_batch_type
+from training.config_checks import SetupError
 from training.ema import ParameterEMA
 from training.fsdp import configure_sharded_model
+from training.nonfinite import NonFiniteSteps
 from training.preview import generate_preview, log_preview
 from training.resume import capture_rng_state, restore_rng_state, step_seed
 from training.safe_checkpoint import plain_data
 from training.sequence_parallel import data_parallel_rank
 
 STAGES = ("i2v", "genprop")
+log = logging.getLogger(__name__)
 
 
 class GenPropLitModule(pl.LightningModule):
@@ -60,6 +65,9 @@ class GenPropLitModule(pl.LightningModule):
         preview: log a sampled grid video at each validation.
         preview_steps: Euler steps of the preview sample.
         preview_guidance: CFG scale of the preview sample.
+        max_consecutive_nonfinite: a step whose loss or gradients hold NaN or inf makes no
+            update and is counted (``train/nonfinite_steps``); this many in a row stop the run
+            (:class:`training.nonfinite.NonFiniteError`).
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class GenPropLitModule(pl.LightningModule):
         preview: bool = True,
         preview_steps: int = 8,
         preview_guidance: float = 1.0,
+        max_consecutive_nonfinite: int = 10,
     ) -> None:
         super().__init__()
         if stage not in STAGES:
@@ -105,6 +114,8 @@ class GenPropLitModule(pl.LightningModule):
         self.preview_guidance = preview_guidance
         self._set_trainable(train_backbone)
         self.ema = ParameterEMA(self.net, decay=ema_decay)
+        self.nonfinite = NonFiniteSteps(max_consecutive_nonfinite)
+        self._step_finite = True  # of the optimizer step being taken
 
     def _set_trainable(self, train_backbone: bool) -> None:
         self.net.requires_grad_(False)
@@ -171,7 +182,7 @@ class GenPropLitModule(pl.LightningModule):
         got = tuple(batch.target.shape[1:2]) + tuple(batch.target.shape[-2:])
         want = (cfg.num_frames, cfg.height, cfg.width)
         if got != want:
-            raise ValueError(
+            raise SetupError(
                 f"data: clips are (frames, height, width) = {got} but the model preset expects "
                 f"{want}; use shards of that size, data.num_frames to crop, or another model"
             )
@@ -182,6 +193,7 @@ class GenPropLitModule(pl.LightningModule):
         self._check_geometry(batch)
         seed = step_seed(self.seed, self.global_step, data_parallel_rank(self.trainer)[0])
         losses = self.compute_losses(batch, seed=seed, step=self.global_step)
+        self.nonfinite.note_loss(losses["total"])
         bs = batch_size(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log("optim/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
@@ -212,20 +224,40 @@ class GenPropLitModule(pl.LightningModule):
         )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Log the gradient norm before clipping (on logging steps only: it costs a reduction)."""
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-            grads = [p.grad for _, p in self.trainable_named_parameters() if p.grad is not None]
-            if grads:
-                norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
-                if isinstance(norm, DTensor):  # sharded gradients (trainer=fsdp)
-                    norm = norm.full_tensor()
-                self.log("optim/grad_norm", norm, on_step=True, on_epoch=False)
+        """Drop the step's gradients when its loss or gradients hold NaN or inf (the optimizer
+        then leaves every weight as it is, and the EMA is not updated); else log the gradient
+        norm before clipping (on logging steps only: it costs a reduction)."""
+        params = [p for _, p in self.trainable_named_parameters()]
+        grads = [p.grad for p in params if p.grad is not None]
+        self._step_finite = self.nonfinite.step_is_finite(grads, self.device)
+        if not self._step_finite:
+            for p in params:
+                p.grad = None  # AdamW (and every torch optimizer) skips a parameter without one
+            self.log("train/nonfinite_steps", float(self.nonfinite.total + 1), on_step=True)
+            self.nonfinite.skipped(self.global_step)  # raises at the limit
+            return
+        self.log("train/nonfinite_steps", float(self.nonfinite.total), on_step=True)
+        if grads and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+            if isinstance(norm, DTensor):  # sharded gradients (trainer=fsdp)
+                norm = norm.full_tensor()
+            self.log("optim/grad_norm", norm, on_step=True, on_epoch=False)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Step, then update the EMA: once per optimizer step (accumulation safe), and before the
         checkpoint callbacks' ``on_train_batch_end`` so a checkpoint holds this step's EMA."""
         super().optimizer_step(*args, **kwargs)
-        self.ema.update(self.net)
+        if self._step_finite:
+            self.ema.update(self.net)
+            self.nonfinite.stepped()
+
+    def on_train_end(self) -> None:
+        """Say how many steps were skipped for NaN or inf, if any."""
+        if self.nonfinite.total:
+            log.warning(
+                "%d training step(s) skipped: loss or gradients were NaN or inf",
+                self.nonfinite.total,
+            )
 
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: VideoBatch | EncodedBatch, batch_idx: int) -> None:
@@ -270,10 +302,48 @@ class GenPropLitModule(pl.LightningModule):
         checkpoint["genprop_config"] = json.dumps(self.net.config.to_dict())
         checkpoint["ema"] = self.ema.state_dict()
         checkpoint["rng"] = capture_rng_state()
+        checkpoint["nonfinite"] = self.nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore what :meth:`on_save_checkpoint` added."""
+        """Check that the checkpoint's weights fit this model, then restore what
+        :meth:`on_save_checkpoint` added.
+
+        Raises:
+            SetupError: naming the checkpoint and its first tensor that the model lacks or has
+                in another shape (a checkpoint of another model size or preset).
+        """
+        self._check_checkpoint_shapes(checkpoint)
+        if "nonfinite" in checkpoint:
+            self.nonfinite.load_state_dict(checkpoint["nonfinite"])
         if "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
         if "rng" in checkpoint:
             restore_rng_state(checkpoint["rng"])
+
+    def _check_checkpoint_shapes(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("state_dict")
+        if not isinstance(saved, dict) or is_sharded(self.net):  # sharded: DCP checks it
+            return
+        own = self.state_dict()
+        where = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        for name, tensor in saved.items():
+            mine = own.get(name)
+            if mine is None:
+                problem = "is not in the model these options build"
+            elif isinstance(tensor, torch.Tensor) and tuple(tensor.shape) != tuple(mine.shape):
+                problem = (
+                    f"is {tuple(tensor.shape)} in the checkpoint but {tuple(mine.shape)} in the "
+                    "model these options build"
+                )
+            else:
+                continue
+            raise SetupError(
+                f"{where}: tensor {name!r} {problem}; resume with the run's own model options "
+                "(model.net.preset_name, model.net.overrides, ...)"
+            )
+        missing = next((n for n in own if n not in saved), None)
+        if missing is not None and self.strict_loading:
+            raise SetupError(
+                f"{where}: tensor {missing!r} of the model is not in the checkpoint; resume with "
+                "the run's own model options (model.net.preset_name, model.net.overrides, ...)"
+            )

@@ -54,12 +54,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from contracts.interrupts import console_signals
 from genprop.region_aware_loss import LossWeights
 from genprop.scale.disk_plan import DiskSpec, plan_disk
 from genprop.scale.memory_plan import ClusterSpec, StepSpec, TrainingPlan, plan_training
 from genprop.scale.meta_model import build_meta_model
 from genprop.scale.propagation_plan import PropagationPlan, plan_propagation
 from training.callbacks import check_keep_last
+from training.config_checks import check_options
 from training.sequence_parallel import resolve_size
 from training.train import CONF_DIR, register_resolvers, resolve_precision
 
@@ -333,6 +335,7 @@ def _overrides(argv: list[str]) -> list[str]:
     return [f"++{a}" if a.startswith("cluster.gpu_memory_gb=") else a for a in argv]
 
 
+@console_signals("genprop-plan")
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``genprop-plan`` (the overrides of ``genprop-train``)."""
     args = sys.argv[1:] if argv is None else argv
@@ -351,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", overrides=_overrides(args))
+        check_options(cfg)  # data.batch_size, cluster.gpu_memory_gb, ...: before any planning
         plan = plan_from_config(cfg)
         if not plan.fits and OmegaConf.select(cfg, "plan.suggest", default=True):
             plan.fits_with = smallest_fitting_change(args, plan, _nodes(cfg))
@@ -358,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as err:
         cause = err.__cause__ if isinstance(err.__cause__, Exception) else err  # hydra wraps
         lines = str(cause).strip().splitlines() or [type(cause).__name__]
-        print(f"genprop-plan: {lines[0]}", file=sys.stderr)
+        print(f"genprop-plan: error: {lines[0]}", file=sys.stderr)
         return 2
     _print_table([*plan_table(plan), *propagation_rows(propagation)])
     print(json.dumps({**plan.to_json(), "propagation": propagation.to_json()}, sort_keys=False))

@@ -6,7 +6,9 @@ What a resumed run gets back (``resume=auto`` or ``resume=PATH``):
   counters, and the state of every callback (checkpointing, export) from the ``.ckpt``.
 * :class:`training.module.GenPropLitModule` restores the EMA shadow weights and the global RNG
   states of this process (``torch`` CPU and CUDA, ``numpy``, ``random``) captured by
-  :func:`capture_rng_state` when the checkpoint was written.
+  :func:`capture_rng_state` when the checkpoint was written, and the count of steps skipped for
+  NaN or inf (:mod:`training.nonfinite`). It first checks that the checkpoint's weights fit the
+  model these options build (one line naming the first tensor that does not).
 * The diffusion noise, timesteps and classifier-free-guidance dropout of step ``s`` are drawn from
   a generator seeded by ``(seed, s, rank)``, so they do not depend on any RNG history at all.
 * The streaming data position is **not** a byte offset into a shard. The training stream is

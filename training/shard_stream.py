@@ -86,6 +86,13 @@ class ShardStream(IterableDataset):
         super().__init__()
         if not urls:
             raise ValueError("ShardStream: empty shard list")
+        # A batch size below 1 would never complete a batch: the stream would read forever.
+        if type(batch_size) is not int or batch_size < 1:
+            raise ValueError(f"data.batch_size: expected an integer >= 1, got {batch_size!r}")
+        if epoch_batches is not None and (type(epoch_batches) is not int or epoch_batches < 1):
+            raise ValueError(
+                f"data.epoch_batches: expected an integer >= 1 or null, got {epoch_batches!r}"
+            )
         if max_consecutive_failures < 1:
             raise ValueError(
                 f"data.max_consecutive_failures: expected >= 1, got {max_consecutive_failures}"

@@ -24,11 +24,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from contracts.interrupts import console_signals
 from training import launch
 from training.cache.key import LatentCacheError
+from training.config_checks import SetupError, check_run_config
 from training.fsdp import use_meta_build
 from training.latent_datamodule import use_latent_cache
+from training.nonfinite import NonFiniteError
 from training.resume import find_resume_checkpoint
+from training.run_folder import RunFolderError, claim_run_folder
 from training.safe_checkpoint import UnsafeCheckpointError, check_weights_only
 from training.shard_stream import DataPipelineError
 from training.signals import RequeueOnSignal
@@ -65,12 +69,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns:
         The trainer's final logged metrics (floats), e.g. for sweep summaries.
     """
+    check_run_config(cfg)  # option ranges, writable folders: before anything is built
     cfg = use_latent_cache(cfg)  # data.latents=DIR: the model is built without its encoders
     pl.seed_everything(cfg.seed, workers=False)  # loader workers are seeded by the shard stream
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     run_dir = Path(cfg.paths.run_dir)
-    ckpt_path = find_resume_checkpoint(cfg.get("resume"), run_dir / "checkpoints")
+    try:
+        ckpt_path = find_resume_checkpoint(cfg.get("resume"), run_dir / "checkpoints")
+    except FileNotFoundError as e:  # resume=PATH that is not there
+        raise SetupError(str(e)) from None
     if ckpt_path is not None:
         check_weights_only(ckpt_path)
     requeue = RequeueOnSignal(
@@ -79,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     requeue.install()  # a signal while building is handled after the first batch
     try:
-        trainer = _fit(cfg, requeue, ckpt_path)
+        with claim_run_folder(cfg, run_dir):  # one run at a time, one config per run folder
+            trainer = _fit(cfg, requeue, ckpt_path)
     finally:
         requeue.uninstall()  # also when building fails: never leave the handlers installed
     requeue.exit_if_interrupted(trainer)
@@ -110,23 +119,34 @@ def _fit(cfg: DictConfig, requeue: RequeueOnSignal, ckpt_path: Path | None) -> p
 
 
 # Errors in what the user gave (data, checkpoint): one line and exit code 1, no traceback.
-USER_ERRORS = (DataPipelineError, UnsafeCheckpointError, FileExistsError, LatentCacheError)
+USER_ERRORS = (
+    DataPipelineError,
+    UnsafeCheckpointError,
+    FileExistsError,
+    LatentCacheError,
+    NonFiniteError,
+)
 
 
 def _hydra_entry(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
+    except (SetupError, RunFolderError) as e:  # an option, folder, data or checkpoint the run
+        # cannot start with, or a run folder of another config / in use by another run
+        print(f"genprop-train: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     except USER_ERRORS as e:
         print(f"genprop-train: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     except InstantiationException as e:
-        if not isinstance(e.__cause__, USER_ERRORS):
+        if not isinstance(e.__cause__, (*USER_ERRORS, SetupError)):
             raise
         print(f"genprop-train: error: {e.__cause__}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(2 if isinstance(e.__cause__, SetupError) else 1) from None
     return metrics.get("val/total")
 
 
+@console_signals("genprop-train")
 def main() -> None:
     """Console entry point ``genprop-train`` (Hydra CLI: overrides, ``-m`` sweeps, ``--cfg``)."""
     register_resolvers()

@@ -21,6 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from contracts.interrupts import console_signals
 from contracts.tasks import TASKS
 
 from .benchmark import CASE_ORDER, write_benchmark
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@console_signals("genprop-toyworld")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.interrupts import console_signals
 from contracts.tasks import TASKS, TRACKING_PROMPT
 from genprop.cli.usage import (
     EXIT_USAGE,
@@ -268,6 +269,7 @@ def check_paths(args: argparse.Namespace) -> None:
         raise UsageError(str(e)) from None
 
 
+@console_signals("genprop-propagate")
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)

@@ -489,7 +489,7 @@ class GenPropModel(nn.Module):
             FileNotFoundError: If ``config.json`` or ``model.safetensors`` is missing.
             ValueError: If the config is not a GenProp config, a field is invalid or a path
                 leaves the allowed folders (naming the file and field), or the weights do not
-                match the config.
+                match the config or hold NaN or inf (naming the tensor).
         """
         folder = Path(directory)
         cfg_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -523,6 +523,12 @@ class GenPropModel(nn.Module):
             raise ValueError(
                 f"{weights_path}: unreadable or mismatched weights ({first})"
             ) from None
+        # Weights of a diverged run: refused here rather than propagated into a black video.
+        bad = next(
+            (k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None
+        )
+        if bad is not None:
+            raise ValueError(f"{weights_path}: tensor {bad!r} holds NaN or inf")
         missing = [k for k in missing if not k.startswith(NOT_SAVED_PREFIXES)]
         if (
             config.codec.path is not None

@@ -48,7 +48,15 @@ def server(tiny_export: Path, toy_cases: Path, tmp_path_factory) -> Iterator[str
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "server.log"
     env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "genprop_app.cli", "--model", str(tiny_export), "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "genprop_app.cli",
+        "--model",
+        str(tiny_export),
+        "--port",
+        str(port),
+    ]
     argv += ["--cases", str(toy_cases), "--max-frames", "8"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)

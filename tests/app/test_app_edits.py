@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contracts.tasks import TASKS
 from genprop_app.edits import (
     REMOVE_COLOUR,
     TRACK_COLOUR,
@@ -18,7 +19,6 @@ from genprop_app.edits import (
     paste_region,
     suggest_task,
 )
-from contracts.tasks import TASKS
 
 
 def _flat(colour=(90, 120, 150), size=(24, 32)) -> np.ndarray:

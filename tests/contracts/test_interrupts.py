@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 # A console entry point that waits; "ready" on stdout once its handlers are installed.
 SCRIPT = textwrap.dedent(
     """
@@ -61,3 +65,13 @@ def test_sigterm_after_ray_init_is_ours_not_rays():
     assert done.returncode == 143, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "genprop-test: stopped by SIGTERM" in done.stderr
+
+
+def test_every_console_script_is_wrapped_under_its_own_name():
+    """A new ``genprop-*`` entry point without :func:`console_signals` fails here."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert len(scripts) >= 9
+    for prog, target in scripts.items():
+        module, _, name = target.partition(":")
+        main = getattr(importlib.import_module(module), name)
+        assert getattr(main, "console_prog", None) == prog, f"{target} is not wrapped for {prog}"

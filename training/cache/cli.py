@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from contracts.interrupts import console_signals
 from training.cache.key import LatentCacheError
 from training.cache.runner import CacheJobFailed, run_cache
 
@@ -56,6 +57,7 @@ def _entry(cfg: DictConfig) -> None:
         raise SystemExit(status)
 
 
+@console_signals("genprop-cache")
 def main() -> None:
     """Console entry point ``genprop-cache``."""
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="genprop_cache")(_entry)()

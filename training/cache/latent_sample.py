@@ -113,11 +113,23 @@ def load_tensors(raw: bytes, where: str) -> dict[str, torch.Tensor]:
         raise ValueError(f"{where}: not a safetensors file ({err})") from None
 
 
+def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN and inf: a cached sample holding them would train the model to NaN.
+
+    Raises:
+        ValueError: naming ``where`` and the first non-finite tensor.
+    """
+    for name, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{where}: tensor {name!r} holds NaN or inf")
+
+
 def decode_members(d: dict[str, Any]) -> LatentSample:
     """A raw WebDataset sample (``__key__``, members) -> :class:`LatentSample`.
 
     Raises:
-        ValueError: naming the sample and the member or field that is missing or malformed.
+        ValueError: naming the sample and the member or field that is missing or malformed, or
+            the tensor that holds NaN or inf.
     """
     where = f"{d.get('__url__', '?')} sample {d.get('__key__', '?')!r}"
     for member in (LATENTS_MEMBER, "json"):
@@ -127,6 +139,7 @@ def decode_members(d: dict[str, Any]) -> LatentSample:
     missing = [k for k in _REQUIRED if k not in tensors]
     if missing:
         raise ValueError(f"{where}: {LATENTS_MEMBER} lacks tensors {missing}")
+    check_finite(tensors, f"{where}: {LATENTS_MEMBER}")
     try:
         meta = json.loads(d["json"])
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
