@@ -100,7 +100,8 @@ def _fit(cfg: DictConfig, requeue: RequeueOnSignal, ckpt_path: Path | None) -> p
     datamodule = instantiate(cfg.data)
     # trainer=fsdp with a Wan folder: built on the meta device, each rank reads its own slices.
     module = instantiate(use_meta_build(cfg).model)
-    callbacks = [*_instantiate_dict(cfg.get("callbacks")), requeue]
+    keep_interrupt = KeepInterrupt()
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), requeue, keep_interrupt]
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer_cfg = cfg.trainer.copy()
     with open_dict(trainer_cfg):
@@ -114,8 +115,26 @@ def _fit(cfg: DictConfig, requeue: RequeueOnSignal, ckpt_path: Path | None) -> p
         log.info("resuming from %s", ckpt_path)
     # Checkpoints hold tensors and plain data only (training/safe_checkpoint.py): never unpickle
     # anything else from a run folder.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        if keep_interrupt.interrupt is not None:  # Ctrl-C: exit 130 with one line, not 1
+            raise keep_interrupt.interrupt from None
+        raise
     return trainer
+
+
+class KeepInterrupt(pl.Callback):
+    """Lightning ends a run stopped by Ctrl-C with ``sys.exit(1)``; this keeps the interrupt so
+    ``genprop-train`` exits 130 with its one line (:mod:`contracts.interrupts`), as every
+    command does."""
+
+    def __init__(self) -> None:
+        self.interrupt: KeyboardInterrupt | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupt = exception
 
 
 # Errors in what the user gave (data, checkpoint): one line and exit code 1, no traceback.

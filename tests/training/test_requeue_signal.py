@@ -14,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from shard_factory import tiny_overrides
 
+from contracts.interrupts import console_signals
 from training.signals import RequeueOnSignal, ignore_requeue_signals
 from training.train import CONF_DIR, register_resolvers, train
 
@@ -113,3 +114,30 @@ def test_signal_under_slurm_requeues_exactly_once(
     assert err.code == 0  # requeued: the process leaves without a result
     assert calls.read_text().splitlines() == ["requeue 70_1"]
     assert _step(run_dir / "checkpoints" / "last.ckpt") == SIGNAL_AT + 1
+
+
+def test_ctrl_c_ends_the_run_with_one_line_and_130(
+    shard_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lightning turns Ctrl-C into ``sys.exit(1)``; the command exits 130 as every other does."""
+    register_resolvers()
+    overrides = [
+        *tiny_overrides(shard_dir, tmp_path),
+        f"trainer.max_steps={MAX_STEPS}",
+        "+callbacks.signal_self._target_=test_requeue_signal.SignalSelfAt",
+        f"+callbacks.signal_self.step={SIGNAL_AT}",
+        f"+callbacks.signal_self.signum={int(signal.SIGINT)}",
+        "logger=csv",
+    ]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with pytest.raises(SystemExit) as exc:
+        console_signals("genprop-train")(train)(cfg)
+    assert exc.value.code == 130
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "genprop-train: stopped by SIGINT (finished work is kept; the same command resumes it)"
+        )
+    )
