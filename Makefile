@@ -125,6 +125,21 @@ demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
 	$(BIN)/genprop-preview $(DEMO)/shards --out $(DEMO)/shards_preview.png
 
+# Stage 0 on its own (docs/experiments.md, "A learned autoencoder for the demo"): the demo's toy
+# world -> the learned video autoencoder (4x spatial, per frame) -> $(DEMO)/codec/{codec.json,
+# codec.safetensors,report.json}, its PSNR measured on a world of another seed. `make demo` does
+# not use it (yet).
+DEMO_CODEC_MINUTES ?= 5
+DEMO_CODEC_CHANNELS ?= 8
+DEMO_CODEC_ARGS ?=  # more python -m training.codec_train flags, e.g. --width 16
+$(DEMO)/codec_heldout/world.json: | $(STAMP)
+	$(BIN)/genprop-toyworld write --out $(DEMO)/codec_heldout $(DEMO_WORLD_ARGS) --videos 20 --seed 20000
+
+demo-codec: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json ## Stage 0 only: train the learned video autoencoder; writes outputs/demo/codec/report.json
+	$(BIN)/python -m training.codec_train --data $(DEMO)/toyworld --heldout $(DEMO)/codec_heldout \
+	  --out $(DEMO)/codec --minutes $(DEMO_CODEC_MINUTES) --latent-channels $(DEMO_CODEC_CHANNELS) \
+	  --threads $(OMP_NUM_THREADS) $(DEMO_CODEC_ARGS)
+
 ABLATIONS := no_mpd no_ra_loss gate  # conf/training/ablation/<name>.yaml on demo_genprop; the paper's two first
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
@@ -233,7 +248,7 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
+.PHONY: demo demo-codec data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

@@ -17,14 +17,20 @@ from typing import Any, Literal
 class CodecConfig:
     """Pixel <-> latent codec."""
 
-    kind: Literal["space_to_depth", "wan_vae"] = "space_to_depth"
+    kind: Literal["space_to_depth", "wan_vae", "learned"] = "space_to_depth"
     patch: int = 4  # space_to_depth: pixels per latent cell along each axis
     # space_to_depth: latents = (pixels - shift) / scale, to ~zero mean / unit variance (see codec)
     shift: float = 0.0
     scale: float = 1.0
-    path: str | None = None  # wan_vae: local diffusers folder
+    # wan_vae: local diffusers folder; learned: folder with codec.json + codec.safetensors
+    # (written by ``python -m training.codec_train``)
+    path: str | None = None
     subfolder: str | None = "vae"
     vae_config: dict[str, Any] | None = None  # wan_vae: config dict (random init in tests)
+    # learned (genprop/modeling/learned_codec.py): filled in from codec.json when ``path`` is read
+    latent_channels: int = 8  # latent channels C
+    width: int = 16  # channels of the first conv stage (doubled per downsample, at most 4x)
+    downsamples: int = 2  # stride-2 stages: spatial factor 2**downsamples
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 * :class:`SpaceToDepthCodec` — parameter-free, exact: each ``p x p`` pixel cell becomes ``3·p²``
   channels; ``decode(encode(x)) == x`` bit for bit. Lets small runs train without a pretrained VAE.
+* :class:`~genprop.modeling.learned_codec.LearnedVideoCodec` (``codec.kind: learned``) — a small
+  per-frame conv autoencoder trained on the toy world (stage 0 of the demo), read from its folder.
 * :class:`DiffusersVAECodec` — wraps diffusers' ``AutoencoderKLWan`` (8x spatial, 4x temporal,
   16 channels, normalised with the VAE's ``latents_mean`` / ``latents_std``), loaded from a local
   folder or built from a config dict (tests).
@@ -134,15 +136,22 @@ def build_codec(cfg: CodecConfig, *, load_weights: bool = True) -> LatentCodec:
     """Build the codec described by ``cfg``.
 
     Args:
-        cfg: The codec config. For ``wan_vae``, ``cfg.vae_config`` is filled in from the folder.
-        load_weights: For ``wan_vae`` with a path: load its weights (False: random init from the
-            stored config, used by ``GenPropModel.from_pretrained`` which loads its own weights).
+        cfg: The codec config. For ``wan_vae``, ``cfg.vae_config`` is filled in from the folder;
+            for ``learned``, its architecture fields from the folder's ``codec.json``.
+        load_weights: For ``wan_vae`` / ``learned`` with a path: load its weights (False: random
+            init from the stored config, used by ``GenPropModel.from_pretrained`` which loads its
+            own weights).
     """
     if cfg.kind == "space_to_depth":
         return SpaceToDepthCodec(cfg.patch, shift=cfg.shift, scale=cfg.scale)
+    if cfg.kind == "learned":
+        from genprop.modeling.learned_codec import build_learned_codec
+
+        return build_learned_codec(cfg, load_weights=load_weights)
     if cfg.kind != "wan_vae":
         raise ValueError(
-            f"config.codec.kind: expected 'space_to_depth' or 'wan_vae', got {cfg.kind!r}"
+            "config.codec.kind: expected 'space_to_depth', 'learned' or 'wan_vae', "
+            f"got {cfg.kind!r}"
         )
     from diffusers import AutoencoderKLWan
 

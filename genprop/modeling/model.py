@@ -449,6 +449,11 @@ class GenPropModel(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         config = relative_paths(self.config.to_dict(), out)
+        if self.config.codec.kind == "learned":
+            from genprop.modeling.learned_codec import bundle_codec
+
+            # The learned codec's folder goes inside the model folder, so the folder loads alone.
+            config["codec"]["path"] = bundle_codec(self.codec, self.config.codec.path, out)
         meta = {"format": "genprop", "version": FORMAT_VERSION, **config}
         (out / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
         state = {

@@ -19,6 +19,8 @@ from typing import Any
 
 from contracts.schema import SCHEMA_VERSION
 from genprop.configs import GenPropConfig
+from genprop.modeling.learned_codec import CONFIG_NAME as CODEC_CONFIG
+from genprop.modeling.learned_codec import WEIGHTS_NAME as CODEC_WEIGHTS
 
 CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -73,6 +75,11 @@ def encoder_identity(config: GenPropConfig) -> dict[str, Any]:
             codec["vae_config"] = config.codec.vae_config
         else:
             files["vae"] = folder_digest(Path(config.codec.path) / (config.codec.subfolder or ""))
+    elif config.codec.kind == "learned" and config.codec.path is not None:
+        # A retrained codec (same architecture, new weights) makes different latents.
+        # Its two files by content (the folder's name plays no part: a moved codec keeps its key).
+        root = Path(config.codec.path)
+        files["codec"] = digest({n: file_sha256(root / n) for n in (CODEC_CONFIG, CODEC_WEIGHTS)})
     if config.text.kind == "transformers" and config.text.path:
         files["text_encoder"] = folder_digest(*_text_folders(config.text.path))
     image_path = getattr(config.backbone, "image_encoder_path", None)
