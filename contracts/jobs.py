@@ -4,8 +4,9 @@ driver, :func:`run_shard_tasks`.
 
 A job built on it:
 
-1. clears temporaries of killed runs (:func:`remove_stale_temporaries`) and refuses (or, with
-   ``overwrite``, clears) shards another job wrote to its folder (:func:`clear_other_jobs`);
+1. claims its folder (:func:`contracts.ownership.owned_folder`: the owner marker, the lock, and
+   the temporaries of its own killed runs removed) and refuses (or, with ``overwrite``, clears)
+   shards another job of the same tool wrote there (:func:`clear_other_jobs`);
 2. skips the shards already finished (resume) and hands the remaining ones to
    :func:`run_shard_tasks`, which runs one task per shard inside :func:`ray_session` (the job
    submits them; :func:`gather_ray_tasks` collects them; Ray retries a task whose worker died or
@@ -58,15 +59,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """One JSON object (sorted keys) per line."""
     path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-
-
-def remove_stale_temporaries(output_dir: Path) -> int:
-    """Delete ``*.tmp-*`` files left by killed runs; returns how many were removed."""
-    n = 0
-    for p in output_dir.glob("*.tmp-*"):
-        p.unlink(missing_ok=True)
-        n += 1
-    return n
 
 
 def clear_other_jobs(

@@ -9,7 +9,6 @@ import pytest
 import webdataset as wds
 from synth_records import make_sample
 
-from contracts.jobs import remove_stale_temporaries
 from contracts.schema import decode_sample
 from datagen.shards import read_stats, shard_paths, write_shard
 
@@ -51,10 +50,3 @@ def test_failure_while_writing_leaves_no_shard(tmp_path):
     with pytest.raises(RuntimeError):
         write_shard(tmp_path, "s", broken(), config_hash="h", codec="lossless")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_stale_temporaries_are_removed(tmp_path):
-    (tmp_path / "shard-000001.tar.tmp-123").write_bytes(b"partial")
-    (tmp_path / "shard-000002.tar").write_bytes(b"kept")
-    assert remove_stale_temporaries(tmp_path) == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["shard-000002.tar"]
