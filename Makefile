@@ -140,6 +140,71 @@ demo-codec: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json ## Stag
 	  --out $(DEMO)/codec --minutes $(DEMO_CODEC_MINUTES) --latent-channels $(DEMO_CODEC_CHANNELS) \
 	  --threads $(OMP_NUM_THREADS) $(DEMO_CODEC_ARGS)
 
+# The latent miniature (opt-in; `make demo` is unchanged): the real system's chain at toy size.
+# Stage 0 trains the learned codec on the demo's toy world -> genprop-cache encodes the demo's
+# shards with it -> stages 1 and 2 train the tiny DiT on its 16x16 latent grid from the cache
+# (the demo_latent preset; conf/training/experiment/demo_latent_i2v.yaml, demo_latent_genprop.yaml)
+# -> the demo's benchmark and report, under $(DEMO_LATENT). The demo's toy world, shards and cases
+# in $(DEMO) are reused (built there if missing). See docs/experiments.md, "The latent miniature".
+DEMO_LATENT ?= outputs/demo_latent
+DEMO_LATENT_CODEC_MINUTES ?= $(DEMO_CODEC_MINUTES)
+DEMO_LATENT_CODEC_CHANNELS ?= 16
+# A 2x pixel-unshuffle, then one stride-2 stage (4x in all) at width 32: +0.56 dB held-out PSNR
+# over --width 16 --downsamples 2 in the same 5 CPU minutes (docs/experiments.md, stage 0).
+DEMO_LATENT_CODEC_ARGS ?= --width 32 --downsamples 1 --unshuffle 2
+DEMO_LATENT_CACHE_ARGS ?= ray.num_cpus=2  # more genprop-cache overrides, e.g. ray.enabled=false
+DEMO_LATENT_STAGE1_STEPS ?= $(DEMO_STAGE1_STEPS)
+DEMO_LATENT_STAGE2_STEPS ?= $(DEMO_STAGE2_STEPS)
+DEMO_LATENT_STAGE1_ARGS ?=  # extra genprop-train overrides for stage 1
+DEMO_LATENT_STAGE2_ARGS ?= $(DEMO_STAGE2_ARGS)
+DEMO_LATENT_EVAL_ARGS ?= $(DEMO_EVAL_ARGS)
+# The model and the cache must name the same codec folder: genprop-train checks the cache's
+# encoder key (which includes the sha256 of the codec's files) against its own.
+DEMO_LATENT_CODEC = model.net.overrides.codec.path=$(DEMO_LATENT)/codec
+DEMO_LATENT_DATA = data.latents=$(DEMO_LATENT)/latents data.val_latents=$(DEMO_LATENT)/val_latents
+
+$(DEMO_LATENT)/codec/report.json: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json
+	$(BIN)/python -m training.codec_train --data $(DEMO)/toyworld --heldout $(DEMO)/codec_heldout \
+	  --out $(DEMO_LATENT)/codec --minutes $(DEMO_LATENT_CODEC_MINUTES) \
+	  --latent-channels $(DEMO_LATENT_CODEC_CHANNELS) --threads $(OMP_NUM_THREADS) $(DEMO_LATENT_CODEC_ARGS)
+
+# A retrained codec makes new latents: overwrite=true replaces the older cache.
+$(DEMO_LATENT)/latents/manifest.json: $(DEMO_LATENT)/codec/report.json $(DEMO)/shards/manifest.json
+	$(BIN)/genprop-cache model=genprop model.net.preset_name=demo_latent \
+	  '+$(DEMO_LATENT_CODEC)' data.shards=$(DEMO)/shards output_dir=$(DEMO_LATENT)/latents \
+	  overwrite=true $(DEMO_LATENT_CACHE_ARGS)
+
+$(DEMO_LATENT)/val_latents/manifest.json: $(DEMO_LATENT)/codec/report.json $(DEMO)/val_shards/manifest.json
+	$(BIN)/genprop-cache model=genprop model.net.preset_name=demo_latent \
+	  '+$(DEMO_LATENT_CODEC)' data.shards=$(DEMO)/val_shards output_dir=$(DEMO_LATENT)/val_latents \
+	  overwrite=true $(DEMO_LATENT_CACHE_ARGS)
+
+$(DEMO_LATENT)/train/stage1/export/last/config.json: $(DEMO_LATENT)/latents/manifest.json $(DEMO_LATENT)/val_latents/manifest.json
+	$(BIN)/genprop-train experiment=demo_latent_i2v name=stage1 paths.log_dir=$(DEMO_LATENT)/train \
+	  $(DEMO_LATENT_CODEC) $(DEMO_LATENT_DATA) trainer.max_steps=$(DEMO_LATENT_STAGE1_STEPS) \
+	  resume=auto $(DEMO_LATENT_STAGE1_ARGS)
+
+$(DEMO_LATENT)/train/stage2/export/last/config.json: $(DEMO_LATENT)/train/stage1/export/last/config.json
+	$(BIN)/genprop-train experiment=demo_latent_genprop name=stage2 paths.log_dir=$(DEMO_LATENT)/train \
+	  $(DEMO_LATENT_CODEC) $(DEMO_LATENT_DATA) model.init_from=$(DEMO_LATENT)/train/stage1/export/last \
+	  trainer.max_steps=$(DEMO_LATENT_STAGE2_STEPS) resume=auto $(DEMO_LATENT_STAGE2_ARGS)
+
+# The demo's benchmark cases, linked (the report reads them from $(DEMO_LATENT)/cases).
+$(DEMO_LATENT)/cases/index.json: $(DEMO)/cases/index.json
+	mkdir -p $(DEMO_LATENT)
+	ln -sfnT $(abspath $(DEMO)/cases) $(DEMO_LATENT)/cases
+
+# The export bundles its codec (export/last/codec/), so genprop-eval needs nothing else.
+$(DEMO_LATENT)/eval/metrics.json: $(DEMO_LATENT)/train/stage2/export/last/config.json $(DEMO_LATENT)/cases/index.json
+	$(BIN)/genprop-eval --cases $(DEMO_LATENT)/cases --model $(DEMO_LATENT)/train/stage2/export/last \
+	  $(DEMO_LATENT_EVAL_ARGS) $(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO_LATENT)/eval
+
+$(DEMO_LATENT)/report.md: $(DEMO_LATENT)/eval/metrics.json evaluation/demo_report.py
+	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO_LATENT)
+
+demo-latent: $(DEMO_LATENT)/report.md ## Opt-in: the demo on a learned codec's latents (stage 0 -> cache -> stages 1, 2 -> eval); writes outputs/demo_latent/report.md
+	@echo "report: $(DEMO_LATENT)/report.md"
+
 ABLATIONS := no_mpd no_ra_loss gate  # conf/training/ablation/<name>.yaml on demo_genprop; the paper's two first
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
@@ -248,7 +313,7 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo demo-codec data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
+.PHONY: demo demo-codec demo-latent data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

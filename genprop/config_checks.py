@@ -72,7 +72,7 @@ def _latent_channels(codec: CodecConfig) -> tuple[int, int, int]:
     if codec.kind == "space_to_depth":
         return 3 * codec.patch**2, codec.patch, 1
     if codec.kind == "learned":  # per-frame conv autoencoder (genprop/modeling/learned_codec.py)
-        return codec.latent_channels, 2**codec.downsamples, 1
+        return codec.latent_channels, codec.unshuffle * 2**codec.downsamples, 1
     vae = codec.vae_config or {}
     z = vae.get("z_dim", 16)
     z = check_int(z, "codec.vae_config.z_dim", 1, 4096)
@@ -84,6 +84,7 @@ def _check_codec(codec: CodecConfig) -> None:
     check_int(codec.latent_channels, "codec.latent_channels", 1, 1024)
     check_int(codec.width, "codec.width", 1, 1024)
     check_int(codec.downsamples, "codec.downsamples", 1, 4)
+    check_int(codec.unshuffle, "codec.unshuffle", 1, 4)
     check_int(codec.patch, "codec.patch", 1, 64)
     check_float(codec.shift, "codec.shift", -1e6, 1e6)
     check_float(codec.scale, "codec.scale", 0.0, 1e6, low_open=True)

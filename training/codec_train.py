@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-channels", type=int, default=8, help="latent channels C")
     p.add_argument("--width", type=int, default=16, help="channels of the first conv stage")
     p.add_argument("--downsamples", type=int, default=2, help="stride-2 stages (2: 4x spatial)")
+    p.add_argument(
+        "--unshuffle",
+        type=int,
+        default=1,
+        help="pixel-unshuffle factor before the first conv (2 with --downsamples 1: 4x spatial)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="frames per step")
     p.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate")
     p.add_argument("--edge-weight", type=float, default=0.1, help="weight of the gradient term")

@@ -2,10 +2,10 @@
 
 A convolutional encoder/decoder in plain torch, trained on toy-world frames by
 ``python -m training.codec_train`` (stage 0 of the demo) and frozen when a GenProp model uses it.
-Like Wan's VAE it maps pixels to a compact latent grid of a few channels (``2**downsamples`` x
-smaller in H and W, ``latent_channels`` channels) and normalises the latents per channel with
-stored statistics (Wan's ``latents_mean`` / ``latents_std``), so the diffusion model sees roughly
-zero-mean, unit-variance latents.
+Like Wan's VAE it maps pixels to a compact latent grid of a few channels
+(``unshuffle · 2**downsamples`` x smaller in H and W, ``latent_channels`` channels) and normalises
+the latents per channel with stored statistics (Wan's ``latents_mean`` / ``latents_std``), so the
+diffusion model sees roughly zero-mean, unit-variance latents.
 
 Time is handled frame by frame (``temporal_factor`` 1): the demo's clips are 8 frames, and a 4x
 causal temporal codec needs 1 + 4k frames, so it would change every clip length of the demo; a 2D
@@ -15,7 +15,8 @@ other frame, which keeps the I2V conditioning exact up to the codec's reconstruc
 Folder layout (read with no pickle)::
 
     DIR/codec.json          {"format": "genprop-codec", "version": 1, "latent_channels": C,
-                             "width": W, "downsamples": D, ...extra metadata}
+                             "width": W, "downsamples": D, "unshuffle": U, ...extra metadata}
+                            ("unshuffle" may be absent: 1, the first codecs' layout)
     DIR/codec.safetensors   the weights and the two statistics buffers
 """
 
@@ -41,9 +42,16 @@ CONFIG_NAME = "codec.json"
 WEIGHTS_NAME = "codec.safetensors"
 FORMAT = "genprop-codec"
 FORMAT_VERSION = 1
-ARCH_FIELDS = ("latent_channels", "width", "downsamples")
+ARCH_FIELDS = ("latent_channels", "width", "downsamples", "unshuffle")
 # Bounds on the architecture a codec folder may ask for (checked before anything is built).
-ARCH_BOUNDS = {"latent_channels": (1, 1024), "width": (1, 1024), "downsamples": (1, 4)}
+ARCH_BOUNDS = {
+    "latent_channels": (1, 1024),
+    "width": (1, 1024),
+    "downsamples": (1, 4),
+    "unshuffle": (1, 4),
+}
+# Fields a codec.json may leave out (written before the field existed).
+ARCH_DEFAULTS = {"unshuffle": 1}
 # Slack over the weights' own bytes a codec.safetensors may have (its JSON header).
 _HEADER_SLACK = 1 << 20
 
@@ -73,29 +81,43 @@ def _stage_channels(width: int, downsamples: int) -> list[int]:
 class LearnedVideoCodec(LatentCodec):
     """Per-frame conv autoencoder: videos (B, T, 3, H, W) in [-1, 1] <-> (B, T, C, H/f, W/f).
 
-    ``f = 2**downsamples``. Latents are normalised as ``(z - latents_mean) / latents_std``
-    (per-channel buffers, saved with the weights); a fresh codec has mean 0 and std 1 until
-    :meth:`set_latent_stats` stores the statistics of its training frames.
+    ``f = unshuffle · 2**downsamples``. With ``unshuffle`` u > 1 the frame is first
+    pixel-unshuffled (u x u pixels -> 3u² channels, as Wan2.2's VAE does with its ``patch_size``)
+    and the decoder ends with the matching pixel shuffle, so no convolution runs at full
+    resolution: most of a step's time on a CPU. Latents are normalised as
+    ``(z - latents_mean) / latents_std`` (per-channel buffers, saved with the weights); a fresh
+    codec has mean 0 and std 1 until :meth:`set_latent_stats` stores the statistics of its
+    training frames.
 
     Args:
         latent_channels: C.
-        width: channels of the full-resolution stage (doubled per downsample, at most 4x).
+        width: channels of the first stage (doubled per downsample, at most 4x).
         downsamples: number of stride-2 stages.
+        unshuffle: pixel-unshuffle factor before the first convolution (1: none).
     """
 
-    def __init__(self, *, latent_channels: int, width: int, downsamples: int) -> None:
+    def __init__(
+        self, *, latent_channels: int, width: int, downsamples: int, unshuffle: int = 1
+    ) -> None:
         super().__init__()
-        check_architecture(
-            {"latent_channels": latent_channels, "width": width, "downsamples": downsamples},
-            where="LearnedVideoCodec",
-        )
+        arch = {
+            "latent_channels": latent_channels,
+            "width": width,
+            "downsamples": downsamples,
+            "unshuffle": unshuffle,
+        }
+        check_architecture(arch, where="LearnedVideoCodec")
         self.latent_channels = latent_channels
         self.width = width
         self.downsamples = downsamples
-        self.spatial_factor = 2**downsamples
+        self.unshuffle = unshuffle
+        self.spatial_factor = unshuffle * 2**downsamples
         self.temporal_factor = 1
         chans = _stage_channels(width, downsamples)
-        enc: list[nn.Module] = [nn.Conv2d(3, chans[0], 3, padding=1)]
+        pixels = 3 * unshuffle**2  # channels of the (unshuffled) frame
+        # No parameter-free module in front when unshuffle is 1: the first codecs' weight names.
+        enc: list[nn.Module] = [nn.PixelUnshuffle(unshuffle)] if unshuffle > 1 else []
+        enc += [nn.Conv2d(pixels, chans[0], 3, padding=1)]
         for c_in, c_out in itertools.pairwise(chans):
             enc += [_ResBlock(c_in), nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)]
         last = chans[-1]
@@ -108,7 +130,9 @@ class LearnedVideoCodec(LatentCodec):
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(c_in, c_out, 3, padding=1),
             ]
-        dec += [_ResBlock(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], 3, 3, padding=1)]
+        dec += [_ResBlock(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], pixels, 3, padding=1)]
+        if unshuffle > 1:
+            dec.append(nn.PixelShuffle(unshuffle))
         self.decoder = nn.Sequential(*dec)
         self.register_buffer("latents_mean", torch.zeros(latent_channels))
         self.register_buffer("latents_std", torch.ones(latent_channels))
@@ -119,6 +143,7 @@ class LearnedVideoCodec(LatentCodec):
             "latent_channels": self.latent_channels,
             "width": self.width,
             "downsamples": self.downsamples,
+            "unshuffle": self.unshuffle,
         }
 
     # ------------------------------------------------------------------ frames (training)
@@ -180,14 +205,15 @@ class LearnedVideoCodec(LatentCodec):
 
 
 def check_architecture(data: dict[str, Any], *, where: str) -> dict[str, int]:
-    """The architecture fields of ``data``, checked (ints in range).
+    """The architecture fields of ``data``, checked (ints in range; ``ARCH_DEFAULTS`` for the
+    optional ones).
 
     Raises:
         CodecFolderError: naming ``where`` and the first missing or bad field.
     """
     out: dict[str, int] = {}
     for name in ARCH_FIELDS:
-        value = data.get(name)
+        value = data.get(name, ARCH_DEFAULTS.get(name))
         low, high = ARCH_BOUNDS[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise CodecFolderError(
@@ -283,7 +309,10 @@ def build_learned_codec(cfg: CodecConfig, *, load_weights: bool = True) -> Learn
             setattr(cfg, name, value)
     else:
         codec = LearnedVideoCodec(
-            latent_channels=cfg.latent_channels, width=cfg.width, downsamples=cfg.downsamples
+            latent_channels=cfg.latent_channels,
+            width=cfg.width,
+            downsamples=cfg.downsamples,
+            unshuffle=cfg.unshuffle,
         )
     codec.requires_grad_(False)
     return codec.eval()

@@ -22,12 +22,13 @@ from shard_factory import write_shards
 
 from contracts.schema import decode_sample
 from genprop.backbones.wan.pretrained import write_tiny_wan_pipeline
+from genprop.configs import preset
 from genprop.losses import CFGDropout, training_losses
 from genprop.modeling.latents import EncodedBatch
 from genprop.modeling.model import GenPropModel
 from genprop.modeling.unbuilt_encoders import EncoderNotBuiltError
 from training.batch import collate_samples, to_model_batch
-from training.cache.key import LatentCacheError, check_latent_cache
+from training.cache.key import LatentCacheError, check_latent_cache, encoder_key
 from training.cache.latent_sample import EMPTY_PROMPT, collate_latents, decode_members
 from training.cache.runner import CacheJobFailed, run_cache
 from training.latent_datamodule import LatentStream
@@ -258,3 +259,12 @@ def test_wan21_image_tokens_are_cached_and_equivalent(tmp_path: Path) -> None:
     b = training_losses(light, latents, generator=torch.Generator().manual_seed(3), **kwargs)
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("cpu_test", "64ab5591402f2af1"), ("demo", "9a920a0bcaed0539")]
+)
+def test_encoder_keys_of_existing_caches_do_not_change(name, key):
+    """Keys as the release before the learned codec computed them: new codec fields that only a
+    ``learned`` codec reads must not invalidate the caches users already have."""
+    assert encoder_key(preset(name)) == key

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from shard_factory import tiny_overrides
 
+from genprop.modeling.codec import build_codec
+from genprop.modeling.learned_codec import LearnedVideoCodec
 from genprop.sampling_options import PreserveConfig
 from training.model_factory import build_config
 from training.train import CONF_DIR, register_resolvers, resolve_precision, train
@@ -20,6 +22,8 @@ ABLATIONS = sorted(p.stem for p in (CONF_DIR / "ablation").glob("*.yaml"))
 # Experiments on a pretrained backbone need its folder; test_wan_training.py runs them on a tiny
 # random Wan pipeline instead.
 NEEDS_PRETRAINED = {"wan_paper"}
+# Experiments on a learned codec need its folder: test_latent_experiment_fast_dev_run gives one.
+NEEDS_CODEC = {"demo_latent_i2v", "demo_latent_genprop"}
 # What each ablation changes, checked on the composed config.
 ABLATION_EFFECTS = {
     "no_mpd": lambda c: c.model.loss_weights.mpd == 0.0,
@@ -39,11 +43,13 @@ def test_all_experiments_and_ablations_listed() -> None:
         "toy_gpu_i2v",  # `make demo-gpu` stage 1
         "toy_gpu",  # `make demo-gpu` stage 2
         "wan_paper",
+        "demo_latent_i2v",  # `make demo-latent` stage 1
+        "demo_latent_genprop",  # `make demo-latent` stage 2
     }
     assert set(ABLATIONS) == set(ABLATION_EFFECTS)
 
 
-@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - NEEDS_PRETRAINED))
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - NEEDS_PRETRAINED - NEEDS_CODEC))
 def test_experiment_fast_dev_run(
     experiment: str, shard_dir: Path, tmp_path: Path, compose_cfg
 ) -> None:
@@ -201,3 +207,62 @@ def test_submitit_local_cluster_config() -> None:
         )
     assert cfg.hydra.launcher._target_.endswith("LocalLauncher")
     assert "submitit" in cfg.hydra.launcher._target_ and cfg.resume == "auto"
+
+
+# ---------------------------------------------------------------------------- the latent miniature
+LATENT_EXPERIMENTS = {"demo_latent_i2v": "demo_i2v", "demo_latent_genprop": "demo_genprop"}
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A learned codec folder as stage 0 writes it: 6 latent channels, 4x spatial."""
+    codec = LearnedVideoCodec(latent_channels=6, width=4, downsamples=2)
+    return codec.save(tmp_path_factory.mktemp("stage0") / "codec")
+
+
+@pytest.mark.parametrize(("experiment", "base"), sorted(LATENT_EXPERIMENTS.items()))
+def test_latent_experiments_are_the_demo_recipe_on_the_learned_codec(
+    experiment: str, base: str, tiny_codec: Path, compose_cfg
+) -> None:
+    common = ["data.shards=x", "paths.run_dir=RUN"]
+    ref = compose_cfg([f"experiment={base}", *common])
+    # The pixel demo's recipe (stage, optimiser, loss, schedule, data, trainer); only the run
+    # name, the preset and the codec folder differ.
+    cfg = compose_cfg(
+        [f"experiment={experiment}", f"model.net.overrides.codec.path={tiny_codec}", *common]
+    )
+    assert _diff(_flat(ref), _flat(cfg)) == {
+        "name",
+        "model.net.preset_name",
+        "model.net.overrides.codec.path",
+    }
+    built = build_config(preset_name=cfg.model.net.preset_name, overrides=cfg.model.net.overrides)
+    assert built.codec.kind == "learned" and built.codec.path == str(tiny_codec)
+    assert build_codec(built.codec).latent_channels == 6  # the folder's codec.json decides
+    demo = build_config(preset_name=ref.model.net.preset_name, overrides=ref.model.net.overrides)
+    # 2x2 patches on the 16x16 latent grid: the pixel demo's 8x8 tokens per frame.
+    grid = [built.height // (4 * built.backbone.patch), built.width // (4 * built.backbone.patch)]
+    demo_grid = [demo.height // (demo.codec.patch * demo.backbone.patch)] * 2
+    assert grid == demo_grid == [8, 8] and built.num_frames == demo.num_frames
+    assert built.sampling == demo.sampling
+
+
+def test_latent_experiments_need_the_codec_folder(compose_cfg) -> None:
+    cfg = compose_cfg(["experiment=demo_latent_i2v", "data.shards=x"])
+    with pytest.raises(MissingMandatoryValue, match=r"codec\.path"):
+        OmegaConf.to_container(cfg.model.net, resolve=True, throw_on_missing=True)
+
+
+@pytest.mark.parametrize("experiment", sorted(LATENT_EXPERIMENTS))
+def test_latent_experiment_fast_dev_run(
+    experiment: str, tiny_codec: Path, shard_dir: Path, tmp_path: Path, compose_cfg
+) -> None:
+    # The cpu_test preset with the learned codec: 4x32x32 clips -> 4x8x8x6 latents.
+    overrides = [f"experiment={experiment}", *tiny_overrides(shard_dir, tmp_path), "debug=fdr"]
+    codec = f"model.net.overrides.codec.path={tiny_codec}"
+    cfg = compose_cfg([*overrides, codec, "+model.net.overrides.codec.kind=learned"])
+    module = instantiate(cfg.model)
+    assert module.net.codec.latent_channels == 6
+    metrics = train(cfg)
+    assert metrics["train/total"] > 0
+    assert "val/total" in metrics

@@ -58,6 +58,10 @@ def folder_digest(*folders: Path) -> str:
     return h.hexdigest()
 
 
+# CodecConfig fields only a ``learned`` codec reads (genprop/modeling/learned_codec.py).
+LEARNED_FIELDS = frozenset({"latent_channels", "width", "downsamples", "unshuffle"})
+
+
 def _text_folders(path: str) -> list[Path]:
     root = Path(path)
     if (root / "text_encoder").is_dir() and (root / "tokenizer").is_dir():
@@ -67,7 +71,10 @@ def _text_folders(path: str) -> list[Path]:
 
 def encoder_identity(config: GenPropConfig) -> dict[str, Any]:
     """The encoder side of a config as plain JSON (see module docstring)."""
-    codec = {k: v for k, v in config.to_dict()["codec"].items() if k not in ("path", "vae_config")}
+    # The learned codec's architecture fields name no latent of the other kinds: left out for
+    # them, so the keys of caches written before those fields existed stay the same.
+    unused = {"path", "vae_config"} | (set() if config.codec.kind == "learned" else LEARNED_FIELDS)
+    codec = {k: v for k, v in config.to_dict()["codec"].items() if k not in unused}
     text = {k: v for k, v in config.to_dict()["text"].items() if k != "path"}
     files: dict[str, str] = {}
     if config.codec.kind == "wan_vae":
