@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clip_folders import write_tiny_clip
 
 from evaluation.boards import editverse
 from evaluation.boards.common import BoardError
@@ -21,32 +22,7 @@ T, H, W = 4, 32, 32
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised CLIP model + char-level tokenizer + 32 px image processor."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("clip")
-    torch.manual_seed(0)
-    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-             "num_attention_heads": 2}  # fmt: skip
-    cfg = CLIPConfig(
-        text_config=small | {"vocab_size": 64, "max_position_embeddings": 16},
-        vision_config=small | {"image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )
-    CLIPModel(cfg).save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(folder)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in "abcdefghijklmnopqrstuvwxyz":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-    ).save_pretrained(folder)
-    return folder
+    return write_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def _source(seed: int) -> np.ndarray:
