@@ -49,15 +49,26 @@ clean: ## Remove outputs (keeps .venv)
 .PHONY: help install lint test test-slow test-gpu format clean
 
 # ---------------------------------------------------------------------------------------------
-# The demo: toy world -> shards -> stage 1 (I2V) -> stage 2 (GenProp) -> benchmark -> report.
-# Every step is a file target, so a rerun reuses the finished steps (training also resumes).
+# The demo: the real system's chain in miniature on the toy world. Toy world -> shards (Ray) ->
+# stage 0 (a learned video autoencoder, the demo's stand-in for Wan's VAE) -> genprop-cache
+# (the shards' latents) -> stage 1 (I2V) and stage 2 (GenProp) on the 16x16 latent grid from the
+# cache -> benchmark -> report. Every step is a file target, so a rerun reuses the finished steps
+# (training also resumes). `make demo-pixel` trains the same DiT on patchified pixels instead
+# (the demo before the miniature), on the same world, shards and cases, for the comparison.
 DEMO ?= outputs/demo
 DEMO_VIDEOS ?= 300
 DEMO_SAMPLES ?= 2048
-DEMO_STAGE1_STEPS ?= 1200
-DEMO_STAGE2_STEPS ?= 1300
+DEMO_STAGE1_STEPS ?= 1000
+DEMO_STAGE2_STEPS ?= 900
+DEMO_STAGE1_ARGS ?=  # extra genprop-train overrides for stage 1
 DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 8
+# Stage 0: a 4x4 pixel-unshuffle, a linear path started at the cells' principal components and
+# convolutions at width 64 beside it, 16 latent channels, trained for DEMO_CODEC_MINUTES on the
+# demo's toy world with the squared error; its PSNR is measured on a world of another seed
+# (docs/experiments.md, "stage 0").
+DEMO_CODEC_MINUTES ?= 3.5
+DEMO_CODEC_ARGS ?= --latent-channels 16 --width 64 --downsamples 0 --unshuffle 4 --linear-skip 1
 # The demo's evaluation samples with the export's own defaults (conf/training/experiment/demo_genprop.yaml,
 # model.net.overrides.sampling: 16 steps, guidance 3, removal 8, tracking 12 — the choice `make
 # guidance-sweep` printed on validation cases of another world seed, not on the benchmark; the
@@ -71,20 +82,25 @@ DEMO_GUIDANCES ?= 1 2 3 5 8 12
 DEMO_WORLD_ARGS = --videos $(DEMO_VIDEOS) --size 64x64 --frames 24
 DEMO_DATA_ARGS := source=toyworld clip.frames=8 clip.size=64 ray.num_cpus=2 samples_per_shard=128 \
 	recipes.copy_paste.synthetic_effects=0.5 mix=demo
-DEMO_STAGE1_EXPERIMENT := demo_i2v
-DEMO_STAGE2_EXPERIMENT := demo_genprop
+DEMO_CACHE_ARGS ?= ray.num_cpus=2  # more genprop-cache overrides, e.g. ray.enabled=false
+DEMO_STAGE1_EXPERIMENT := demo_latent_i2v
+DEMO_STAGE2_EXPERIMENT := demo_latent_genprop
 DEMO_EVAL_ARGS :=
+# What every genprop-train of the demo's model adds: the stage-0 codec (the model and the cache
+# must name the same codec folder: genprop-train checks the cache's encoder key, which includes
+# the sha256 of the codec's files, against its own) and the cached latents.
+DEMO_TRAIN_DATA = model.net.overrides.codec.path=$(DEMO)/codec \
+	data.latents=$(DEMO)/latents data.val_latents=$(DEMO)/val_latents
 # Benchmark cases and the guidance-sweep validation cases: same shape, different world seeds.
 DEMO_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 64x64 --frames 16
 # The report is also published as docs/results.md (+ docs/results/); make demo-gpu does not publish.
 DEMO_PUBLISH ?= --publish docs
 
-# The chain, written once for `make demo` and `make demo-gpu`: $(call demo_chain,P) makes the rules
-# for the output folder $(P), configured by the variables P_WORLD_ARGS (genprop-toyworld write),
-# P_DATA_ARGS and P_SAMPLES (genprop-data), P_STAGE1_EXPERIMENT / P_STAGE1_STEPS,
-# P_STAGE2_EXPERIMENT / P_STAGE2_STEPS / P_STAGE2_ARGS (genprop-train), P_CASES_ARGS (the
-# benchmark) and P_EVAL_ARGS (genprop-eval).
-define demo_chain
+# The data of a demo, written once for `make demo` and `make demo-gpu`: $(call demo_data,P) makes
+# the rules for the toy world, the shards, the validation shards and the benchmark cases under
+# $(P), configured by P_WORLD_ARGS (genprop-toyworld write), P_DATA_ARGS and P_SAMPLES
+# (genprop-data) and P_CASES_ARGS (the benchmark).
+define demo_data
 $$($(1))/toyworld/world.json: | $$(STAMP)
 	$$(BIN)/genprop-toyworld write --out $$($(1))/toyworld $$($(1)_WORLD_ARGS)
 
@@ -96,121 +112,105 @@ $$($(1))/val_shards/manifest.json: $$($(1))/toyworld/world.json
 	$$(BIN)/genprop-data $$($(1)_DATA_ARGS) source.root=$$($(1))/toyworld output_dir=$$($(1))/val_shards \
 		num_samples=64 samples_per_shard=32 seed=1
 
-$$($(1))/train/stage1/export/last/config.json: $$($(1))/shards/manifest.json $$($(1))/val_shards/manifest.json
+$$($(1))/cases/index.json: | $$(STAMP)
+	$$(BIN)/genprop-toyworld benchmark --out $$($(1))/cases $$($(1)_CASES_ARGS)
+endef
+
+# A pixel-space demo model, for `make demo-pixel` and `make demo-gpu`: $(call demo_pixel,P,D)
+# trains stage 1 and 2 on the shards of $(D) with P_STAGE1_EXPERIMENT / P_STAGE1_STEPS and
+# P_STAGE2_EXPERIMENT / P_STAGE2_STEPS / P_STAGE2_ARGS (genprop-train), evaluates on the cases of
+# $(D) with P_EVAL_ARGS (genprop-eval) and writes the report under $(P) (P_PUBLISH).
+define demo_pixel
+$$($(1))/train/stage1/export/last/config.json: $$($(2))/shards/manifest.json $$($(2))/val_shards/manifest.json
 	$$(BIN)/genprop-train experiment=$$($(1)_STAGE1_EXPERIMENT) name=stage1 paths.log_dir=$$($(1))/train \
-		data.shards=$$($(1))/shards data.val_shards=$$($(1))/val_shards \
+		data.shards=$$($(2))/shards data.val_shards=$$($(2))/val_shards \
 		trainer.max_steps=$$($(1)_STAGE1_STEPS) resume=auto
 
 $$($(1))/train/stage2/export/last/config.json: $$($(1))/train/stage1/export/last/config.json
 	$$(BIN)/genprop-train experiment=$$($(1)_STAGE2_EXPERIMENT) name=stage2 paths.log_dir=$$($(1))/train \
-		data.shards=$$($(1))/shards data.val_shards=$$($(1))/val_shards \
+		data.shards=$$($(2))/shards data.val_shards=$$($(2))/val_shards \
 		model.init_from=$$($(1))/train/stage1/export/last \
 		trainer.max_steps=$$($(1)_STAGE2_STEPS) resume=auto $$($(1)_STAGE2_ARGS)
 
-$$($(1))/cases/index.json: | $$(STAMP)
-	$$(BIN)/genprop-toyworld benchmark --out $$($(1))/cases $$($(1)_CASES_ARGS)
-
-$$($(1))/eval/metrics.json: $$($(1))/train/stage2/export/last/config.json $$($(1))/cases/index.json
-	$$(BIN)/genprop-eval --cases $$($(1))/cases --model $$($(1))/train/stage2/export/last \
+$$($(1))/eval/metrics.json: $$($(1))/train/stage2/export/last/config.json $$($(2))/cases/index.json
+	$$(BIN)/genprop-eval --cases $$($(2))/cases --model $$($(1))/train/stage2/export/last \
 		$$($(1)_EVAL_ARGS) $$(EVAL_STEPS) $$(EVAL_GUIDANCE) --out $$($(1))/eval
 
 $$($(1))/report.md: $$($(1))/eval/metrics.json evaluation/demo_report.py
-	$$(BIN)/python -m evaluation.demo_report --demo-dir $$($(1)) $$($(1)_PUBLISH)
+	$$(BIN)/python -m evaluation.demo_report --demo-dir $$($(1)) --cases $$($(2))/cases $$($(1)_PUBLISH)
 endef
-$(eval $(call demo_chain,DEMO))
 
-demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~40 min): writes outputs/demo/report.md
+$(eval $(call demo_data,DEMO))
+
+# Stage 0 (docs/experiments.md, "stage 0"): the learned video autoencoder on the demo's toy world,
+# its PSNR measured on a world of another seed -> $(DEMO)/codec/{codec.json,codec.safetensors,report.json}.
+$(DEMO)/codec_heldout/world.json: | $(STAMP)
+	$(BIN)/genprop-toyworld write --out $(DEMO)/codec_heldout $(DEMO_WORLD_ARGS) --videos 20 --seed 20000
+
+$(DEMO)/codec/report.json: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json
+	$(BIN)/python -m training.codec_train --data $(DEMO)/toyworld --heldout $(DEMO)/codec_heldout \
+	  --out $(DEMO)/codec --minutes $(DEMO_CODEC_MINUTES) --threads $(OMP_NUM_THREADS) $(DEMO_CODEC_ARGS)
+
+# genprop-cache: the shards' latents under the stage-0 codec (a retrained codec makes new
+# latents: overwrite=true replaces the older cache).
+$(DEMO)/latents/manifest.json: $(DEMO)/codec/report.json $(DEMO)/shards/manifest.json
+	$(BIN)/genprop-cache model=genprop model.net.preset_name=demo_latent \
+	  '+model.net.overrides.codec.path=$(DEMO)/codec' data.shards=$(DEMO)/shards \
+	  output_dir=$(DEMO)/latents overwrite=true $(DEMO_CACHE_ARGS)
+
+$(DEMO)/val_latents/manifest.json: $(DEMO)/codec/report.json $(DEMO)/val_shards/manifest.json
+	$(BIN)/genprop-cache model=genprop model.net.preset_name=demo_latent \
+	  '+model.net.overrides.codec.path=$(DEMO)/codec' data.shards=$(DEMO)/val_shards \
+	  output_dir=$(DEMO)/val_latents overwrite=true $(DEMO_CACHE_ARGS)
+
+$(DEMO)/train/stage1/export/last/config.json: $(DEMO)/latents/manifest.json $(DEMO)/val_latents/manifest.json
+	$(BIN)/genprop-train experiment=$(DEMO_STAGE1_EXPERIMENT) name=stage1 paths.log_dir=$(DEMO)/train \
+	  $(DEMO_TRAIN_DATA) trainer.max_steps=$(DEMO_STAGE1_STEPS) resume=auto $(DEMO_STAGE1_ARGS)
+
+$(DEMO)/train/stage2/export/last/config.json: $(DEMO)/train/stage1/export/last/config.json
+	$(BIN)/genprop-train experiment=$(DEMO_STAGE2_EXPERIMENT) name=stage2 paths.log_dir=$(DEMO)/train \
+	  $(DEMO_TRAIN_DATA) model.init_from=$(DEMO)/train/stage1/export/last \
+	  trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto $(DEMO_STAGE2_ARGS)
+
+# The export bundles its codec (export/last/codec/), so genprop-eval needs nothing else.
+$(DEMO)/eval/metrics.json: $(DEMO)/train/stage2/export/last/config.json $(DEMO)/cases/index.json
+	$(BIN)/genprop-eval --cases $(DEMO)/cases --model $(DEMO)/train/stage2/export/last \
+	  $(DEMO_EVAL_ARGS) $(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO)/eval
+
+$(DEMO)/report.md: $(DEMO)/eval/metrics.json evaluation/demo_report.py
+	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO) $(DEMO_PUBLISH)
+
+demo: $(DEMO)/report.md ## The main job end to end on the toy world (2 CPU cores, ~30 min): writes outputs/demo/report.md
 	@echo "report: $(DEMO)/report.md"
 
 data: $(DEMO)/shards/manifest.json ## Build the demo's training shards from the toy world (Ray)
 	$(BIN)/genprop-preview $(DEMO)/shards --out $(DEMO)/shards_preview.png
 
-# Stage 0 on its own (docs/experiments.md, "A learned autoencoder for the demo"): the demo's toy
-# world -> the learned video autoencoder (4x spatial, per frame) -> $(DEMO)/codec/{codec.json,
-# codec.safetensors,report.json}, its PSNR measured on a world of another seed. `make demo` does
-# not use it (yet).
-DEMO_CODEC_MINUTES ?= 5
-DEMO_CODEC_CHANNELS ?= 8
-DEMO_CODEC_ARGS ?=  # more python -m training.codec_train flags, e.g. --width 16
-$(DEMO)/codec_heldout/world.json: | $(STAMP)
-	$(BIN)/genprop-toyworld write --out $(DEMO)/codec_heldout $(DEMO_WORLD_ARGS) --videos 20 --seed 20000
+demo-codec: $(DEMO)/codec/report.json ## Stage 0 only: train the demo's video autoencoder; writes outputs/demo/codec/report.json
+	@cat $(DEMO)/codec/report.json | $(BIN)/python -c "import json,sys; r=json.load(sys.stdin); print('held-out PSNR', r['heldout_psnr_db'], 'dB')"
 
-demo-codec: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json ## Stage 0 only: train the learned video autoencoder; writes outputs/demo/codec/report.json
-	$(BIN)/python -m training.codec_train --data $(DEMO)/toyworld --heldout $(DEMO)/codec_heldout \
-	  --out $(DEMO)/codec --minutes $(DEMO_CODEC_MINUTES) --latent-channels $(DEMO_CODEC_CHANNELS) \
-	  --threads $(OMP_NUM_THREADS) $(DEMO_CODEC_ARGS)
+# The pixel-space demo (the demo before the miniature): the same DiT on 8x8 pixel patches, on the
+# demo's world, shards and cases, for the comparison in docs/experiments.md. DEMO_PIXEL_SCALE
+# multiplies its steps (1: 1,200 + 1,300, the budget it had as `make demo`).
+DEMO_PIXEL ?= outputs/demo_pixel
+DEMO_PIXEL_SCALE ?= 1
+DEMO_PIXEL_STAGE1_STEPS = $(shell awk 'BEGIN{print int(1200 * $(DEMO_PIXEL_SCALE) + 0.5)}')
+DEMO_PIXEL_STAGE2_STEPS = $(shell awk 'BEGIN{print int(1300 * $(DEMO_PIXEL_SCALE) + 0.5)}')
+DEMO_PIXEL_STAGE1_EXPERIMENT := demo_i2v
+DEMO_PIXEL_STAGE2_EXPERIMENT := demo_genprop
+DEMO_PIXEL_STAGE2_ARGS ?=
+DEMO_PIXEL_EVAL_ARGS := $(DEMO_EVAL_ARGS)
+DEMO_PIXEL_PUBLISH ?=
+$(eval $(call demo_pixel,DEMO_PIXEL,DEMO))
 
-# The latent miniature (opt-in; `make demo` is unchanged): the real system's chain at toy size.
-# Stage 0 trains the learned codec on the demo's toy world -> genprop-cache encodes the demo's
-# shards with it -> stages 1 and 2 train the tiny DiT on its 16x16 latent grid from the cache
-# (the demo_latent preset; conf/training/experiment/demo_latent_i2v.yaml, demo_latent_genprop.yaml)
-# -> the demo's benchmark and report, under $(DEMO_LATENT). The demo's toy world, shards and cases
-# in $(DEMO) are reused (built there if missing). See docs/experiments.md, "The latent miniature".
-DEMO_LATENT ?= outputs/demo_latent
-DEMO_LATENT_CODEC_MINUTES ?= $(DEMO_CODEC_MINUTES)
-DEMO_LATENT_CODEC_CHANNELS ?= 16
-# A 2x pixel-unshuffle, then one stride-2 stage (4x in all) at width 32: +0.56 dB held-out PSNR
-# over --width 16 --downsamples 2 in the same 5 CPU minutes (docs/experiments.md, stage 0).
-DEMO_LATENT_CODEC_ARGS ?= --width 32 --downsamples 1 --unshuffle 2
-DEMO_LATENT_CACHE_ARGS ?= ray.num_cpus=2  # more genprop-cache overrides, e.g. ray.enabled=false
-DEMO_LATENT_STAGE1_STEPS ?= $(DEMO_STAGE1_STEPS)
-DEMO_LATENT_STAGE2_STEPS ?= $(DEMO_STAGE2_STEPS)
-DEMO_LATENT_STAGE1_ARGS ?=  # extra genprop-train overrides for stage 1
-DEMO_LATENT_STAGE2_ARGS ?= $(DEMO_STAGE2_ARGS)
-DEMO_LATENT_EVAL_ARGS ?= $(DEMO_EVAL_ARGS)
-# The model and the cache must name the same codec folder: genprop-train checks the cache's
-# encoder key (which includes the sha256 of the codec's files) against its own.
-DEMO_LATENT_CODEC = model.net.overrides.codec.path=$(DEMO_LATENT)/codec
-DEMO_LATENT_DATA = data.latents=$(DEMO_LATENT)/latents data.val_latents=$(DEMO_LATENT)/val_latents
-
-$(DEMO_LATENT)/codec/report.json: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json
-	$(BIN)/python -m training.codec_train --data $(DEMO)/toyworld --heldout $(DEMO)/codec_heldout \
-	  --out $(DEMO_LATENT)/codec --minutes $(DEMO_LATENT_CODEC_MINUTES) \
-	  --latent-channels $(DEMO_LATENT_CODEC_CHANNELS) --threads $(OMP_NUM_THREADS) $(DEMO_LATENT_CODEC_ARGS)
-
-# A retrained codec makes new latents: overwrite=true replaces the older cache.
-$(DEMO_LATENT)/latents/manifest.json: $(DEMO_LATENT)/codec/report.json $(DEMO)/shards/manifest.json
-	$(BIN)/genprop-cache model=genprop model.net.preset_name=demo_latent \
-	  '+$(DEMO_LATENT_CODEC)' data.shards=$(DEMO)/shards output_dir=$(DEMO_LATENT)/latents \
-	  overwrite=true $(DEMO_LATENT_CACHE_ARGS)
-
-$(DEMO_LATENT)/val_latents/manifest.json: $(DEMO_LATENT)/codec/report.json $(DEMO)/val_shards/manifest.json
-	$(BIN)/genprop-cache model=genprop model.net.preset_name=demo_latent \
-	  '+$(DEMO_LATENT_CODEC)' data.shards=$(DEMO)/val_shards output_dir=$(DEMO_LATENT)/val_latents \
-	  overwrite=true $(DEMO_LATENT_CACHE_ARGS)
-
-$(DEMO_LATENT)/train/stage1/export/last/config.json: $(DEMO_LATENT)/latents/manifest.json $(DEMO_LATENT)/val_latents/manifest.json
-	$(BIN)/genprop-train experiment=demo_latent_i2v name=stage1 paths.log_dir=$(DEMO_LATENT)/train \
-	  $(DEMO_LATENT_CODEC) $(DEMO_LATENT_DATA) trainer.max_steps=$(DEMO_LATENT_STAGE1_STEPS) \
-	  resume=auto $(DEMO_LATENT_STAGE1_ARGS)
-
-$(DEMO_LATENT)/train/stage2/export/last/config.json: $(DEMO_LATENT)/train/stage1/export/last/config.json
-	$(BIN)/genprop-train experiment=demo_latent_genprop name=stage2 paths.log_dir=$(DEMO_LATENT)/train \
-	  $(DEMO_LATENT_CODEC) $(DEMO_LATENT_DATA) model.init_from=$(DEMO_LATENT)/train/stage1/export/last \
-	  trainer.max_steps=$(DEMO_LATENT_STAGE2_STEPS) resume=auto $(DEMO_LATENT_STAGE2_ARGS)
-
-# The demo's benchmark cases, linked (the report reads them from $(DEMO_LATENT)/cases).
-$(DEMO_LATENT)/cases/index.json: $(DEMO)/cases/index.json
-	mkdir -p $(DEMO_LATENT)
-	ln -sfnT $(abspath $(DEMO)/cases) $(DEMO_LATENT)/cases
-
-# The export bundles its codec (export/last/codec/), so genprop-eval needs nothing else.
-$(DEMO_LATENT)/eval/metrics.json: $(DEMO_LATENT)/train/stage2/export/last/config.json $(DEMO_LATENT)/cases/index.json
-	$(BIN)/genprop-eval --cases $(DEMO_LATENT)/cases --model $(DEMO_LATENT)/train/stage2/export/last \
-	  $(DEMO_LATENT_EVAL_ARGS) $(EVAL_STEPS) $(EVAL_GUIDANCE) --out $(DEMO_LATENT)/eval
-
-$(DEMO_LATENT)/report.md: $(DEMO_LATENT)/eval/metrics.json evaluation/demo_report.py
-	$(BIN)/python -m evaluation.demo_report --demo-dir $(DEMO_LATENT)
-
-demo-latent: $(DEMO_LATENT)/report.md ## Opt-in: the demo on a learned codec's latents (stage 0 -> cache -> stages 1, 2 -> eval); writes outputs/demo_latent/report.md
-	@echo "report: $(DEMO_LATENT)/report.md"
+demo-pixel: $(DEMO_PIXEL)/report.md ## The demo's DiT on patchified pixels (the comparison); writes outputs/demo_pixel/report.md
+	@echo "report: $(DEMO_PIXEL)/report.md"
 
 ABLATIONS := no_mpd no_ra_loss gate  # conf/training/ablation/<name>.yaml on demo_genprop; the paper's two first
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
 	  test -f $(DEMO)/ablate/$$a/export/last/config.json || $(BIN)/genprop-train experiment=$(DEMO_STAGE2_EXPERIMENT) \
-	    ablation=$$a name=$$a paths.log_dir=$(DEMO)/ablate \
-	    data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+	    ablation=$$a name=$$a paths.log_dir=$(DEMO)/ablate $(DEMO_TRAIN_DATA) \
 	    model.init_from=$(DEMO)/train/stage1/export/last trainer.max_steps=$(DEMO_STAGE2_STEPS) resume=auto || exit 1; \
 	  test -f $(DEMO)/ablate/$$a/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
 	    --model $(DEMO)/ablate/$$a/export/last --baselines none $(EVAL_STEPS) $(EVAL_GUIDANCE) \
@@ -256,8 +256,8 @@ mask-threshold-sweep: $(DEMO)/preserve/off/metrics.json ## Pick the MPD mask thr
 	$(BIN)/python -m evaluation.mask_threshold --cases $(DEMO)/val_cases \
 	  --outputs $(DEMO)/preserve/off/genprop --out $(DEMO)/mask_threshold.json
 
-# Quality vs training compute: both stages' steps times each scale, same world, shards and cases;
-# scale 1 is the demo itself. Writes $(DEMO)/curve/curve.{md,json,png}.
+# Quality vs training compute: both stages' steps times each scale, same world, shards, stage-0
+# codec, cached latents and cases; scale 1 is the demo itself. Writes $(DEMO)/curve/curve.{md,json,png}.
 DEMO_CURVE_SCALES ?= 0.5 2 4
 demo-curve: $(DEMO)/eval/metrics.json ## Quality vs training compute (the demo at 0.5x, 2x, 4x its steps; hours)
 	for s in $(DEMO_CURVE_SCALES); do \
@@ -266,10 +266,9 @@ demo-curve: $(DEMO)/eval/metrics.json ## Quality vs training compute (the demo a
 	  n2=$$(awk "BEGIN{print int($(DEMO_STAGE2_STEPS) * $$s + 0.5)}"); \
 	  test -f $$d/stage2/export/last/config.json || { \
 	    $(BIN)/genprop-train experiment=$(DEMO_STAGE1_EXPERIMENT) name=stage1 paths.log_dir=$$d \
-	      data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
-	      trainer.max_steps=$$n1 resume=auto && \
+	      $(DEMO_TRAIN_DATA) trainer.max_steps=$$n1 resume=auto $(DEMO_STAGE1_ARGS) && \
 	    $(BIN)/genprop-train experiment=$(DEMO_STAGE2_EXPERIMENT) name=stage2 paths.log_dir=$$d \
-	      data.shards=$(DEMO)/shards data.val_shards=$(DEMO)/val_shards \
+	      $(DEMO_TRAIN_DATA) $(DEMO_STAGE2_ARGS) \
 	      model.init_from=$$d/stage1/export/last trainer.max_steps=$$n2 resume=auto; } || exit 1; \
 	  test -f $$d/eval/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/cases \
 	    --model $$d/stage2/export/last --baselines none $(EVAL_STEPS) $(EVAL_GUIDANCE) \
@@ -297,7 +296,8 @@ DEMO_GPU_DATA_ARGS := source=toyworld clip.frames=16 clip.size=128 ray.num_cpus=
 DEMO_GPU_CASES_ARGS = --cases-per-task $(DEMO_CASES) --size 128x128 --frames 32
 DEMO_GPU_PUBLISH ?=
 
-$(eval $(call demo_chain,DEMO_GPU))
+$(eval $(call demo_data,DEMO_GPU))
+$(eval $(call demo_pixel,DEMO_GPU,DEMO_GPU))
 
 demo-gpu: $(DEMO_GPU)/report.md ## The demo at 128x128 with a 65 M-parameter model (one H100/H200)
 	@echo "report: $(DEMO_GPU)/report.md"
@@ -313,7 +313,7 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo demo-codec demo-latent data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
+.PHONY: demo demo-codec demo-pixel data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

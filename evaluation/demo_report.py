@@ -2,7 +2,9 @@
 
 ``python -m evaluation.demo_report --demo-dir outputs/demo`` reads what the demo steps wrote::
 
-    DEMO/cases/                      benchmark cases (genprop-toyworld benchmark)
+    DEMO/cases/                      benchmark cases (genprop-toyworld benchmark; --cases DIR
+                                     names another folder)
+    DEMO/codec/report.json           (optional) stage 0: the learned autoencoder's held-out PSNR
     DEMO/eval/metrics.{json,md,png}  genprop-eval of GenProp and every baseline
     DEMO/eval/genprop/<id>/          GenProp outputs, <id>_masks/ its MPD masks
     DEMO/train/<stage>/tensorboard/  training logs of each stage
@@ -120,9 +122,39 @@ def side_by_side_gif(case_dir: Path, eval_dir: Path, out: Path, *, scale: int = 
     return out
 
 
-def write_report(demo_dir: Path) -> Path:
-    """Assemble ``demo_dir/report.md``; returns its path."""
-    eval_dir, cases_dir = demo_dir / "eval", demo_dir / "cases"
+CODEC_PSNR_GOAL_DB = 32.0  # the stage-0 autoencoder's held-out reconstruction goal
+
+
+def codec_lines(demo_dir: Path) -> list[str]:
+    """The stage-0 section: the learned autoencoder's held-out PSNR against its goal (none
+    without ``demo_dir/codec/report.json``, e.g. the pixel-space demo)."""
+    path = demo_dir / "codec" / "report.json"
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    db = float(r["heldout_psnr_db"])
+    f, c = r.get("spatial_factor"), r.get("latent_channels")
+    met = "yes" if db >= CODEC_PSNR_GOAL_DB else "NO"
+    return [
+        "## Stage 0: the video autoencoder",
+        "",
+        f"A learned per-frame autoencoder ({f}x smaller in H and W, {c} latent channels), trained "
+        f"for {r.get('train_seconds', 0) / 60:.1f} CPU-minutes ({r.get('steps')} steps); "
+        "stages 1 and 2 train on its cached latents.",
+        "",
+        "| held-out reconstruction PSNR | before training | goal | met |",
+        "|---|---|---|---|",
+        f"| {db:.2f} dB | {float(r['initial_heldout_psnr_db']):.2f} dB "
+        f"| >= {CODEC_PSNR_GOAL_DB:.0f} dB | {met} |",
+        "",
+    ]
+
+
+def write_report(demo_dir: Path, cases_dir: Path | None = None) -> Path:
+    """Assemble ``demo_dir/report.md`` (cases from ``cases_dir``, default ``demo_dir/cases``);
+    returns its path."""
+    eval_dir = demo_dir / "eval"
+    cases_dir = demo_dir / "cases" if cases_dir is None else cases_dir
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     pics = demo_dir / "report"
     pics.mkdir(parents=True, exist_ok=True)
@@ -138,7 +170,7 @@ def write_report(demo_dir: Path) -> Path:
     ]
     for row in evaluate_targets(metrics):
         lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'NO'} |")
-    lines += ["", "## Results", ""]
+    lines += ["", *codec_lines(demo_dir), "## Results", ""]
     table = (eval_dir / "metrics.md").read_text().split("\n", 1)[1]  # drop its own title
     lines += [table.replace("\n## ", "\n### "), "", "![metrics](eval/metrics.png)", ""]
     ablations = sorted((demo_dir / "ablate").glob("*/eval/metrics.json"))
@@ -242,6 +274,7 @@ def _inside(path: Path, root: Path) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-dir", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--cases", type=Path, help="the benchmark cases (default DEMO_DIR/cases)")
     parser.add_argument(
         "--publish",
         type=Path,
@@ -249,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         help="also write the report as DIR/results.md, its pictures under DIR/results/",
     )
     args = parser.parse_args(argv)
-    report = write_report(args.demo_dir)
+    report = write_report(args.demo_dir, args.cases)
     print(report)
     if args.publish is not None:
         print(publish_report(report, args.publish))

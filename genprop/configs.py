@@ -173,7 +173,7 @@ PRESETS: dict[str, Any] = {
         text=64,
         pixel_stats=(-0.2, 0.3),
     ),
-    # `make demo-latent`: the demo's DiT on the latents of the learned codec (stage 0,
+    # `make demo`: the demo's DiT on the latents of the learned codec (stage 0,
     # codec.kind=learned; its folder is given as codec.path, and its codec.json sets the channels):
     # 64x64x8 clips -> 16x16 latent (16 ch) -> 2x2 patches -> 8x8 tokens per frame, 512 tokens.
     # 2x2 patches keep the pixel demo's token count, so a step costs the same and the two chains
@@ -181,8 +181,10 @@ PRESETS: dict[str, Any] = {
     # The codec normalises its latents itself (shift / scale are not used).
     "demo_latent": lambda: dataclasses.replace(
         _dit_preset(dim=128, depth=6, heads=4, sce=3, frames=8, size=64, codec_patch=4, text=64),
-        # `make demo-latent`'s stage 0 (the folder's codec.json is read when the codec is built).
-        codec=CodecConfig(kind="learned", latent_channels=16, width=32, downsamples=1, unshuffle=2),
+        # `make demo`'s stage 0 (the folder's codec.json is read when the codec is built).
+        codec=CodecConfig(
+            kind="learned", latent_channels=16, width=64, downsamples=0, unshuffle=4, linear_skip=1
+        ),
     ),
     # `make demo-gpu` (one H100/H200): the toy world at 128x128x16 -> 32x32 latent (48 ch) ->
     # 16x16 tokens per frame, 4096 tokens; the "small" preset's width and depth on toy-world pixels.

@@ -30,8 +30,9 @@ class CodecConfig:
     # learned (genprop/modeling/learned_codec.py): filled in from codec.json when ``path`` is read
     latent_channels: int = 8  # latent channels C
     width: int = 16  # channels of the first conv stage (doubled per downsample, at most 4x)
-    downsamples: int = 2  # stride-2 stages: spatial factor unshuffle * 2**downsamples
+    downsamples: int = 2  # stride-2 stages (0-4): spatial factor unshuffle * 2**downsamples
     unshuffle: int = 1  # pixel-unshuffle factor before the first conv (Wan2.2's patch_size)
+    linear_skip: int = 0  # 1: a linear path (cells <-> latents) beside the convolutions
 
 
 @dataclass

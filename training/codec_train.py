@@ -3,12 +3,14 @@
     python -m training.codec_train --data TOYWORLD_DIR_OR_SHARDS --out DIR \\
         [--minutes M | --steps N] [--latent-channels C] [--seed S] [--heldout DIR_OR_SHARDS]
 
-Trains :class:`genprop.modeling.learned_codec.LearnedVideoCodec` on single frames with an L1
-reconstruction loss plus a small L1 term on image gradients (sharp edges), Adam and a cosine
-learning-rate decay over the step or time budget. Then it stores the per-channel mean / std of
-the training frames' latents (the latent normalisation) and measures the reconstruction PSNR on
-held-out frames: those of ``--heldout`` (e.g. a toy world of another seed), else the last
-``--heldout-fraction`` of the videos, never trained on. Writes::
+Trains :class:`genprop.modeling.learned_codec.LearnedVideoCodec` on single frames with a
+reconstruction loss (``--loss``: squared error, what PSNR measures, or L1) plus an optional L1 term
+on image gradients (``--edge-weight``), Adam and a cosine learning-rate decay over the step or time
+budget. With ``--linear-skip 1`` the codec's linear path starts at the principal components of the
+training frames' cells, so training starts from the best linear codec of that size. Then it
+stores the per-channel mean / std of the training frames' latents (the latent normalisation) and
+measures the reconstruction PSNR on held-out frames: those of ``--heldout`` (e.g. a toy world of
+another seed), else the last ``--heldout-fraction`` of the videos, never trained on. Writes::
 
     DIR/codec.json          architecture (+ the held-out PSNR), read by codec.kind=learned
     DIR/codec.safetensors   weights and latent statistics
@@ -46,6 +48,7 @@ PROG = "codec_train"
 REPORT_NAME = "report.json"
 EXIT_USAGE = 2
 EVAL_FRAMES = 256  # held-out frames scored at each progress line (all of them at the end)
+PCA_FRAMES = 512  # training frames whose cells start the linear path (--linear-skip 1)
 
 
 class TrainingDiverged(RuntimeError):  # noqa: N818 - reads as what happened to the run
@@ -74,9 +77,16 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="pixel-unshuffle factor before the first conv (2 with --downsamples 1: 4x spatial)",
     )
+    p.add_argument(
+        "--linear-skip",
+        type=int,
+        default=0,
+        help="1: a linear path beside the convolutions, started at the cells' principal components",
+    )
+    p.add_argument("--loss", choices=("mse", "l1"), default="mse", help="reconstruction loss")
     p.add_argument("--batch-size", type=int, default=16, help="frames per step")
     p.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate")
-    p.add_argument("--edge-weight", type=float, default=0.1, help="weight of the gradient term")
+    p.add_argument("--edge-weight", type=float, default=0.0, help="weight of the gradient term")
     p.add_argument("--heldout", help="held-out frames: another toy world folder or shards")
     p.add_argument(
         "--heldout-fraction",
@@ -154,10 +164,11 @@ def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reconstruction_loss(
-    pred: torch.Tensor, target: torch.Tensor, edge_weight: float
+    pred: torch.Tensor, target: torch.Tensor, edge_weight: float, kind: str = "mse"
 ) -> torch.Tensor:
-    """L1 on pixels + ``edge_weight`` x L1 on vertical and horizontal pixel differences."""
-    loss = F.l1_loss(pred, target)
+    """Squared error (``kind`` "mse") or L1 on pixels + ``edge_weight`` x L1 on vertical and
+    horizontal pixel differences."""
+    loss = F.mse_loss(pred, target) if kind == "mse" else F.l1_loss(pred, target)
     if edge_weight:
         for a, b in zip(_edges(pred), _edges(target), strict=True):
             loss = loss + edge_weight * F.l1_loss(a, b)
@@ -197,6 +208,9 @@ def train_codec(args: argparse.Namespace, fit: torch.Tensor, held: torch.Tensor)
     gen = torch.Generator().manual_seed(args.seed)
     codec = LearnedVideoCodec(**{name: getattr(args, name) for name in ARCH_FIELDS})
     codec.check_size(fit.shape[-2], fit.shape[-1])
+    if codec.linear_skip:
+        pick = torch.randperm(len(fit), generator=torch.Generator().manual_seed(args.seed))
+        codec.init_linear_skip(_to_unit(fit[pick[:PCA_FRAMES]]))
     initial = heldout_psnr(codec, held)
     opt = torch.optim.Adam(codec.parameters(), lr=args.lr)
     steps = args.steps or 2000  # without --minutes
@@ -219,7 +233,8 @@ def train_codec(args: argparse.Namespace, fit: torch.Tensor, held: torch.Tensor)
         x = _to_unit(fit[idx])
         flip = torch.rand(args.batch_size, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        loss = reconstruction_loss(codec.decode_frames(codec.encode_frames(x)), x, args.edge_weight)
+        pred = codec.decode_frames(codec.encode_frames(x))
+        loss = reconstruction_loss(pred, x, args.edge_weight, args.loss)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(f"step {step}: the loss is {value} (lower --lr)")
@@ -263,6 +278,8 @@ def train_codec(args: argparse.Namespace, fit: torch.Tensor, held: torch.Tensor)
         "train_seconds": round(seconds, 1),
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
+        "loss": args.loss,
+        "edge_weight": args.edge_weight,
         "train_frames": len(fit),
         "heldout_frames": len(held),
         "parameters": sum(p.numel() for p in codec.parameters()),

@@ -42,16 +42,17 @@ CONFIG_NAME = "codec.json"
 WEIGHTS_NAME = "codec.safetensors"
 FORMAT = "genprop-codec"
 FORMAT_VERSION = 1
-ARCH_FIELDS = ("latent_channels", "width", "downsamples", "unshuffle")
+ARCH_FIELDS = ("latent_channels", "width", "downsamples", "unshuffle", "linear_skip")
 # Bounds on the architecture a codec folder may ask for (checked before anything is built).
 ARCH_BOUNDS = {
     "latent_channels": (1, 1024),
     "width": (1, 1024),
-    "downsamples": (1, 4),
+    "downsamples": (0, 4),
     "unshuffle": (1, 4),
+    "linear_skip": (0, 1),
 }
 # Fields a codec.json may leave out (written before the field existed).
-ARCH_DEFAULTS = {"unshuffle": 1}
+ARCH_DEFAULTS = {"unshuffle": 1, "linear_skip": 0}
 # Slack over the weights' own bytes a codec.safetensors may have (its JSON header).
 _HEADER_SLACK = 1 << 20
 
@@ -97,7 +98,13 @@ class LearnedVideoCodec(LatentCodec):
     """
 
     def __init__(
-        self, *, latent_channels: int, width: int, downsamples: int, unshuffle: int = 1
+        self,
+        *,
+        latent_channels: int,
+        width: int,
+        downsamples: int,
+        unshuffle: int = 1,
+        linear_skip: int = 0,
     ) -> None:
         super().__init__()
         arch = {
@@ -105,12 +112,14 @@ class LearnedVideoCodec(LatentCodec):
             "width": width,
             "downsamples": downsamples,
             "unshuffle": unshuffle,
+            "linear_skip": linear_skip,
         }
         check_architecture(arch, where="LearnedVideoCodec")
         self.latent_channels = latent_channels
         self.width = width
         self.downsamples = downsamples
         self.unshuffle = unshuffle
+        self.linear_skip = linear_skip
         self.spatial_factor = unshuffle * 2**downsamples
         self.temporal_factor = 1
         chans = _stage_channels(width, downsamples)
@@ -131,9 +140,23 @@ class LearnedVideoCodec(LatentCodec):
                 nn.Conv2d(c_in, c_out, 3, padding=1),
             ]
         dec += [_ResBlock(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], pixels, 3, padding=1)]
+        last_dec = dec[-1]
         if unshuffle > 1:
             dec.append(nn.PixelShuffle(unshuffle))
         self.decoder = nn.Sequential(*dec)
+        if linear_skip:
+            # A linear path beside the convolutions: each latent cell is a linear map of its
+            # f x f pixels and back (training.codec_train starts it at the pixels' principal
+            # components). The convolutions' last layers start at zero, so a fresh codec is
+            # that linear codec and training learns what it misses.
+            f = self.spatial_factor
+            self.skip_in = nn.PixelUnshuffle(f)
+            self.skip_enc = nn.Conv2d(3 * f * f, latent_channels, 1)
+            self.skip_dec = nn.Conv2d(latent_channels, 3 * f * f, 1)
+            self.skip_out = nn.PixelShuffle(f)
+            for conv in (enc[-1], last_dec):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         self.register_buffer("latents_mean", torch.zeros(latent_channels))
         self.register_buffer("latents_std", torch.ones(latent_channels))
 
@@ -144,17 +167,51 @@ class LearnedVideoCodec(LatentCodec):
             "width": self.width,
             "downsamples": self.downsamples,
             "unshuffle": self.unshuffle,
+            "linear_skip": self.linear_skip,
         }
+
+    @torch.no_grad()
+    def init_linear_skip(self, frames: torch.Tensor) -> None:
+        """Start the linear path at the principal components of ``frames``' f x f cells.
+
+        ``frames`` (N, 3, H, W) in [-1, 1]; the encoder's linear map projects a cell onto its
+        ``latent_channels`` first components (after removing the mean cell) and the decoder's
+        maps them back, so the fresh codec is the best linear codec of that size on them.
+
+        Raises:
+            ValueError: without a linear path, or with fewer cells than latent channels.
+        """
+        if not self.linear_skip:
+            raise ValueError("init_linear_skip: this codec has no linear path (linear_skip 0)")
+        cells = self.skip_in(frames.to(self.latents_mean.dtype))
+        cells = cells.permute(0, 2, 3, 1).reshape(-1, cells.shape[1])
+        if len(cells) < self.latent_channels:
+            raise ValueError(f"init_linear_skip: {len(cells)} cells, need {self.latent_channels}")
+        mean = cells.mean(0)
+        _, _, vh = torch.linalg.svd(cells - mean, full_matrices=False)
+        w = vh[: self.latent_channels]  # (C, P)
+        self.skip_enc.weight.copy_(w[:, :, None, None])
+        self.skip_enc.bias.copy_(-(w @ mean))
+        self.skip_dec.weight.copy_(w.T[:, :, None, None])
+        self.skip_dec.bias.copy_(mean)
 
     # ------------------------------------------------------------------ frames (training)
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Un-normalised latents: frames (N, 3, H, W) in [-1, 1] -> (N, C, H/f, W/f)."""
         self.check_size(frames.shape[-2], frames.shape[-1])
-        return self.encoder(frames.to(self.latents_mean.dtype))
+        x = frames.to(self.latents_mean.dtype)
+        z = self.encoder(x)
+        if self.linear_skip:
+            z = z + self.skip_enc(self.skip_in(x))
+        return z
 
     def decode_frames(self, z: torch.Tensor) -> torch.Tensor:
         """Un-normalised latents (N, C, h, w) -> frames (N, 3, f·h, f·w), not clamped."""
-        return self.decoder(z.to(self.latents_mean.dtype))
+        z = z.to(self.latents_mean.dtype)
+        x = self.decoder(z)
+        if self.linear_skip:
+            x = x + self.skip_out(self.skip_dec(z))
+        return x
 
     @torch.no_grad()
     def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -313,6 +370,7 @@ def build_learned_codec(cfg: CodecConfig, *, load_weights: bool = True) -> Learn
             width=cfg.width,
             downsamples=cfg.downsamples,
             unshuffle=cfg.unshuffle,
+            linear_skip=cfg.linear_skip,
         )
     codec.requires_grad_(False)
     return codec.eval()

@@ -137,7 +137,7 @@ def test_bad_codec_folders_fail_with_one_line(codec_dir: Path, tmp_path: Path) -
     (codec_dir / CONFIG_NAME).write_text(json.dumps(meta | {"latent_channels": 8}))
     _expect(codec_dir, "does not match codec.json")
     (codec_dir / CONFIG_NAME).write_text(json.dumps(meta | {"downsamples": 9}))
-    _expect(codec_dir, "'downsamples'.*\\[1, 4\\]")
+    _expect(codec_dir, "'downsamples'.*\\[0, 4\\]")
     (codec_dir / CONFIG_NAME).write_text(json.dumps(meta | {"format": "other"}))
     _expect(codec_dir, "field 'format'")
     (codec_dir / CONFIG_NAME).write_text("{not json")

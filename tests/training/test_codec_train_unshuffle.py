@@ -28,3 +28,14 @@ def test_a_bad_unshuffle_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert info.value.code == 2 and err.count("\n") == 1
     assert err.startswith("codec_train: error: --unshuffle: expected an integer in [1, 4], got 5")
     assert not (tmp_path / "codec").exists()
+
+
+def test_codec_train_starts_from_the_principal_components(tmp_path: Path) -> None:
+    world = write_world(tmp_path / "world", videos=3)
+    base = ["--data", str(world), "--steps", "1", "--width", "4", "--latent-channels", "6",
+            "--downsamples", "0", "--unshuffle", "4", "--lr", "1e-9"]  # fmt: skip
+    plain = run([*base, "--out", str(tmp_path / "plain")])
+    skip = run([*base, "--out", str(tmp_path / "skip"), "--linear-skip", "1"])
+    assert skip["linear_skip"] == 1 and skip["loss"] == "mse"
+    assert skip["initial_heldout_psnr_db"] > plain["initial_heldout_psnr_db"] + 3
+    assert load_codec(tmp_path / "skip").linear_skip == 1

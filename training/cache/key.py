@@ -59,7 +59,7 @@ def folder_digest(*folders: Path) -> str:
 
 
 # CodecConfig fields only a ``learned`` codec reads (genprop/modeling/learned_codec.py).
-LEARNED_FIELDS = frozenset({"latent_channels", "width", "downsamples", "unshuffle"})
+LEARNED_FIELDS = frozenset({"latent_channels", "width", "downsamples", "unshuffle", "linear_skip"})
 
 
 def _text_folders(path: str) -> list[Path]:
