@@ -206,6 +206,28 @@ $(eval $(call demo_pixel,DEMO_PIXEL,DEMO))
 demo-pixel: $(DEMO_PIXEL)/report.md ## The demo's DiT on patchified pixels (the comparison); writes outputs/demo_pixel/report.md
 	@echo "report: $(DEMO_PIXEL)/report.md"
 
+# The miniature against the pixel-space model on validation cases (world seed 20000, not the
+# benchmark's): each model with its export's sampling defaults (preservation on) and with
+# --preserve off, the same samples otherwise; the baselines once, for reference. Writes
+# $(DEMO)/compare/{on,off}/compare.{md,json} (docs/experiments.md, "The miniature against the
+# pixel-space model"). DEMO_PIXEL_SCALE sets the pixel model's budget (equal wall-clock: see there).
+demo-compare: $(DEMO)/train/stage2/export/last/config.json $(DEMO_PIXEL)/train/stage2/export/last/config.json $(DEMO)/val_cases/index.json ## The demo's model vs the pixel-space model on validation cases, preservation on and off
+	for run in latent=$(DEMO) pixel=$(DEMO_PIXEL); do \
+	  name=$${run%%=*}; dir=$${run#*=}; \
+	  for p in on off; do \
+	    out=$(DEMO)/compare/$$name-$$p; \
+	    test -f $$out/metrics.json || $(BIN)/genprop-eval --cases $(DEMO)/val_cases \
+	      --model $$dir/train/stage2/export/last $(EVAL_STEPS) $(EVAL_GUIDANCE) --out $$out \
+	      $$( [ $$name-$$p = latent-on ] || echo --baselines none ) \
+	      $$( [ $$p = off ] && echo --preserve off ) || exit 1; \
+	  done; \
+	done
+	for p in on off; do \
+	  $(BIN)/python -m evaluation.compare --run latent-$$p=$(DEMO)/compare/latent-$$p \
+	    --run pixel-$$p=$(DEMO)/compare/pixel-$$p $$( [ $$p = off ] && echo --run latent-on=$(DEMO)/compare/latent-on ) \
+	    --out $(DEMO)/compare/$$p || exit 1; \
+	done
+
 ABLATIONS := no_mpd no_ra_loss gate  # conf/training/ablation/<name>.yaml on demo_genprop; the paper's two first
 ablate: $(DEMO)/train/stage1/export/last/config.json $(DEMO)/cases/index.json ## Paper Table 3 ablations on the demo benchmark (longer)
 	for a in $(ABLATIONS); do \
@@ -313,7 +335,7 @@ toyworld-preview: | $(STAMP) ## Regenerate docs/toyworld.png
 	$(BIN)/genprop-toyworld write --out outputs/toyworld_preview --videos 6 --size 96x96
 	$(BIN)/genprop-toyworld preview --root outputs/toyworld_preview --out docs/toyworld.png --videos 3
 
-.PHONY: demo demo-codec demo-pixel data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
+.PHONY: demo demo-codec demo-pixel demo-compare data ablate guidance-sweep preserve-sweep mask-threshold-sweep demo-curve demo-gpu toyworld-preview app
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks: JSON + markdown table under outputs/bench/ (never timed tests).

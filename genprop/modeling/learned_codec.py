@@ -183,7 +183,7 @@ class LearnedVideoCodec(LatentCodec):
         """
         if not self.linear_skip:
             raise ValueError("init_linear_skip: this codec has no linear path (linear_skip 0)")
-        cells = self.skip_in(frames.to(self.latents_mean.dtype))
+        cells = self.skip_in(frames.to(self.skip_enc.weight.dtype))
         cells = cells.permute(0, 2, 3, 1).reshape(-1, cells.shape[1])
         if len(cells) < self.latent_channels:
             raise ValueError(f"init_linear_skip: {len(cells)} cells, need {self.latent_channels}")
@@ -195,11 +195,15 @@ class LearnedVideoCodec(LatentCodec):
         self.skip_dec.weight.copy_(w.T[:, :, None, None])
         self.skip_dec.bias.copy_(mean)
 
+    def _weight_dtype(self) -> torch.dtype:
+        """The convolutions' dtype (the statistics buffers may be kept in another one)."""
+        return self.decoder[0].weight.dtype
+
     # ------------------------------------------------------------------ frames (training)
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Un-normalised latents: frames (N, 3, H, W) in [-1, 1] -> (N, C, H/f, W/f)."""
         self.check_size(frames.shape[-2], frames.shape[-1])
-        x = frames.to(self.latents_mean.dtype)
+        x = frames.to(self._weight_dtype())
         z = self.encoder(x)
         if self.linear_skip:
             z = z + self.skip_enc(self.skip_in(x))
@@ -207,7 +211,7 @@ class LearnedVideoCodec(LatentCodec):
 
     def decode_frames(self, z: torch.Tensor) -> torch.Tensor:
         """Un-normalised latents (N, C, h, w) -> frames (N, 3, f·h, f·w), not clamped."""
-        z = z.to(self.latents_mean.dtype)
+        z = z.to(self._weight_dtype())
         x = self.decoder(z)
         if self.linear_skip:
             x = x + self.skip_out(self.skip_dec(z))

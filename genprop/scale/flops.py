@@ -29,24 +29,50 @@ from genprop.backbones.dit.parameters import (
 from genprop.configs import GenPropConfig, preset
 
 
+def _codec_geometry(cfg: GenPropConfig) -> tuple[int, int]:
+    """(latent channels, pixels per latent cell along H and W) of the config's codec."""
+    c = cfg.codec
+    if c.kind == "space_to_depth":
+        return 3 * c.patch**2, c.patch
+    if c.kind == "learned":  # per frame: one latent frame per pixel frame
+        return c.latent_channels, c.unshuffle * 2**c.downsamples
+    raise ValueError("flops: analytic counts cover the space_to_depth and learned codecs only")
+
+
 def _dims(cfg: GenPropConfig) -> DiTSizes:
-    """The tiny DiT's sizes on the space-to-depth codec (what the analytic counts cover)."""
+    """The tiny DiT's sizes on the config's per-frame codec (what the analytic counts cover)."""
+    channels, _ = _codec_geometry(cfg)
     try:
-        sizes = DiTSizes.of(
+        return DiTSizes.of(
             cfg.backbone,
-            latent_channels=3 * cfg.codec.patch**2,
-            mask_channels=1,  # space-to-depth: one pixel frame per latent frame
+            latent_channels=channels,
+            mask_channels=1,  # per-frame codecs: one pixel frame per latent frame
             text_dim=cfg.text.dim,
         )
     except ValueError as err:
         raise ValueError(f"flops: {err}") from None
-    if cfg.codec.kind != "space_to_depth":
-        raise ValueError("flops: analytic counts cover the space_to_depth codec only")
-    return sizes
+
+
+def _learned_codec_parameters(cfg: GenPropConfig) -> int:
+    """Parameters of a learned codec (frozen, part of the model's weights), counted on the meta
+    device from its architecture fields."""
+    from genprop.modeling.learned_codec import LearnedVideoCodec
+
+    c = cfg.codec
+    with torch.device("meta"):
+        codec = LearnedVideoCodec(
+            latent_channels=c.latent_channels,
+            width=c.width,
+            downsamples=c.downsamples,
+            unshuffle=c.unshuffle,
+            linear_skip=c.linear_skip,
+        )
+    return sum(p.numel() for p in codec.parameters())
 
 
 def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
-    """Parameters per component: backbone, sce, mpd, task_embedding, content_gate, total.
+    """Parameters per component: backbone, sce, mpd, task_embedding, content_gate, codec (a
+    learned codec's frozen weights; 0 for space-to-depth), total.
 
     The backbone and block counts are the DiT family's own
     (:mod:`genprop.backbones.dit.parameters`), the ones the config budget uses.
@@ -59,13 +85,15 @@ def count_parameters(cfg: GenPropConfig) -> dict[str, int]:
     mpd = block + 2 * d + linear(d, d) + linear(d, k.p * k.p)
     task = (len(TASKS) + 1) * d
     gate = linear(d, d) + linear(d, k.p * k.p * k.c) + 1 if cfg.content_gate else 0
+    codec = _learned_codec_parameters(cfg) if cfg.codec.kind == "learned" else 0
     return {
         "backbone": backbone,
         "sce": sce,
         "mpd": mpd,
         "task_embedding": task,
         "content_gate": gate,
-        "total": backbone + sce + mpd + task + gate,
+        "codec": codec,
+        "total": backbone + sce + mpd + task + gate + codec,
     }
 
 
@@ -79,14 +107,15 @@ def _block_flops(k: DiTSizes, tokens: int, text_tokens: int) -> int:
 
 
 def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
-    """Forward FLOPs of one denoising step at the config's clip size.
+    """Forward FLOPs of one denoising step at the config's clip size (the diffusion model; the
+    frozen codec's encode / decode are not counted).
 
     Returns:
         tokens (per sample), backbone_forward, genprop_forward (backbone + SCE + MPD + gate),
         genprop_train_step (≈ forward + backward of everything = 3 x genprop_forward).
     """
     k = _dims(cfg)
-    p = cfg.codec.patch * k.p
+    p = _codec_geometry(cfg)[1] * k.p
     tokens = cfg.num_frames * (cfg.height // p) * (cfg.width // p)
     text_tokens = cfg.text.max_tokens if k.ca else 0
     embed = 2 * tokens * k.cin * k.p * k.p * k.d
@@ -106,7 +135,7 @@ def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
 
 
 def model_report(
-    names: tuple[str, ...] = ("cpu_test", "demo", "small", "base", "large"),
+    names: tuple[str, ...] = ("cpu_test", "demo", "demo_latent", "small", "base", "large"),
 ) -> list[dict]:
     """One row per preset: name, parameter counts and FLOPs (JSON-friendly)."""
     rows = []

@@ -32,6 +32,8 @@ from torch import nn
 from contracts.jsonfile import read_json_object
 from genprop.backbones.registry import family_of
 from genprop.configs import GenPropConfig, TextConfig
+from genprop.modeling.learned_codec import CONFIG_NAME as CODEC_CONFIG
+from genprop.modeling.learned_codec import check_architecture, read_codec_config
 from genprop.modeling.model import GenPropModel
 
 # google/umt5-xxl's encoder, the text encoder of every Wan2.x pipeline (diffusers'
@@ -129,7 +131,8 @@ def text_encoder_parameters(text: TextConfig) -> int:
 
 def _fill_from_folder(cfg: GenPropConfig) -> None:
     """Store the transformer / VAE configs of the folder in ``cfg`` (what loading would do): the
-    backbone's through its family (Wan: ``transformer_config`` / ``transformer_2_config``)."""
+    backbone's through its family (Wan: ``transformer_config`` / ``transformer_2_config``), a
+    learned codec's architecture from its ``codec.json``."""
     family = family_of(cfg.backbone)
     if family.pretrained_path(cfg.backbone) is not None:
         family.read_architecture(cfg.backbone)
@@ -137,6 +140,10 @@ def _fill_from_folder(cfg: GenPropConfig) -> None:
     if codec.kind == "wan_vae" and codec.path is not None and codec.vae_config is None:
         path = Path(codec.path) / (codec.subfolder or "") / "config.json"
         codec.vae_config = read_json_object(path, what="JSON config")
+    if codec.kind == "learned" and codec.path is not None:
+        where = str(Path(codec.path) / CODEC_CONFIG)
+        for name, value in check_architecture(read_codec_config(codec.path), where=where).items():
+            setattr(codec, name, value)
 
 
 @contextmanager

@@ -67,25 +67,29 @@ def test_config_errors():
         preset("huge")
 
 
-@pytest.mark.parametrize("name", ["cpu_test", "demo"])
+@pytest.mark.parametrize("name", ["cpu_test", "demo", "demo_latent"])
 @pytest.mark.parametrize("gate", [False, True])
 def test_parameter_counts_match_modules(name, gate):
     cfg = preset(name)
     cfg.content_gate = gate
     with torch.device("meta"):
-        model = GenPropModel(cfg)
+        model = GenPropModel(cfg, load_weights=False)
     counts = count_parameters(cfg)
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert counts["backbone"] == n(model.backbone)
     assert counts["sce"] == n(model.content_encoder)
     assert counts["mpd"] == n(model.mask_decoder)
     assert counts["content_gate"] == (n(model.content_gate) if gate else 0)
+    assert counts["codec"] == (n(model.codec) if name == "demo_latent" else 0)
     assert counts["total"] == n(model)
 
 
 def test_flops_scale_with_size():
     rows = {r["preset"]: r for r in model_report()}
-    assert rows["demo"]["tokens"] == 8 * 8 * 8
+    assert rows["demo"]["tokens"] == rows["demo_latent"]["tokens"] == 8 * 8 * 8
+    # The same DiT on 16 latent channels (2x2 patches) instead of 48 pixel values (8x8 / 4x4):
+    # only the patch embedding and the head differ.
+    assert rows["demo_latent"]["genprop_forward"] < rows["demo"]["genprop_forward"]
     order = ["cpu_test", "demo", "small", "base", "large"]
     flops = [rows[k]["genprop_forward"] for k in order]
     assert flops == sorted(flops)

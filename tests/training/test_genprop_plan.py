@@ -148,3 +148,30 @@ def test_propagation_is_planned_with_its_own_options(capsys: pytest.CaptureFixtu
         record["memory_gb"]["weights"] < default["memory_gb"]["weights_all"] * 2
     )  # fp32, streamed
     assert record["memory_gb"]["activations_denoise"] > default["memory_gb"]["activations_denoise"]
+
+
+def test_the_demos_latent_model_is_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `make demo`'s model: the DiT on a learned codec's latents, propagated in bf16 (the codec's
+    # convolutions cast, its latent statistics kept in fp32).
+    from genprop.modeling.learned_codec import LearnedVideoCodec
+
+    codec = LearnedVideoCodec(
+        latent_channels=16, width=8, downsamples=0, unshuffle=4, linear_skip=1
+    ).save(tmp_path / "codec")
+    record = _plan(
+        capsys,
+        "experiment=demo_latent_genprop",
+        f"model.net.overrides.codec.path={codec}",
+        f"data.latents={tmp_path / 'latents'}",
+    )
+    assert record["tokens"] == 512 and record["fits"] is True
+    assert record["encoder_params"] == sum(p.numel() for p in codec_params(codec))
+    assert record["propagation"]["dtype"] == "bf16" and record["propagation"]["fits"] is True
+
+
+def codec_params(folder: Path) -> list:
+    from genprop.modeling.learned_codec import load_codec
+
+    return list(load_codec(folder).parameters())
