@@ -159,9 +159,15 @@ def write_report(demo_dir: Path, cases_dir: Path | None = None) -> Path:
     pics = demo_dir / "report"
     pics.mkdir(parents=True, exist_ok=True)
     lines = ["# GenProp demo report", ""]
+    space = (
+        "on the latents of its learned autoencoder (stage 0)"
+        if (demo_dir / "codec" / "report.json").is_file()
+        else "on patchified pixels"
+    )
     lines += [
         "Toy-world benchmark (held-out seeds), GenProp trained from scratch on the toy world "
-        "(`make demo` on CPU, `make demo-gpu` on one GPU).",
+        f"{space} (`make demo` on CPU, `make demo-pixel` in pixel space, `make demo-gpu` on one "
+        "GPU).",
         "",
         "## Targets",
         "",

@@ -109,6 +109,25 @@ def test_report_from_a_real_eval_run(tmp_path: Path) -> None:
     assert full.split("|")[2:] == same.split("|")[2:]  # same metrics file, same cells
 
 
+def test_stage_0_section_and_cases_from_another_folder(tmp_path: Path) -> None:
+    demo = _demo_with_eval(tmp_path)
+    report = write_report(demo).read_text()
+    assert "## Stage 0" not in report and "on patchified pixels" in report
+    codec = {"heldout_psnr_db": 29.81, "initial_heldout_psnr_db": 28.15, "spatial_factor": 4,
+             "latent_channels": 16, "train_seconds": 180.0, "steps": 3000}  # fmt: skip
+    (demo / "codec").mkdir()
+    (demo / "codec" / "report.json").write_text(json.dumps(codec))
+    report = write_report(demo).read_text()
+    assert "on the latents of its learned autoencoder" in report
+    assert "| 29.81 dB | 28.15 dB | >= 32 dB | NO |" in report
+    assert "(4x smaller in H and W, 16 latent channels), trained for 3.0 CPU-minutes" in report
+    # `make demo-pixel` reads the demo's cases from the demo's folder (--cases).
+    elsewhere = tmp_path / "elsewhere"
+    (demo / "cases").rename(elsewhere)
+    report = write_report(demo, elsewhere).read_text()
+    assert "![removal_000](report/removal_000.gif)" in report
+
+
 def _tables(markdown: str) -> list[str]:
     return [line for line in markdown.splitlines() if line.startswith("|")]
 

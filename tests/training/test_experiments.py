@@ -38,13 +38,13 @@ def test_all_experiments_and_ablations_listed() -> None:
         "paper",
         "i2v_pretrain",
         "tiny_cpu",
-        "demo_i2v",  # `make demo` stage 1
-        "demo_genprop",  # `make demo` stage 2, the base of `make ablate`
+        "demo_i2v",  # `make demo-pixel` stage 1, the recipe demo_latent_i2v inherits
+        "demo_genprop",  # `make demo-pixel` stage 2, the recipe demo_latent_genprop inherits
         "toy_gpu_i2v",  # `make demo-gpu` stage 1
         "toy_gpu",  # `make demo-gpu` stage 2
         "wan_paper",
-        "demo_latent_i2v",  # `make demo-latent` stage 1
-        "demo_latent_genprop",  # `make demo-latent` stage 2
+        "demo_latent_i2v",  # `make demo` stage 1
+        "demo_latent_genprop",  # `make demo` stage 2, the base of `make ablate`
     }
     assert set(ABLATIONS) == set(ABLATION_EFFECTS)
 
@@ -112,16 +112,27 @@ def test_explicit_name_replaces_the_ablated_run_name(compose_cfg) -> None:
     assert compose_cfg(["data.shards=x"]).name == "default"
 
 
-def test_demo_stage2_trains_backbone_and_ablations_inherit(compose_cfg) -> None:
+@pytest.mark.parametrize(
+    ("experiment", "preset_name"),
+    [("demo_genprop", "demo"), ("demo_latent_genprop", "demo_latent")],
+)
+def test_demo_stage2_trains_backbone_and_ablations_inherit(
+    experiment: str, preset_name: str, compose_cfg
+) -> None:
     # The demo's tiny from-scratch backbone is trained in stage 2 (the paper freezes its large
-    # pretrained one); a demo ablation keeps that, the lr and the demo preset.
-    base = compose_cfg(["experiment=demo_genprop", "data.shards=x"]).model
+    # pretrained one); a demo ablation (`make ablate` runs them on demo_latent_genprop) keeps
+    # that, the lr, the preset and the codec folder.
+    codec = ["model.net.overrides.codec.path=CODEC"] if preset_name == "demo_latent" else []
+    common = ["data.shards=x", *codec]
+    base = compose_cfg([f"experiment={experiment}", *common]).model
     assert base.stage == "genprop" and base.train_backbone is True
-    assert base.net.preset_name == "demo"
+    assert base.net.preset_name == preset_name
     for name in ABLATIONS:
-        m = compose_cfg(["experiment=demo_genprop", f"ablation={name}", "data.shards=x"]).model
+        m = compose_cfg([f"experiment={experiment}", f"ablation={name}", *common]).model
         assert m.train_backbone is True and m.optimizer.lr == base.optimizer.lr, name
-        assert m.net.preset_name == "demo", name
+        assert m.net.preset_name == preset_name, name
+        if codec:
+            assert m.net.overrides.codec.path == "CODEC", name
 
 
 def _flat(cfg: DictConfig) -> dict[str, object]:
@@ -209,7 +220,7 @@ def test_submitit_local_cluster_config() -> None:
     assert "submitit" in cfg.hydra.launcher._target_ and cfg.resume == "auto"
 
 
-# ---------------------------------------------------------------------------- the latent miniature
+# ------------------------------------------------------------ the latent miniature (`make demo`)
 LATENT_EXPERIMENTS = {"demo_latent_i2v": "demo_i2v", "demo_latent_genprop": "demo_genprop"}
 
 
