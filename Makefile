@@ -64,10 +64,11 @@ DEMO_STAGE1_ARGS ?=  # extra genprop-train overrides for stage 1
 DEMO_STAGE2_ARGS ?=  # extra genprop-train overrides for stage 2, e.g. model.loss_weights.grad=0
 DEMO_CASES ?= 8
 # Stage 0: a 4x4 pixel-unshuffle, a linear path started at the cells' principal components and
-# convolutions at width 64 beside it, 16 latent channels, trained for DEMO_CODEC_MINUTES on the
-# demo's toy world with the squared error; its PSNR is measured on a world of another seed
+# convolutions at width 64 beside it, 16 latent channels, trained for DEMO_CODEC_STEPS (about 3
+# minutes on 2 cores; a step count, not a time, so the demo stays deterministic) on the demo's toy
+# world with the squared error; its PSNR is measured on a world of another seed
 # (docs/experiments.md, "stage 0").
-DEMO_CODEC_MINUTES ?= 3
+DEMO_CODEC_STEPS ?= 3000
 DEMO_CODEC_ARGS ?= --latent-channels 16 --width 64 --downsamples 0 --unshuffle 4 --linear-skip 1
 # The demo's evaluation samples with the export's own defaults (conf/training/experiment/demo_genprop.yaml,
 # model.net.overrides.sampling: 16 steps, guidance 3, removal 8, tracking 12 — the choice `make
@@ -149,7 +150,7 @@ $(DEMO)/codec_heldout/world.json: | $(STAMP)
 
 $(DEMO)/codec/report.json: $(DEMO)/toyworld/world.json $(DEMO)/codec_heldout/world.json
 	$(BIN)/python -m training.codec_train --data $(DEMO)/toyworld --heldout $(DEMO)/codec_heldout \
-	  --out $(DEMO)/codec --minutes $(DEMO_CODEC_MINUTES) --threads $(OMP_NUM_THREADS) $(DEMO_CODEC_ARGS)
+	  --out $(DEMO)/codec --steps $(DEMO_CODEC_STEPS) --threads $(OMP_NUM_THREADS) $(DEMO_CODEC_ARGS)
 
 # genprop-cache: the shards' latents under the stage-0 codec (a retrained codec makes new
 # latents: overwrite=true replaces the older cache).
