@@ -56,17 +56,10 @@ def _dims(cfg: GenPropConfig) -> DiTSizes:
 def _learned_codec_parameters(cfg: GenPropConfig) -> int:
     """Parameters of a learned codec (frozen, part of the model's weights), counted on the meta
     device from its architecture fields."""
-    from genprop.modeling.learned_codec import LearnedVideoCodec
+    from genprop.modeling.learned_codec import build_learned_codec
 
-    c = cfg.codec
     with torch.device("meta"):
-        codec = LearnedVideoCodec(
-            latent_channels=c.latent_channels,
-            width=c.width,
-            downsamples=c.downsamples,
-            unshuffle=c.unshuffle,
-            linear_skip=c.linear_skip,
-        )
+        codec = build_learned_codec(cfg.codec, load_weights=False)
     return sum(p.numel() for p in codec.parameters())
 
 
