@@ -139,7 +139,8 @@ def codec_lines(demo_dir: Path) -> list[str]:
         "## Stage 0: the video autoencoder",
         "",
         f"A learned per-frame autoencoder ({f}x smaller in H and W, {c} latent channels), trained "
-        f"for {r.get('train_seconds', 0) / 60:.1f} CPU-minutes ({r.get('steps')} steps); "
+        f"for {r.get('train_seconds', 0) / 60:.1f} minutes ({r.get('steps')} steps, "
+        f"{r.get('threads', 1)} threads); "
         "stages 1 and 2 train on its cached latents.",
         "",
         "| held-out reconstruction PSNR | before training | goal | met |",

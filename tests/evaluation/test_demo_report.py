@@ -120,7 +120,7 @@ def test_stage_0_section_and_cases_from_another_folder(tmp_path: Path) -> None:
     report = write_report(demo).read_text()
     assert "on the latents of its learned autoencoder" in report
     assert "| 29.81 dB | 28.15 dB | >= 32 dB | NO |" in report
-    assert "(4x smaller in H and W, 16 latent channels), trained for 3.0 CPU-minutes" in report
+    assert "(4x smaller in H and W, 16 latent channels), trained for 3.0 minutes" in report
     # `make demo-pixel` reads the demo's cases from the demo's folder (--cases).
     elsewhere = tmp_path / "elsewhere"
     (demo / "cases").rename(elsewhere)
