@@ -29,6 +29,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -249,12 +250,10 @@ def display_orientation(frame: av.VideoFrame) -> Orientation:
         FrameError: a matrix that is not a quarter turn or a mirror (an arbitrary angle or a
             shear), which no frame of ours could show faithfully.
     """
-    for data in frame.side_data:
-        if data.type == SideDataType.DISPLAYMATRIX:
-            raw = bytes(data)
-            break
-    else:
+    data = _display_matrix_entry(frame)
+    if data is None:
         return UPRIGHT
+    raw = bytes(data)
     if len(raw) != 36:
         raise FrameError(f"display matrix of {len(raw)} bytes; expected 36")
     a, b, _, c, d = (int(v) for v in np.frombuffer(raw, dtype=np.int32)[:5])
@@ -348,6 +347,22 @@ def probe_video(path: Path) -> VideoInfo:
         raise FrameError(f"{path}: unreadable video ({e})") from e
     shown_w, shown_h = orientation.displayed_size(width, height)
     return VideoInfo(shown_w, shown_h, frames, float(rate) if rate else None, orientation)
+
+
+def _display_matrix_entry(frame: av.VideoFrame) -> Any:
+    """The frame's display-matrix side data, or None. PyAV's side-data container is a mapping
+    from the entry type (``get``); before 18.1.1 iterating it gave the entries, from 18.1.1 on
+    the types, so the loop over entries is only a fallback."""
+    side = frame.side_data
+    try:
+        data = side.get(SideDataType.DISPLAYMATRIX)
+    except (KeyError, TypeError, ValueError):
+        data = None
+    if data is None:
+        for entry in side:
+            if getattr(entry, "type", None) == SideDataType.DISPLAYMATRIX:
+                return entry
+    return data
 
 
 def _orientation_of(frame: av.VideoFrame, path: Path) -> Orientation:
