@@ -242,11 +242,12 @@ def test_latent_experiments_are_the_demo_recipe_on_the_learned_codec(
     cfg = compose_cfg(
         [f"experiment={experiment}", f"model.net.overrides.codec.path={tiny_codec}", *common]
     )
+    tuned = {"model.net.overrides.sampling.task_guidance.tracking"}
     assert _diff(_flat(ref), _flat(cfg)) == {
         "name",
         "model.net.preset_name",
         "model.net.overrides.codec.path",
-    }
+    } | (tuned if experiment == "demo_latent_genprop" else set())
     built = build_config(preset_name=cfg.model.net.preset_name, overrides=cfg.model.net.overrides)
     assert built.codec.kind == "learned" and built.codec.path == str(tiny_codec)
     assert build_codec(built.codec).latent_channels == 6  # the folder's codec.json decides
@@ -255,6 +256,12 @@ def test_latent_experiments_are_the_demo_recipe_on_the_learned_codec(
     grid = [built.height // (4 * built.backbone.patch), built.width // (4 * built.backbone.patch)]
     demo_grid = [demo.height // (demo.codec.patch * demo.backbone.patch)] * 2
     assert grid == demo_grid == [8, 8] and built.num_frames == demo.num_frames
+    # The pixel demo's sampling defaults, but for stage 2's tracking guidance (chosen on the
+    # validation cases for the latent model).
+    if experiment == "demo_latent_genprop":
+        assert built.sampling.task_guidance == {"removal": 8.0, "tracking": 3.0}
+        assert demo.sampling.task_guidance == {"removal": 8.0, "tracking": 12.0}
+        demo.sampling.task_guidance = built.sampling.task_guidance
     assert built.sampling == demo.sampling
 
 
