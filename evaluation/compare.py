@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts.jsonfile import read_json_object
 from evaluation.targets import BACKGROUND_TASKS, HEADLINE_METRICS, average
@@ -28,6 +29,7 @@ ROWS: tuple[tuple[str, str], ...] = HEADLINE_METRICS + tuple(
     (task, "PSNR_m") for task in BACKGROUND_TASKS if (task, "PSNR_m") not in HEADLINE_METRICS
 )
 REFERENCE_BASELINES = ("flow_propagation", "mask_inpaint", "identity")
+K = TypeVar("K", bound=Hashable)
 
 
 def parse_run(spec: str) -> tuple[str, Path]:
@@ -36,6 +38,25 @@ def parse_run(spec: str) -> tuple[str, Path]:
     if not sep or not name or not folder:
         raise ValueError(f"--run {spec!r}: expected NAME=DIR, e.g. latent=outputs/demo/eval")
     return name, Path(folder)
+
+
+def read_runs(specs: list[str], parse: Callable[[str], tuple[K, Path]]) -> dict[K, dict[str, Any]]:
+    """``--run`` specs -> {key: that folder's genprop-eval metrics.json}, in order.
+
+    ``parse`` turns a spec into (key, folder) (:func:`parse_run` here, the scale parser of
+    :mod:`evaluation.curve`). Raises ValueError, one line, for a bad spec, a key given twice or
+    a folder without a report.
+    """
+    runs: dict[K, dict[str, Any]] = {}
+    for spec in specs:
+        key, folder = parse(spec)
+        if key in runs:
+            raise ValueError(f"--run {spec!r}: {key} is given twice")
+        metrics_file = folder / "metrics.json"
+        if not metrics_file.is_file():
+            raise ValueError(f"{metrics_file}: missing; run genprop-eval --out {folder} first")
+        runs[key] = read_json_object(metrics_file, what="genprop-eval report")
+    return runs
 
 
 def wins(a: dict[str, Any], b: dict[str, Any], task: str, metric: str) -> tuple[int, int]:
@@ -112,15 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", action="append", required=True, help="NAME=EVAL_DIR (repeat, >= 2)")
     p.add_argument("--out", type=Path, required=True, help="folder for compare.{json,md}")
     args = p.parse_args(argv)
-    runs: dict[str, dict[str, Any]] = {}
-    for spec in args.run:
-        try:
-            name, folder = parse_run(spec)
-            if name in runs:
-                raise ValueError(f"--run {spec!r}: the name {name!r} is given twice")
-            runs[name] = read_json_object(folder / "metrics.json", what="genprop-eval report")
-        except ValueError as err:
-            p.error(str(err))
+    try:
+        runs = read_runs(args.run, parse_run)
+    except ValueError as err:
+        p.error(str(err))
     if len(runs) < 2:
         p.error("--run: give at least two runs to compare")
     result = compare(runs)

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from evaluation.compare import read_runs
 from evaluation.targets import HEADLINE_METRICS, average
 
 METHOD = "genprop"
@@ -70,18 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", action="append", required=True, help="SCALE=EVAL_DIR (repeat)")
     p.add_argument("--out", type=Path, required=True, help="folder for curve.{json,md,png}")
     args = p.parse_args(argv)
-    runs: dict[float, dict[str, Any]] = {}
-    for spec in args.run:
-        try:
-            scale, folder = parse_run(spec)
-        except ValueError as err:
-            p.error(str(err))
-        metrics_file = folder / "metrics.json"
-        if not metrics_file.is_file():
-            p.error(f"{metrics_file}: missing; run genprop-eval --out {folder} first")
-        if scale in runs:
-            p.error(f"--run: scale {scale:g} given twice")
-        runs[scale] = json.loads(metrics_file.read_text())
+    try:
+        runs = read_runs(args.run, parse_run)
+    except ValueError as err:
+        p.error(str(err))
     rows = curve_rows(runs)
     if not rows:
         p.error("no run has a GenProp metric of the curve (genprop-eval with --model?)")

@@ -27,6 +27,7 @@ from genprop.backbones.dit.parameters import (
     patch_embed_parameters,
 )
 from genprop.configs import GenPropConfig, preset
+from genprop.modeling.learned_codec import build_learned_codec
 
 
 def _codec_geometry(cfg: GenPropConfig) -> tuple[int, int]:
@@ -56,8 +57,6 @@ def _dims(cfg: GenPropConfig) -> DiTSizes:
 def _learned_codec_parameters(cfg: GenPropConfig) -> int:
     """Parameters of a learned codec (frozen, part of the model's weights), counted on the meta
     device from its architecture fields."""
-    from genprop.modeling.learned_codec import build_learned_codec
-
     with torch.device("meta"):
         codec = build_learned_codec(cfg.codec, load_weights=False)
     return sum(p.numel() for p in codec.parameters())
