@@ -217,11 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the export's)",
     )
     p.add_argument("--injection-weight", type=float, default=None)
+    p.add_argument(
+        "--seam-period",
+        type=int,
+        default=None,
+        help="token grid in pixels for the Seams metric (default: the --model's token size; "
+        "without --model, Seams is not scored)",
+    )
     add_preserve_flags(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     add_allow_path(p)
     return p
+
+
+def token_pixels(model: Any) -> int:
+    """Pixels per side of one of ``model``'s tokens: the codec's spatial factor times the
+    backbone's spatial patch (8 for the demo's models, 16 for Wan)."""
+    return int(model.codec.spatial_factor) * int(model.backbone.patch_size[-1])
 
 
 def _load_clip(folder: Path | None, device: str, notes: list[str]) -> ClipScorer | None:
@@ -304,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genprop-eval: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     model = None if run is None else run.model
+    seam_period = args.seam_period if model is None else args.seam_period or token_pixels(model)
+    if seam_period is not None and seam_period < 2:
+        print(
+            f"genprop-eval: error: --seam-period must be >= 2, got {seam_period}", file=sys.stderr
+        )
+        return EXIT_USAGE
     if not (methods or baselines or model is not None):
         print(
             "genprop-eval: error: nothing to score; give --method, --baselines or --model",
@@ -342,12 +361,17 @@ def main(argv: list[str] | None = None) -> int:
                     used_thresholds[case.task] = threshold
                 output, values = load_method_output(folder, case)
                 masks = None if values is None else values >= threshold
-                per_case[name][case.id] = score_case(case, output, masks, clip)
+                per_case[name][case.id] = score_case(case, output, masks, clip, seam_period)
             except NotApplicableError:
                 if name not in not_applicable.setdefault(case.task, []):
                     not_applicable[case.task].append(name)
             except (CaseError, ValueError) as e:
                 errors.append(f"{name} on {case.id}: {e}")
+    if seam_period is not None:
+        notes.append(
+            f"Seams: the step across the lines of a {seam_period}-pixel grid (the token grid) over "
+            "the step between other neighbours, inside the edit and object masks; 1 = no grid"
+        )
     if used_thresholds:
         notes.append(
             "GenProp's MPD masks count as the edited region where their probability reaches "

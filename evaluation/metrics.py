@@ -16,6 +16,10 @@ Conventions (documented because they change numbers):
   forward-backward consistency check (occlusions excluded). It measures flicker, not fidelity.
 - J is the region IoU, F the DAVIS boundary F-measure with a tolerance of
   ``max(1, round(0.008 * diagonal))`` pixels; a frame where both masks are empty scores 1.
+- Seams (:func:`seam_ratio`): how much stronger the image changes across the lines of a model's
+  token grid than between other neighbouring pixels, inside a region: 1 for content that does not
+  know the grid (a real video, the ground truth), 2 when a step across a token border is on
+  average twice a step elsewhere (the p x p squares of a DiT that decodes each token on its own).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from skimage.metrics import structural_similarity
 PSNR_CAP = 100.0  # dB reported for an exact match (MSE == 0)
 BOUNDARY_TOLERANCE = 0.008  # DAVIS: fraction of the image diagonal
 SMALL_FRAME = 128  # frames smaller than this on a side get finer optical-flow patches
+SEAM_FLOOR = 1.0  # added to both mean steps (0..255 levels): a flat region scores 1, not 0 / 0
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -190,3 +195,34 @@ def boundary_f(pred: np.ndarray, target: np.ndarray) -> float:
     radius = max(1, round(BOUNDARY_TOLERANCE * math.hypot(H, W)))
     values = [_frame_f(p, g, radius) for p, g in zip(pred.astype(bool), target.astype(bool))]
     return float(np.mean(values)) if values else math.nan
+
+
+def seam_ratio(video: np.ndarray, region: np.ndarray, period: int) -> float:
+    """Seam strength of a ``(T, H, W, 3)`` video on a ``period``-pixel grid inside ``region``.
+
+    For every pair of horizontal or vertical neighbours that both lie in ``region`` ``(T, H, W)``,
+    the step is the mean absolute RGB difference (0..255). The pairs across a grid line (pixel
+    ``k * period - 1`` and ``k * period``) are the seams, the others the interior. Returns
+    ``(mean seam step + SEAM_FLOOR) / (mean interior step + SEAM_FLOOR)``: about 1 for content
+    that does not follow the grid, above 1 where the grid shows. NaN when the region has no seam
+    pair or no interior pair.
+    """
+    if video.ndim != 4 or video.shape[:3] != region.shape:
+        raise ValueError(f"seam_ratio: video {video.shape} and region {region.shape} differ")
+    if period < 2:
+        raise ValueError(f"seam_ratio: period must be >= 2 pixels, got {period}")
+    x = video.astype(np.float32)
+    m = region.astype(bool)
+    sums = np.zeros(4)  # seam step sum, seam pairs, interior step sum, interior pairs
+    for axis in (1, 2):
+        step = np.abs(np.diff(x, axis=axis)).mean(-1)
+        both = np.logical_and(np.delete(m, -1, axis=axis), np.delete(m, 0, axis=axis))
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        across = ((np.arange(step.shape[axis]) + 1) % period == 0).reshape(shape)
+        for k, where in ((0, both & across), (2, both & ~across)):
+            sums[k] += float(step[where].sum())
+            sums[k + 1] += float(where.sum())
+    if sums[1] == 0 or sums[3] == 0:
+        return math.nan
+    return float((sums[0] / sums[1] + SEAM_FLOOR) / (sums[2] / sums[3] + SEAM_FLOOR))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 METRIC_ORDER = (
-    "PSNR", "SSIM", "PSNR_m", "PSNR_edit", "SSIM_edit", "E_warp",
+    "PSNR", "SSIM", "PSNR_m", "PSNR_edit", "SSIM_edit", "E_warp", "Seams",
     "J_obj", "F_obj", "J_obj+fx", "F_obj+fx",
     "MPD_J_obj", "MPD_F_obj", "MPD_J_obj+fx", "MPD_F_obj+fx", "MPD_J_edit", "MPD_F_edit",
     "CLIP_T", "CLIP_I",

@@ -10,6 +10,9 @@ Metric names (columns of the report):
 - ``PSNR_edit``, ``SSIM_edit``: inside the edit mask, which includes effects (object ∪ shadow ∪
   reflection) for removal / insertion / edit.
 - ``E_warp``: temporal warping error of the output (lower is better).
+- ``Seams``: :func:`~evaluation.metrics.seam_ratio` inside the edit mask ∪ the object mask on the
+  token grid of the GenProp model under test (``seam_period`` pixels; lower is better, 1 = no
+  grid), scored for every method so the ground truth's own level shows in the baselines'.
 - tracking cases: ``J_obj``/``F_obj`` of the tracked (red) region vs the object mask and
   ``J_obj+fx``/``F_obj+fx`` vs object ∪ effects (only when the case has ``effect_mask/``).
 - MPD masks, when the method wrote them: ``MPD_J_obj``, ``MPD_F_obj``, ``MPD_J_obj+fx``,
@@ -28,12 +31,13 @@ from evaluation.metrics import (
     psnr,
     psnr_outside,
     region_j,
+    seam_ratio,
     ssim,
     warping_error,
 )
 from evaluation.tracking import tracked_region
 
-HIGHER_IS_BETTER = {"E_warp": False}  # every other metric: higher is better
+HIGHER_IS_BETTER = {"E_warp": False, "Seams": False}  # every other metric: higher is better
 
 
 def _jf(prefix: str, pred: np.ndarray, target: np.ndarray, suffix: str) -> dict[str, float]:
@@ -48,6 +52,7 @@ def score_case(
     output: np.ndarray,
     masks: np.ndarray | None = None,
     clip: ClipScorer | None = None,
+    seam_period: int | None = None,
 ) -> dict[str, float]:
     """All metrics of one output.
 
@@ -56,6 +61,7 @@ def score_case(
         output: ``(T, H, W, 3)`` uint8, the method's video.
         masks: ``(T, H, W)`` bool predicted edit masks (MPD), or None.
         clip: a loaded CLIP scorer, or None to skip CLIP metrics.
+        seam_period: the token grid in pixels for ``Seams``, or None to skip it.
 
     Returns:
         metric name -> value (NaN where undefined, e.g. an empty region).
@@ -73,6 +79,8 @@ def score_case(
         "E_warp": warping_error(output),
     }
     obj = case.object_mask[1:]
+    if seam_period is not None:
+        scores["Seams"] = seam_ratio(out, edit | obj, seam_period)
     fx = case.object_and_effects
     if case.task == "tracking":
         region = tracked_region(out, case.input[1:])

@@ -113,6 +113,7 @@ def estimate_flops(cfg: GenPropConfig, *, batch: int = 1) -> dict[str, int]:
     embed = 2 * tokens * k.cin * k.p * k.p * k.d
     block = _block_flops(k, tokens, text_tokens)
     head = 2 * tokens * k.d * k.p * k.p * k.c
+    head += 2 * tokens * k.p * k.p * 2 * 9 * k.c * k.conv  # the residual convolution, if any
     backbone = embed + k.depth * block + head
     sce = embed + cfg.sce_blocks * (block + 2 * tokens * 2 * k.d * k.d) + 2 * tokens * k.d * k.d
     mpd = block + 2 * tokens * (k.d * k.d + k.d * k.p * k.p)

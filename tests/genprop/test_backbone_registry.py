@@ -54,6 +54,7 @@ def test_an_unknown_kind_lists_the_registered_ones() -> None:
         (DiTConfig(dim=32, depth=2, heads=2), 1),
         (DiTConfig(dim=48, depth=3, heads=4, patch=1, mlp_ratio=2.5), 1),
         (DiTConfig(dim=32, depth=2, heads=2, text_cross_attention=False), 4),
+        (DiTConfig(dim=32, depth=2, heads=2, head_conv=16), 1),
     ],
 )
 def test_the_dit_parameter_formula_equals_the_built_backbone(

@@ -38,6 +38,12 @@ class DiTConfig:
     # (which lies near a low-dimensional manifold) can. "velocity": the head predicts v directly.
     prediction: Literal["x0", "velocity"] = "x0"
     t_min: float = 0.05  # x0 prediction: floor of t in the division (bounds the 1/t² loss weight)
+    # Width of a residual convolution block (3x3 conv -> SiLU -> 3x3 conv, last one zero at
+    # init) applied to each output latent frame after the linear head (U-ViT's extra convolution
+    # after patch decoding, Bao et al. 2023). The linear head decodes each token on its own, so its
+    # errors change abruptly at every token border: the seams that show as p x p squares after
+    # decoding. The convolution sees across the borders. 0: none (the DiT and Wan heads).
+    head_conv: int = 0
 
 
 def check_dit_config(cfg: DiTConfig) -> None:
@@ -56,6 +62,7 @@ def check_dit_config(cfg: DiTConfig) -> None:
     check_float(cfg.mlp_ratio, "backbone.mlp_ratio", 0.0, 64.0, low_open=True)
     check_float(cfg.rope_theta, "backbone.rope_theta", 1.0, 1e12)
     check_float(cfg.t_min, "backbone.t_min", 0.0, 1.0, low_open=True)
+    check_int(cfg.head_conv, "backbone.head_conv", 0, BIG)
     check_choice(cfg.prediction, "backbone.prediction", ("x0", "velocity"))
     check_bool(cfg.text_cross_attention, "backbone.text_cross_attention")
     check_bool(cfg.first_frame_broadcast, "backbone.first_frame_broadcast")

@@ -4,7 +4,8 @@ Tokens are ``patch x patch`` cells of each latent frame (temporal patch 1). Posi
 3D rotary embeddings on queries/keys (time, height, width split of each head, as in Wan), so any
 clip length and size work. Blocks are AdaLN-zero DiT blocks (modulation from the timestep + task
 embedding, zero-initialised gates) with an optional text cross-attention; the output head is
-zero-initialised, so a fresh model predicts zero velocity.
+zero-initialised, so a fresh model predicts zero velocity. An optional residual convolution on the
+output latent grid (``head_conv``, zero at init) smooths the seams between tokens.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ class TinyDiT(Backbone):
         for layer in (self.final_modulation, self.final_proj):  # zero output at init (DiT)
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.head_conv = None
+        if cfg.head_conv:
+            c, w = latent_channels, cfg.head_conv
+            self.head_conv = nn.Sequential(
+                nn.Conv2d(c, w, 3, padding=1), nn.SiLU(), nn.Conv2d(w, c, 3, padding=1)
+            )
+            nn.init.zeros_(self.head_conv[2].weight)  # the identity at init
+            nn.init.zeros_(self.head_conv[2].bias)
 
     def condition(
         self,
@@ -208,4 +217,7 @@ class TinyDiT(Backbone):
         """Tokens (B, N, D) -> velocity (B, T', C, h, w)."""
         shift, scale = self.final_modulation(F.silu(cond.time))[:, None].chunk(2, dim=-1)
         x = self.final_proj(self.final_norm(x) * (1 + scale) + shift)
-        return unpatchify(x, cond.grid, (self.cfg.patch, self.cfg.patch))
+        out = unpatchify(x, cond.grid, (self.cfg.patch, self.cfg.patch))
+        if self.head_conv is None:
+            return out
+        return out + self.head_conv(out.flatten(0, 1)).view_as(out)

@@ -25,6 +25,7 @@ class DiTSizes:
         cin: Input channels of the patch embedding (2C + mask channels).
         c: Latent channels C. p: Spatial token patch. text: Text embedding width.
         ca: Whether blocks have text cross-attention. depth: Blocks.
+        conv: Width of the head's residual convolution (0: none).
     """
 
     d: int
@@ -36,6 +37,7 @@ class DiTSizes:
     text: int
     ca: bool
     depth: int
+    conv: int = 0
 
     @classmethod
     def of(
@@ -60,6 +62,7 @@ class DiTSizes:
             text=text_dim,
             ca=cfg.text_cross_attention,
             depth=cfg.depth,
+            conv=cfg.head_conv,
         )
 
 
@@ -89,7 +92,12 @@ def backbone_parameters(s: DiTSizes) -> int:
     n = patch_embed_parameters(s) + linear(256, d) + linear(d, d) + s.depth * block_parameters(s)
     if s.ca:  # the text projection exists only for the cross-attention that reads it
         n += linear(s.text, d) + linear(d, d)
-    return n + linear(d, 2 * d) + linear(d, s.p * s.p * s.c)
+    return n + linear(d, 2 * d) + linear(d, s.p * s.p * s.c) + head_conv_parameters(s)
+
+
+def head_conv_parameters(s: DiTSizes) -> int:
+    """The head's residual convolution: 3x3 conv C -> conv, 3x3 conv conv -> C (0 without one)."""
+    return 9 * s.c * s.conv + s.conv + 9 * s.conv * s.c + s.c if s.conv else 0
 
 
 def dit_parameter_estimate(
