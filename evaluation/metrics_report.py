@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.scoring import HIGHER_IS_BETTER
+
 METRIC_ORDER = (
     "PSNR", "SSIM", "PSNR_m", "PSNR_edit", "SSIM_edit", "E_warp", "Seams",
     "J_obj", "F_obj", "J_obj+fx", "F_obj+fx",
@@ -81,7 +83,8 @@ def markdown_tables(
         "# GenProp evaluation",
         "",
         FRAMES_NOTE,
-        "E_warp: lower is better; all others higher.",
+        " and ".join(k for k, up in HIGHER_IS_BETTER.items() if not up)
+        + ": lower is better; all others higher.",
         "",
     ]
     for task in sorted(averages):

@@ -148,6 +148,11 @@ def _dit_preset(
     )
 
 
+# The demo's DiT and clip (both demo presets): 128 wide, 6 blocks, 3 SCE blocks, 8 frames of 64x64.
+_DEMO_DIT: dict[str, int] = dict(
+    dim=128, depth=6, heads=4, sce=3, frames=8, size=64, codec_patch=4, text=64
+)
+
 PRESETS: dict[str, Any] = {
     # Unit tests: 32x32x4 clips, 64 tokens, a few thousand parameters.
     "cpu_test": lambda: _dit_preset(
@@ -163,17 +168,7 @@ PRESETS: dict[str, Any] = {
     ),
     # CPU demo: 64x64x8 clips -> 16x16 latent (48 ch) -> 8x8 tokens per frame, 512 tokens.
     # pixel_stats: mean / std of toy-world pixels in [-1, 1] (demo shards: -0.20 / 0.29).
-    "demo": lambda: _dit_preset(
-        dim=128,
-        depth=6,
-        heads=4,
-        sce=3,
-        frames=8,
-        size=64,
-        codec_patch=4,
-        text=64,
-        pixel_stats=(-0.2, 0.3),
-    ),
+    "demo": lambda: _dit_preset(**_DEMO_DIT, pixel_stats=(-0.2, 0.3)),
     # `make demo`: the demo's DiT on the latents of the learned codec (stage 0,
     # codec.kind=learned; its folder is given as codec.path, and its codec.json sets the channels):
     # 64x64x8 clips -> 16x16 latent (16 ch) -> 2x2 patches -> 8x8 tokens per frame, 512 tokens.
@@ -183,17 +178,7 @@ PRESETS: dict[str, Any] = {
     # convolution (width 64) on the output latent grid, without which every 8x8-pixel token shows
     # as a square (Seams 1.6-2.9 -> 0.8-1.3 on the validation cases, docs/experiments.md).
     "demo_latent": lambda: dataclasses.replace(
-        _dit_preset(
-            dim=128,
-            depth=6,
-            heads=4,
-            sce=3,
-            frames=8,
-            size=64,
-            codec_patch=4,
-            text=64,
-            head_conv=64,
-        ),
+        _dit_preset(**_DEMO_DIT, head_conv=64),
         # `make demo`'s stage 0 (the folder's codec.json is read when the codec is built).
         codec=CodecConfig(
             kind="learned", latent_channels=16, width=64, downsamples=0, unshuffle=4, linear_skip=1
