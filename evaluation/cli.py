@@ -317,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genprop-eval: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     model = None if run is None else run.model
-    seam_period = args.seam_period if model is None else args.seam_period or token_pixels(model)
+    seam_period = args.seam_period
+    if seam_period is None and model is not None:
+        seam_period = token_pixels(model)
     if seam_period is not None and seam_period < 2:
         print(
             f"genprop-eval: error: --seam-period must be >= 2, got {seam_period}", file=sys.stderr

@@ -125,4 +125,5 @@ def test_eval_scores_seams_on_the_models_token_grid(tmp_path: Path) -> None:
         assert eval_main([*base, *extra, "--out", str(report)]) == 0
         identity = json.loads((report / "metrics.json").read_text())["averages"]["removal"]
         assert ("Seams" in identity["identity"]) is scored
-    assert eval_main([*base, "--seam-period", "1", "--out", str(tmp_path / "bad")]) == 2
+    for bad in ("1", "0"):
+        assert eval_main([*base, "--seam-period", bad, "--out", str(tmp_path / "bad")]) == 2
