@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 def token_pixels(model: Any) -> int:
     """Pixels per side of one of ``model``'s tokens: the codec's spatial factor times the
     backbone's spatial patch (8 for the demo's models, 16 for Wan)."""
-    return int(model.codec.spatial_factor) * int(model.backbone.patch_size[-1])
+    return int(model.codec.spatial_factor) * int(model.token_patch[1])
 
 
 def _load_clip(folder: Path | None, device: str, notes: list[str]) -> ClipScorer | None:
