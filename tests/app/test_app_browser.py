@@ -139,7 +139,10 @@ def test_page_runs_an_uploaded_edit_and_shows_bad_uploads(
         return screenshot
 
     def message() -> str:
-        return d.execute_script("return document.querySelector('#message textarea').value") or ""
+        # Gradio re-renders the box while an event is pending; a box not (yet) in the page reads
+        # as no message, so the waits below retry instead of failing on the first poll.
+        js = "const t = document.querySelector('#message textarea'); return t ? t.value : '';"
+        return d.execute_script(js) or ""
 
     def message_with(needle: str, timeout: float = 20) -> str:
         return _wait(
@@ -150,7 +153,10 @@ def test_page_runs_an_uploaded_edit_and_shows_bad_uploads(
         d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
 
     d.get(server)
-    _wait("the page", lambda: d.find_elements(By.CSS_SELECTOR, "#video-upload input"), 30, shot)
+    page_ready = "#video-upload input[type=file]", "#message textarea"
+    _wait(
+        "the page", lambda: all(d.find_elements(By.CSS_SELECTOR, c) for c in page_ready), 30, shot
+    )
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00 not a video " * 64)
