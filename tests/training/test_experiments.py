@@ -242,7 +242,20 @@ def test_latent_experiments_are_the_demo_recipe_on_the_learned_codec(
     cfg = compose_cfg(
         [f"experiment={experiment}", f"model.net.overrides.codec.path={tiny_codec}", *common]
     )
-    tuned = {"model.net.overrides.sampling.task_guidance.tracking"}
+    # Stage 2's sampling defaults are its own (chosen on the validation cases for this model).
+    tuned = {
+        f"model.net.overrides.sampling.{key}"
+        for key in (
+            "guidance",
+            "mask_threshold",
+            "task_guidance.removal",
+            "task_guidance.tracking",
+            "task_guidance.edit",
+            "task_guidance.insertion",
+            "task_mask_threshold.tracking",
+            "task_mask_threshold.outpainting",
+        )
+    }
     assert _diff(_flat(ref), _flat(cfg)) == {
         "name",
         "model.net.preset_name",
@@ -256,12 +269,22 @@ def test_latent_experiments_are_the_demo_recipe_on_the_learned_codec(
     grid = [built.height // (4 * built.backbone.patch), built.width // (4 * built.backbone.patch)]
     demo_grid = [demo.height // (demo.codec.patch * demo.backbone.patch)] * 2
     assert grid == demo_grid == [8, 8] and built.num_frames == demo.num_frames
-    # The pixel demo's sampling defaults, but for stage 2's tracking guidance (chosen on the
-    # validation cases for the latent model).
+    # The pixel demo's sampling defaults (steps, preservation), but for stage 2's guidance and
+    # MPD thresholds (chosen on the validation cases for the latent model).
     if experiment == "demo_latent_genprop":
-        assert built.sampling.task_guidance == {"removal": 8.0, "tracking": 3.0}
+        guidance = {"removal": 5.0, "tracking": 5.0, "edit": 1.0, "insertion": 1.0}
+        assert (built.sampling.guidance, built.sampling.task_guidance) == (5.0, guidance)
+        assert built.sampling.guidance_for("outpainting") == 5.0
+        assert built.sampling.mask_threshold == 0.25
+        assert built.sampling.task_mask_threshold == {
+            "insertion": 0.05,
+            "edit": 0.15,
+            "tracking": 0.25,
+            "outpainting": 0.65,
+        }
         assert demo.sampling.task_guidance == {"removal": 8.0, "tracking": 12.0}
-        demo.sampling.task_guidance = built.sampling.task_guidance
+        for key in ("guidance", "task_guidance", "mask_threshold", "task_mask_threshold"):
+            setattr(demo.sampling, key, getattr(built.sampling, key))
     assert built.sampling == demo.sampling
 
 
