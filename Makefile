@@ -70,11 +70,12 @@ DEMO_CASES ?= 8
 # (docs/experiments.md, "stage 0").
 DEMO_CODEC_STEPS ?= 3000
 DEMO_CODEC_ARGS ?= --latent-channels 16 --width 64 --downsamples 0 --unshuffle 4 --linear-skip 1
-# The demo's evaluation samples with the export's own defaults (conf/training/experiment/demo_genprop.yaml,
-# model.net.overrides.sampling: 16 steps, guidance 3, removal 8, tracking 12 — the choice `make
-# guidance-sweep` printed on validation cases of another world seed, not on the benchmark; the
-# paper samples with guidance 20). Set these to override them at evaluation time, e.g.
-# DEMO_GUIDANCE=5,tracking=8 DEMO_STEPS=32 (genprop-eval --guidance G,TASK=G... --steps N).
+# The demo's evaluation samples with the export's own defaults
+# (conf/training/experiment/demo_latent_genprop.yaml, model.net.overrides.sampling: 16 steps,
+# guidance 5, edit and insertion 1 — the choice `make guidance-sweep` printed on validation cases of
+# another world seed, not on the benchmark; the paper samples with guidance 20). Set these to
+# override them at evaluation time, e.g. DEMO_GUIDANCE=3,tracking=8 DEMO_STEPS=32 (genprop-eval
+# --guidance G,TASK=G... --steps N).
 DEMO_STEPS ?=
 DEMO_GUIDANCE ?=
 EVAL_STEPS = $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
