@@ -1,8 +1,9 @@
 """Border fill (ours; the paper says outpainting emerges untrained): blank a border band.
 
-A band on one or more random sides, of a random width (fraction of that side's axis), is set to
-``fill_value`` in every SCE frame. G's first frame is the original ``a_1``, the target the original
-video, the mask the band.
+Bands on 1 to ``max_sides`` random sides, each of its own random width (fraction of that side's
+axis), are set to ``fill_value`` in every SCE frame: one side extends the view, two widen the
+aspect ratio, all four zoom out. G's first frame is the original ``a_1``, the target the original
+video, the mask the bands.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class BorderFill:
         task: the task its pairs train (only ``outpainting``).
         width_range: band width as a fraction of the frame height (top/bottom) or width
             (left/right), drawn uniformly from ``[lo, hi]``.
-        max_sides: the number of blanked sides is drawn from ``1..max_sides``.
+        max_sides: the number of blanked sides is drawn from ``1..max_sides`` (uniformly).
         sides: the sides that may be blanked.
         fill_value: grey level of the blanked band (0 = black, as the eval cases use).
     """
@@ -36,8 +37,8 @@ class BorderFill:
         self,
         *,
         task: str = "outpainting",
-        width_range: tuple[float, float] = (0.1, 0.4),
-        max_sides: int = 1,
+        width_range: tuple[float, float] = (0.05, 0.4),
+        max_sides: int = 4,
         sides: tuple[str, ...] = SIDES,
         fill_value: int = 0,
     ) -> None:

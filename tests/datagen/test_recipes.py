@@ -130,7 +130,9 @@ def test_color_fill_second_instance_rate_is_about_30_percent():
 
 def test_border_fill_blanks_a_band_and_masks_it(record):
     clip = clip_of(record)
-    out = BorderFill(width_range=(0.25, 0.25), sides=("left",))(clip, np.random.default_rng(0))
+    out = BorderFill(width_range=(0.25, 0.25), max_sides=1, sides=("left",))(
+        clip, np.random.default_rng(0)
+    )
     band = np.zeros((48, 64), bool)
     band[:, :16] = True
     np.testing.assert_array_equal(out.mask, np.broadcast_to(band, (6, 48, 64)).astype(np.uint8))
@@ -138,6 +140,25 @@ def test_border_fill_blanks_a_band_and_masks_it(record):
     np.testing.assert_array_equal(out.sce[:, ~band], clip.frames[:, ~band])
     np.testing.assert_array_equal(out.target, clip.frames)
     assert out.params["bands_px"] == {"left": 16}
+
+
+def test_border_fill_default_blanks_one_to_four_sides_of_their_own_widths(record):
+    clip = clip_of(record)
+    recipe = BorderFill()
+    seen_sides, widths = set(), []
+    for i in range(200):
+        out = recipe(clip, np.random.default_rng(i))
+        bands = out.params["bands_px"]
+        seen_sides.add(len(bands))
+        band = np.zeros((48, 64), bool)
+        for side, px in bands.items():
+            widths.append(px / (48 if side in ("top", "bottom") else 64))
+            rows = {"top": np.s_[:px], "bottom": np.s_[48 - px :]}.get(side, np.s_[:])
+            cols = {"left": np.s_[:px], "right": np.s_[64 - px :]}.get(side, np.s_[:])
+            band[rows, cols] = True
+        np.testing.assert_array_equal(out.mask[0].astype(bool), band)
+    assert seen_sides == {1, 2, 3, 4}  # one side, two (aspect ratio), ..., four (zoom out)
+    assert min(widths) < 0.08 and max(widths) > 0.35  # narrow bands as well as wide ones
 
 
 def test_recipes_skip_instance_absent_from_first_frame(record):
