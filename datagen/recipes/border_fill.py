@@ -1,9 +1,9 @@
 """Border fill (ours; the paper says outpainting emerges untrained): blank a border band.
 
 Bands on 1 to ``max_sides`` random sides, each of its own random width (fraction of that side's
-axis), are set to ``fill_value`` in every SCE frame: one side extends the view, two widen the
-aspect ratio, all four zoom out. G's first frame is the original ``a_1``, the target the original
-video, the mask the bands.
+axis), are set to ``fill_value`` in every SCE frame: one side extends the view, two opposite ones
+widen the aspect ratio, all four zoom out. G's first frame is the original ``a_1``, the target
+the original video, the mask the bands.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_border_fill_default_blanks_one_to_four_sides_of_their_own_widths(record
             cols = {"left": np.s_[:px], "right": np.s_[64 - px :]}.get(side, np.s_[:])
             band[rows, cols] = True
         np.testing.assert_array_equal(out.mask[0].astype(bool), band)
-    assert seen_sides == {1, 2, 3, 4}  # one side, two (aspect ratio), ..., four (zoom out)
+    assert seen_sides == {1, 2, 3, 4}  # one side, ..., four (zoom out)
     assert min(widths) < 0.08 and max(widths) > 0.35  # narrow bands as well as wide ones
 
 
